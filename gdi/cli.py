@@ -1,0 +1,142 @@
+"""`gdi`: the command line of the regional GDI.
+
+Every command does the obvious thing and says what happened in one line per
+step; a refused upload prints one line with the reason and exits non-zero.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from gdi.ingest.pipeline import Options, ingest
+
+    report = ingest(Path(args.path), Options(
+        collection=args.collection, member=args.member, dataset=args.dataset, crs=args.crs,
+        encoding=args.encoding, layer=args.layer, dry_run=args.dry_run,
+        report_file=Path(args.report) if args.report else None,
+    ))
+    from gdi import settings
+
+    where = settings.paths().reports / f"{report.id}.html"
+    if report.status != "accepted":
+        print(f"gdi: refused: {report.refusal}", file=sys.stderr)
+        return 2
+    c = report.counts
+    crs = report.crs.get("epsg")
+    what = "checked (dry run, nothing published)" if report.dry_run else f"published as version {report.version}"
+    print(f"gdi: {report.file} → {report.collection} (member {report.member}, dataset {report.dataset}): "
+          f"{c['accepted']} accepted, {c['repaired']} repaired, {c['rejected']} rejected of {c['read']}; "
+          f"{report.format}, EPSG:{crs} ({report.crs.get('source')}); {what}")
+    for w in report.warnings:
+        print(f"gdi: note: {w}")
+    print(f"gdi: report: {where}")
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from gdi.publish import publish
+
+    out = publish()
+    for k, v in out.items():
+        print(f"gdi: {k}: {v}")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gdi.server.run import serve
+
+    serve(args.host, args.port, args.workers)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gdi.demo import load_demo
+    from gdi.server.run import serve
+
+    load_demo(force=args.reload)
+    if args.no_serve:
+        from gdi.publish import publish
+
+        publish()
+        return 0
+    serve(args.host, args.port, args.workers)
+    return 0
+
+
+def _cmd_viewer(args: argparse.Namespace) -> int:
+    from gdi.collections import load_collections
+    from gdi.store import open_store
+    from gdi.viewer_publish import build_from_store
+
+    out = build_from_store(open_store(), load_collections(), Path(args.out), inline_assets=True, lang=args.lang)
+    print(f"gdi: wrote {out}")
+    return 0
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from gdi.store import open_store
+
+    rows = [d.__dict__ for d in open_store().datasets()]
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+    else:
+        for d in rows:
+            print(f"{d['collection']:<16} {d['member']:<9} {d['dataset']:<24} {d['count']:>7}  {d['updated']}  v{d['version']}")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gdi", description="Regional geodata infrastructure: ingest, publish, serve.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    i = sub.add_parser("ingest", help="normalise, validate, store and publish a member upload")
+    i.add_argument("path")
+    i.add_argument("--collection", required=True, help="collection id, e.g. supply_points")
+    i.add_argument("--member", required=True, help="uploading member: 8-digit AGS or 5-digit county key")
+    i.add_argument("--dataset", help="dataset name (default: file name without extension)")
+    i.add_argument("--crs", help="CRS of the file when it declares none or a wrong one, e.g. EPSG:31467")
+    i.add_argument("--encoding", help="text encoding of DBF/CSV, e.g. cp1252")
+    i.add_argument("--layer", help="layer (GeoPackage) or file (zip) to read")
+    i.add_argument("--dry-run", action="store_true", help="check and report only; publish nothing")
+    i.add_argument("--report", help="also write the report here (.json or .html)")
+    i.set_defaults(func=_cmd_ingest)
+
+    pb = sub.add_parser("publish", help="regenerate the pygeoapi config, OpenAPI document and viewer")
+    pb.set_defaults(func=_cmd_publish)
+
+    for name, func, helptext in (("serve", _cmd_serve, "serve the OGC API and the viewer"),
+                                 ("demo", _cmd_demo, "load the bundled real data, publish and serve")):
+        s = sub.add_parser(name, help=helptext)
+        s.add_argument("--host", default="127.0.0.1")
+        s.add_argument("--port", type=int, default=5000)
+        s.add_argument("--workers", type=int, default=None)
+        if name == "demo":
+            s.add_argument("--reload", action="store_true", help="load the demo data again")
+            s.add_argument("--no-serve", action="store_true", help="load and publish only")
+        s.set_defaults(func=func)
+
+    v = sub.add_parser("viewer", help="write the regional map as one self-contained HTML file")
+    v.add_argument("--out", required=True)
+    v.add_argument("--lang", default="de", choices=["de", "en"])
+    v.set_defaults(func=_cmd_viewer)
+
+    d = sub.add_parser("datasets", help="list the stored datasets per collection and member")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(func=_cmd_datasets)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""One member upload, from file to published features.
+
+read → CRS → fields → geometry → territory → store → publish. A refusal at any
+step raises IngestRefused before the store is touched, so a bad upload never
+changes what is published.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+
+from gdi import settings
+from gdi.collections import Collection, CollectionError, get_collection, load_collections
+from gdi.ingest import IngestRefused
+from gdi.ingest import crs as crsmod
+from gdi.ingest.fields import map_rows, plan_mapping
+from gdi.ingest.geometry import conform
+from gdi.ingest.read import read_upload
+from gdi.ingest.report import FeatureNote, Report
+from gdi.ingest.territory import assign_ags, check_member_key, inside, territory
+from gdi.store import open_store
+from gdi.store.base import Store
+
+
+@dataclass
+class Options:
+    collection: str
+    member: str
+    dataset: str | None = None
+    crs: str | None = None
+    encoding: str | None = None
+    layer: str | None = None
+    dry_run: bool = False
+    report_file: Path | None = None
+    publish: bool = True
+    uploader: str | None = None
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def dataset_name(path: Path) -> str:
+    name = path.name
+    for ext in (".geojson", ".json", ".gpkg", ".zip", ".kmz", ".kml", ".csv", ".xlsx", ".fgb", ".shp", ".txt", ".tsv"):
+        if name.lower().endswith(ext):
+            name = name[: -len(ext)]
+            break
+    name = re.sub(r"[^\w.-]+", "_", name, flags=re.UNICODE).strip("._") or "upload"
+    return name[:100]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def ingest(path: Path, options: Options, store: Store | None = None) -> Report:
+    """Run one upload. Always returns the written report; ``report.status`` says the outcome."""
+    path = Path(path)
+    started = now_iso()
+    rid = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + re.sub(r"\W+", "_", options.collection)[:30]
+    report = Report(id=rid, file=path.name, collection=options.collection, member=options.member,
+                    dataset=options.dataset, started=started, dry_run=options.dry_run)
+    paths = settings.paths()
+    try:
+        _run(path, options, report, store)
+    except IngestRefused as exc:
+        report.status = "refused"
+        report.refusal = str(exc)
+    except Exception as exc:
+        report.status = "failed"
+        report.refusal = f"internal error: {type(exc).__name__}: {exc}"
+        report.finished = now_iso()
+        report.write(paths.reports, options.report_file)
+        raise
+    report.finished = now_iso()
+    report.write(paths.reports, options.report_file)
+    return report
+
+
+def _run(path: Path, options: Options, report: Report, store: Store | None) -> None:
+    try:
+        member = check_member_key(options.member)
+    except ValueError as exc:
+        raise IngestRefused(str(exc)) from exc
+    try:
+        collection = get_collection(options.collection)
+    except CollectionError as exc:
+        raise IngestRefused(str(exc)) from exc
+    given_epsg = None
+    if options.crs:
+        try:
+            given_epsg = crsmod.parse_crs_option(options.crs)
+        except ValueError as exc:
+            raise IngestRefused(str(exc)) from exc
+    if not path.exists():
+        raise IngestRefused(f"file not found: {path}")
+    dataset = options.dataset or dataset_name(path)
+    if not re.fullmatch(r"[\w.-]{1,100}", dataset):
+        raise IngestRefused(f"dataset name '{dataset}' may only hold letters, digits, '.', '_' and '-'")
+    report.dataset = dataset
+    report.size = path.stat().st_size
+    report.sha256 = sha256_of(path)
+    store = store or open_store()
+
+    municipalities = store.read(load_collections()["municipalities"]) if "municipalities" in load_collections() else None
+    area = territory(municipalities, member) if municipalities is not None and not municipalities.empty else None
+
+    with tempfile.TemporaryDirectory(prefix="gdi-ingest-") as tmp:
+        raw = read_upload(
+            path, workdir=Path(tmp), layer=options.layer, encoding=options.encoding,
+            max_bytes=int(settings.setting("ingest.max_file_bytes", 500 * 2**20)),
+            max_unpacked=int(settings.setting("ingest.max_unpacked_bytes", 2**30)),
+            max_entries=int(settings.setting("ingest.max_zip_entries", 10000)),
+        )
+    frame = raw.frame
+    report.format, report.layer, report.archive_members = raw.format, raw.layer, raw.members
+    report.encoding = {"name": raw.encoding, "source": raw.encoding_source}
+    report.warnings.extend(raw.messages)
+    report.counts["read"] = len(frame)
+    if len(frame) == 0:
+        raise IngestRefused(f"{path.name} contains no features")
+
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    epsg = _decide_crs(geoms, raw.declared_epsg, given_epsg, frame, area, report)
+    geoms = _to_storage(geoms, epsg, collection, report)
+
+    mapping = plan_mapping([c for c in frame.columns if c != frame.geometry.name], collection)
+    report.field_mapping = mapping.sources
+    report.unknown_fields = mapping.unknown
+    missing = [p.name for p in collection.input_properties() if p.required and p.name not in mapping.sources]
+    if missing:
+        raise IngestRefused(
+            f"no field for required {', '.join(missing)} found; columns in the file: "
+            f"{', '.join(c for c in frame.columns if c != frame.geometry.name)}")
+    rows = map_rows(frame, collection, mapping)
+
+    tolerance = float(settings.setting("ingest.territory_tolerance_m", 50))
+    accepted_idx: list[int] = []
+    out_geoms: list = []
+    seen: dict[tuple, int] = {}
+    for i, (row, geom) in enumerate(zip(rows, geoms)):
+        fixed, note, reason = conform(geom, collection.geometry_type)
+        problems = list(row.problems)
+        if reason:
+            problems.insert(0, reason)
+        if problems:
+            report.rejected.append(FeatureNote(i, "; ".join(problems), _shown(row.values)))
+            continue
+        key = (fixed.wkb, tuple(sorted((k, str(v)) for k, v in row.values.items())))
+        if key in seen:
+            report.rejected.append(FeatureNote(i, f"exact duplicate of feature {seen[key]}", _shown(row.values)))
+            continue
+        seen[key] = i
+        if note:
+            report.repaired.append(FeatureNote(i, note, _shown(row.values)))
+        accepted_idx.append(i)
+        out_geoms.append(fixed)
+
+    out_geoms_arr = np.array(out_geoms, dtype=object)
+    keep = np.ones(len(accepted_idx), dtype=bool)
+    tfield = collection.territory_field
+    if tfield:
+        for j, i in enumerate(accepted_idx):
+            value = str(rows[i].values.get(tfield) or "")
+            if not value.startswith(member):
+                keep[j] = False
+                report.rejected.append(FeatureNote(
+                    i, f"{tfield} {value} is not in the territory of member {member}", _shown(rows[i].values)))
+    else:
+        if area is None:
+            raise IngestRefused(
+                f"the territory of member {member} is unknown: no municipalities with a key starting "
+                f"{member} are published yet (upload the boundaries first)")
+        ok = inside(out_geoms_arr, area, tolerance) if len(out_geoms_arr) else np.zeros(0, bool)
+        for j, i in enumerate(accepted_idx):
+            if not ok[j]:
+                keep[j] = False
+                report.rejected.append(FeatureNote(
+                    i, f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)",
+                    _shown(rows[i].values)))
+    accepted_idx = [i for j, i in enumerate(accepted_idx) if keep[j]]
+    out_geoms_arr = out_geoms_arr[keep] if len(out_geoms_arr) else out_geoms_arr
+    report.rejected.sort(key=lambda n: n.index)
+    report.repaired = [n for n in report.repaired if n.index in set(accepted_idx)]
+    report.counts.update(accepted=len(accepted_idx), rejected=len(report.rejected), repaired=len(report.repaired))
+    if not accepted_idx:
+        raise IngestRefused(f"none of the {len(frame)} features could be accepted (see the rejected list)")
+
+    updated = now_iso()
+    data = {name: [rows[i].values.get(name) for i in accepted_idx] for name in collection.properties}
+    if "ags" in collection.properties and collection.properties["ags"].computed:
+        data["ags"] = assign_ags(out_geoms_arr, municipalities, tolerance) if municipalities is not None else [None] * len(accepted_idx)
+    if "updated" in collection.properties and collection.properties["updated"].computed:
+        data["updated"] = [updated] * len(accepted_idx)
+    result = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(out_geoms_arr, crs=collection.storage_crs))
+
+    if options.dry_run:
+        report.status = "accepted"
+        return
+    _keep_original(path, collection, member, dataset, report)
+    info = store.replace(collection, member, dataset, result, updated=updated)
+    report.version = info.version
+    report.status = "accepted"
+    report.published = True
+    if options.publish:
+        from gdi.publish import publish
+        publish(store=store)
+
+
+def _shown(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _decide_crs(geoms: np.ndarray, declared: int | None, given: int | None, frame: gpd.GeoDataFrame,
+                area, report: Report) -> int:
+    valid = np.array([g is not None and not g.is_empty for g in geoms])
+    coords = shapely.get_coordinates(geoms[valid]) if valid.any() else np.zeros((0, 2))
+    if given is not None:
+        report.crs = {"epsg": given, "source": "given (--crs)", "reason": None}
+        return given
+    if declared is not None:
+        x, y = coords[:, 0], coords[:, 1]
+        if crsmod.crs_of(declared).is_geographic and len(x) and (np.abs(x).max() > 180 or np.abs(y).max() > 90):
+            report.warnings.append(
+                f"the file declares EPSG:{declared} but its coordinates are not degrees; the CRS is inferred instead")
+        else:
+            report.crs = {"epsg": declared, "source": "declared in the file", "reason": None}
+            if declared == 4326 and len(x) and _looks_swapped(x, y):
+                report.crs["swapped"] = True
+                report.warnings.append("latitude and longitude were given in swapped order; corrected")
+            return declared
+    lonlat = _territory_lonlat(area)
+    guess = crsmod.infer_crs(coords[:, 0], coords[:, 1], lonlat) if len(coords) else None
+    if guess is None:
+        raise IngestRefused(
+            "no CRS declared and the coordinates fit none of EPSG:4326, 25832, 25833, 31466, 31467, 31468, 3857 "
+            "inside the member's territory; give the CRS with --crs")
+    report.crs = {"epsg": guess.epsg, "source": "inferred", "reason": guess.reason}
+    report.warnings.append(f"CRS assumed: EPSG:{guess.epsg} — {guess.reason}")
+    if guess.swapped:
+        report.crs["swapped"] = True
+        report.warnings.append("latitude and longitude were given in swapped order; corrected")
+    return guess.epsg
+
+
+def _looks_swapped(x: np.ndarray, y: np.ndarray) -> bool:
+    """Germany: lon 5.5–15.5, lat 47–55.5; swapped values show the reverse."""
+    return bool(np.mean((x > 46) & (x < 56) & (y > 5) & (y < 16)) > 0.8)
+
+
+def _territory_lonlat(area) -> tuple[float, float, float, float] | None:
+    if area is None:
+        return None
+    minx, miny, maxx, maxy = area.bounds
+    t = crsmod.transformer(25832, 4326)
+    xs, ys = t.transform([minx, maxx, minx, maxx], [miny, miny, maxy, maxy])
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def _to_storage(geoms: np.ndarray, epsg: int, collection: Collection, report: Report) -> np.ndarray:
+    swapped = report.crs.get("swapped", False)
+    if swapped:
+        geoms = shapely.transform(geoms, lambda c: c[:, ::-1])
+    if epsg == collection.epsg:
+        return geoms
+    t = crsmod.transformer(epsg, collection.epsg)
+    report.crs["transformation"] = t.description
+
+    def fn(c: np.ndarray) -> np.ndarray:
+        x, y = t.transform(c[:, 0], c[:, 1])
+        return np.column_stack([x, y])
+
+    ok = np.array([g is not None for g in geoms])
+    out = geoms.copy()
+    if ok.any():
+        out[ok] = shapely.transform(geoms[ok], fn)
+    return out
+
+
+def _keep_original(path: Path, collection: Collection, member: str, dataset: str, report: Report) -> Path:
+    """The upload as sent, so fields we did not map are never lost."""
+    target = settings.paths().originals / collection.id / member / dataset / f"{report.id}-{path.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, target)
+    return target

@@ -1,0 +1,279 @@
+"""Reading member uploads in whatever format they arrive.
+
+Thin wrappers over pyogrio (GDAL) for the vector formats and pandas for the
+tabular ones; everything here answers one question: what is in this file, in
+which CRS and encoding, as declared or detected.
+"""
+from __future__ import annotations
+
+import re
+import tempfile
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyogrio
+import shapely
+
+from gdi.ingest import IngestRefused
+from gdi.ingest import encoding as enc
+from gdi.ingest.crs import epsg_of
+from gdi.ingest.unpack import safe_extract
+
+VECTOR_EXT = {".shp": "ESRI Shapefile", ".gpkg": "GeoPackage", ".geojson": "GeoJSON", ".json": "GeoJSON",
+              ".kml": "KML", ".fgb": "FlatGeobuf"}
+TABLE_EXT = {".csv": "CSV", ".txt": "CSV", ".tsv": "CSV", ".xlsx": "Excel"}
+ARCHIVE_EXT = {".zip", ".kmz"}
+SUPPORTED = sorted({*VECTOR_EXT, *TABLE_EXT, *ARCHIVE_EXT})
+
+X_NAMES = ("lon", "lng", "long", "longitude", "laengengrad", "x", "rechtswert", "easting", "ostwert", "x_coord", "xcoord", "rw", "east")
+Y_NAMES = ("lat", "latitude", "breitengrad", "y", "hochwert", "northing", "nordwert", "y_coord", "ycoord", "hw", "north")
+WKT_NAMES = ("wkt", "geometry", "geom", "the_geom", "geometrie", "wkt_geom", "shape")
+
+
+@dataclass
+class Raw:
+    """What was found in an upload, before any mapping."""
+
+    frame: gpd.GeoDataFrame
+    format: str
+    layer: str | None
+    declared_epsg: int | None
+    encoding: str | None
+    encoding_source: str | None
+    messages: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)   # files inside an archive
+
+
+def _fold(name: str) -> str:
+    from gdi.collections import fold
+    return fold(name)
+
+
+def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding: str | None = None,
+                max_bytes: int = 500 * 2**20, max_unpacked: int = 2**30, max_entries: int = 10000) -> Raw:
+    """Open a member upload; raise IngestRefused with one clear line when it cannot be read."""
+    path = Path(path)
+    if not path.exists():
+        raise IngestRefused(f"file not found: {path}")
+    if path.is_dir():
+        raise IngestRefused(f"{path} is a folder, not a file")
+    size = path.stat().st_size
+    if size == 0:
+        raise IngestRefused(f"{path.name} is empty (0 bytes)")
+    if size > max_bytes:
+        raise IngestRefused(f"{path.name} is {size:,} bytes, more than the limit of {max_bytes:,} bytes")
+    if encoding:
+        encoding = enc.normalise_encoding(encoding)
+    ext = path.suffix.lower()
+    members: list[str] = []
+    if ext in ARCHIVE_EXT or _is_zip(path):
+        files = safe_extract(path, workdir / "unpacked", max_bytes=max_unpacked, max_entries=max_entries)
+        members = [str(f.relative_to(workdir / "unpacked")) for f in files]
+        path = _pick_from_archive(files, layer, kmz=ext == ".kmz")
+        ext = path.suffix.lower()
+    if ext not in VECTOR_EXT and ext not in TABLE_EXT:
+        raise IngestRefused(
+            f"unsupported format '{ext or path.name}'; accepted: zipped Shapefile, GeoPackage, GeoJSON, KML/KMZ, "
+            "CSV, Excel (.xlsx), FlatGeobuf")
+    raw = _read_table(path, encoding) if ext in TABLE_EXT else _read_vector(path, ext, layer, encoding)
+    raw.members = members
+    return raw
+
+
+def _is_zip(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04" and path.suffix.lower() not in {".xlsx", ".gpkg"}
+
+
+def _pick_from_archive(files: list[Path], layer: str | None, kmz: bool) -> Path:
+    usable = [f for f in files if f.suffix.lower() in VECTOR_EXT or f.suffix.lower() in TABLE_EXT]
+    shps = [f for f in usable if f.suffix.lower() == ".shp"]
+    if shps:
+        usable = shps
+    elif kmz:
+        usable = [f for f in usable if f.suffix.lower() == ".kml"] or usable
+    if not usable:
+        names = ", ".join(sorted(f.name for f in files)[:10]) or "nothing"
+        raise IngestRefused(f"the archive holds no readable geodata (found: {names})")
+    if len(usable) > 1:
+        if layer:
+            chosen = [f for f in usable if f.stem.lower() == layer.lower() or f.name.lower() == layer.lower()]
+            if chosen:
+                return _prepare_shapefile(chosen[0]) if chosen[0].suffix.lower() == ".shp" else chosen[0]
+        names = ", ".join(sorted(f.stem for f in usable))
+        raise IngestRefused(f"the archive holds several data sets ({names}); choose one with --layer")
+    chosen = usable[0]
+    return _prepare_shapefile(chosen) if chosen.suffix.lower() == ".shp" else chosen
+
+
+def _prepare_shapefile(shp: Path) -> Path:
+    """Give the sidecars lower-case extensions next to a lower-case .shp (GDAL looks for those)."""
+    stem = shp.stem
+    for sib in list(shp.parent.iterdir()):
+        if sib.stem.lower() == stem.lower() and sib.suffix.lower() in {".shp", ".shx", ".dbf", ".prj", ".cpg", ".qix", ".sbn", ".sbx"}:
+            want = sib.with_name(stem + sib.suffix.lower())
+            if sib != want:
+                sib.rename(want)
+    shp = shp.with_name(stem + ".shp")
+    if not shp.with_suffix(".dbf").exists():
+        raise IngestRefused(f"the Shapefile '{shp.name}' has no .dbf file in the upload")
+    if not shp.with_suffix(".shx").exists():
+        raise IngestRefused(f"the Shapefile '{shp.name}' has no .shx file in the upload")
+    return shp
+
+
+def _check_xml(path: Path) -> None:
+    """Refuse DTDs and entities before GDAL's XML parser sees the file (XXE)."""
+    import defusedxml.ElementTree as DET
+    from defusedxml import DefusedXmlException
+
+    try:
+        DET.parse(path, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise IngestRefused(f"{path.name}: XML with a DTD or entities is not accepted ({type(exc).__name__})") from exc
+    except DET.ParseError as exc:
+        raise IngestRefused(f"{path.name} is not well-formed XML ({exc})") from exc
+
+
+def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None) -> Raw:
+    messages: list[str] = []
+    if ext == ".kml":
+        _check_xml(path)
+    try:
+        layers = pyogrio.list_layers(path)
+    except Exception as exc:  # pyogrio raises DataSourceError and friends
+        raise IngestRefused(f"{path.name} could not be read as {VECTOR_EXT[ext]}: {_one_line(exc)}") from exc
+    spatial = [str(name) for name, gtype in layers if gtype is not None] or [str(n) for n, _ in layers]
+    if layer:
+        if layer not in [str(n) for n, _ in layers]:
+            raise IngestRefused(f"layer '{layer}' not found in {path.name}; layers: {', '.join(spatial)}")
+        chosen = layer
+    elif len(spatial) == 1:
+        chosen = spatial[0]
+    elif not spatial:
+        raise IngestRefused(f"{path.name} contains no layers")
+    else:
+        raise IngestRefused(f"{path.name} has several layers ({', '.join(spatial)}); choose one with --layer")
+
+    enc_used, enc_source = None, None
+    if ext == ".shp":
+        enc_used, enc_source = _shapefile_encoding(path, encoding)
+    elif encoding:
+        enc_used, enc_source = encoding, "given"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            kwargs = {"encoding": enc_used} if enc_used else {}
+            frame = pyogrio.read_dataframe(path, layer=chosen, **kwargs)
+    except Exception as exc:
+        raise IngestRefused(f"{path.name} could not be read: {_one_line(exc)}") from exc
+    declared = None
+    if frame.crs is not None:
+        declared = epsg_of(frame.crs)
+        if declared is None:
+            messages.append(f"the declared CRS ({frame.crs.name}) has no EPSG code; it is used as declared")
+    if ext in {".geojson", ".json"} and enc_used is None:
+        enc_used, enc_source = "utf-8", "GeoJSON is UTF-8 (RFC 7946)"
+    if ext == ".gpkg":
+        enc_used, enc_source = "utf-8", "GeoPackage text is UTF-8"
+    return Raw(frame, VECTOR_EXT[ext], chosen, declared, enc_used, enc_source, messages)
+
+
+def _shapefile_encoding(shp: Path, given: str | None) -> tuple[str, str]:
+    if given:
+        return given, "given (--encoding)"
+    cpg = shp.with_suffix(".cpg")
+    if cpg.exists():
+        declared = enc.cpg_encoding(cpg)
+        if declared:
+            return declared, "declared in .cpg"
+    data = enc.dbf_records(shp.with_suffix(".dbf"))
+    guess = enc.guess_bytes(data)
+    if guess.startswith("utf-8"):
+        return "utf-8", "detected: the DBF text is valid UTF-8 (no .cpg)"
+    ldid = enc.dbf_ldid(shp.with_suffix(".dbf"))
+    if ldid and ldid != "cp1252":
+        return ldid, f"declared by the DBF language driver byte ({ldid}; no .cpg)"
+    return "cp1252", "detected: the DBF text is not UTF-8, read as Windows-1252 (no .cpg)"
+
+
+def _read_table(path: Path, encoding: str | None) -> Raw:
+    messages: list[str] = []
+    if path.suffix.lower() == ".xlsx":
+        try:
+            df = pd.read_excel(path, dtype=object)
+        except Exception as exc:
+            raise IngestRefused(f"{path.name} could not be read as Excel: {_one_line(exc)}") from exc
+        enc_used, enc_source, fmt = None, None, "Excel"
+    else:
+        data = path.read_bytes()
+        if b"\x00" in data[:4096]:
+            raise IngestRefused(f"{path.name} is not a text file (binary content)")
+        if encoding:
+            enc_used, enc_source = encoding, "given (--encoding)"
+        else:
+            enc_used = enc.guess_bytes(data)
+            enc_source = ("detected: valid UTF-8" if enc_used.startswith("utf-8")
+                          else "detected: not UTF-8, read as Windows-1252")
+        text = data.decode(enc_used, errors="strict" if encoding is None else "replace")
+        first = text.splitlines()[0] if text.strip() else ""
+        sep = max([";", ",", "\t", "|"], key=first.count)
+        if first.count(sep) == 0:
+            raise IngestRefused(f"{path.name}: no column separator found in the header line")
+        import io
+        try:
+            df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
+        except Exception as exc:
+            raise IngestRefused(f"{path.name} could not be read as CSV: {_one_line(exc)}") from exc
+        fmt = f"CSV (separator '{sep}')"
+    df.columns = [str(c).strip() for c in df.columns]
+    frame = _table_geometry(df, path.name, messages)
+    return Raw(frame, fmt, None, None, enc_used, enc_source, messages)
+
+
+def _number(series: pd.Series) -> np.ndarray:
+    """Numbers as members type them: decimal commas, thousands spaces, blanks."""
+    s = series.astype(str).str.strip().str.replace("\u00a0", "", regex=False).str.replace(" ", "", regex=False)
+    comma = s.str.contains(",", regex=False)
+    s = s.where(~comma, s.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
+    return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
+
+
+def _table_geometry(df: pd.DataFrame, name: str, messages: list[str]) -> gpd.GeoDataFrame:
+    folded = {_fold(c): c for c in df.columns}
+    wkt_col = next((folded[n] for n in WKT_NAMES if n in folded), None)
+    xcol = next((folded[_fold(n)] for n in X_NAMES if _fold(n) in folded), None)
+    ycol = next((folded[_fold(n)] for n in Y_NAMES if _fold(n) in folded), None)
+    if xcol and ycol:
+        x, y = _number(df[xcol]), _number(df[ycol])
+        if np.isfinite(x).sum() == 0:
+            raise IngestRefused(f"{name}: the coordinate columns '{xcol}'/'{ycol}' hold no numbers")
+        geoms = shapely.points(x, y)
+        geoms = np.where(np.isfinite(x) & np.isfinite(y), geoms, None)
+        messages.append(f"coordinates from columns '{xcol}' (x) and '{ycol}' (y)")
+        rest = df.drop(columns=[xcol, ycol])
+    elif wkt_col:
+        def parse(v: object):
+            try:
+                return shapely.from_wkt(v) if isinstance(v, str) and v.strip() else None
+            except shapely.errors.GEOSException:
+                return None
+        geoms = np.array([parse(v) for v in df[wkt_col]], dtype=object)
+        if all(g is None for g in geoms):
+            raise IngestRefused(f"{name}: the column '{wkt_col}' holds no readable WKT geometry")
+        messages.append(f"geometry from the WKT column '{wkt_col}'")
+        rest = df.drop(columns=[wkt_col])
+    else:
+        raise IngestRefused(
+            f"{name}: no usable coordinates — expected columns such as lon/lat, x/y, Rechtswert/Hochwert, "
+            f"Längengrad/Breitengrad, or a WKT column (found: {', '.join(map(str, df.columns))})")
+    return gpd.GeoDataFrame(rest.reset_index(drop=True), geometry=gpd.GeoSeries(list(geoms)), crs=None)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = re.sub(r"\s+", " ", str(exc)).strip()
+    return text[:300] or type(exc).__name__

@@ -1,0 +1,68 @@
+"""Publishing: the pygeoapi configuration, the OpenAPI document and the viewer."""
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from gdi import settings
+from gdi.collections import load_collections
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def server_url() -> str:
+    return os.environ.get("GDI_URL") or settings.setting("server.url", "http://127.0.0.1:5000")
+
+
+def publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[str, Path]:
+    """Regenerate everything derived from definitions and store; tell a running server."""
+    from gdi.publish.config import build_config
+    from gdi.store import open_store
+
+    paths = settings.paths()
+    store = store or open_store()
+    collections = load_collections()
+    for c in collections.values():
+        store.ensure(c)
+    url = url or server_url()
+    templates = None
+    try:
+        from gdi.publish.templates import build_pygeoapi_templates
+
+        templates = build_pygeoapi_templates(paths.publish / "pygeoapi", "/vendor")
+    except ImportError:
+        templates = None
+    cfg = build_config(collections, store, url=url, templates=templates)
+    _atomic_write(paths.pygeoapi_config, yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+    os.environ["PYGEOAPI_CONFIG"] = str(paths.pygeoapi_config)
+    from pygeoapi.openapi import get_oas
+
+    oas = get_oas(cfg)
+    _atomic_write(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
+    out = {"config": paths.pygeoapi_config, "openapi": paths.openapi}
+    if viewer and os.environ.get('GDI_TMP_NOVIEWER') != '1':
+        from gdi.viewer_publish import build_from_store
+
+        out["viewer"] = build_from_store(store, collections, paths.viewer / "index.html")
+    notify_server()
+    return out
+
+
+def notify_server() -> None:
+    """Ask a running `gdi serve` to reload its workers (new config, new extents)."""
+    pidfile = settings.paths().home / "server.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, signal.SIGHUP)
+    except (OSError, ValueError):
+        pass

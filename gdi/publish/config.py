@@ -1,0 +1,106 @@
+"""The pygeoapi configuration, generated from the collection YAMLs and the store.
+
+Nothing about collections is written by hand: title, licence, extents and
+the provider all come from the definitions and the data actually stored.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gdi import settings
+from gdi.collections import Collection
+from gdi.ingest.crs import transformer
+
+EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+OUTPUT_CRS = [CRS84, EPSG_URI.format(25832), EPSG_URI.format(4258), EPSG_URI.format(4326), EPSG_URI.format(3857)]
+GERMANY_CRS84 = [5.87, 47.27, 15.04, 55.06]
+
+
+def lonlat_extent(collection: Collection, extent: tuple[float, float, float, float] | None) -> list[float]:
+    if extent is None:
+        return GERMANY_CRS84
+    minx, miny, maxx, maxy = extent
+    t = transformer(collection.epsg, 4326)
+    xs, ys = t.transform([minx, maxx, minx, maxx], [miny, miny, maxy, maxy])
+    return [round(min(xs), 6), round(min(ys), 6), round(max(xs), 6), round(max(ys), 6)]
+
+
+def resource(collection: Collection, store_path: Path, extent) -> dict[str, Any]:
+    links = []
+    if collection.licence.get("url"):
+        links.append({"type": "text/html", "rel": "license", "title": collection.licence.get("name", "Licence"),
+                      "href": collection.licence["url"], "hreflang": "de"})
+    provider: dict[str, Any] = {
+        "type": "feature",
+        "name": "gdi.publish.provider.GpkgProvider",
+        "data": str(store_path),
+        "table": collection.id,
+        "id_field": "fid",
+        "storage_crs": EPSG_URI.format(collection.epsg),
+        "crs": list(OUTPUT_CRS),
+    }
+    if collection.title_field:
+        provider["title_field"] = collection.title_field
+    if "updated" in collection.properties:
+        provider["time_field"] = "updated"
+    description = dict(collection.description)
+    if collection.attribution:
+        description = {k: f"{v} Quelle/Source: {collection.attribution}" for k, v in description.items()}
+    return {
+        "type": "collection",
+        "title": dict(collection.title),
+        "description": description,
+        "keywords": list(collection.keywords),
+        "links": links,
+        "extents": {"spatial": {"bbox": lonlat_extent(collection, extent), "crs": CRS84}},
+        "providers": [provider],
+    }
+
+
+def build_config(collections: dict[str, Collection], store, *, url: str, templates: tuple[Path, Path] | None) -> dict:
+    server: dict[str, Any] = {
+        "bind": {"host": "127.0.0.1", "port": 5000},
+        "url": url.rstrip("/"),
+        "mimetype": "application/json; charset=UTF-8",
+        "encoding": "utf-8",
+        "gzip": False,
+        "languages": ["de-DE", "en-US"],
+        "pretty_print": False,
+        "limits": {
+            "default_items": int(settings.setting("server.limit_default", 10)),
+            "max_items": int(settings.setting("server.limit_max", 10000)),
+            "on_exceed": "throttle",
+        },
+        "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                "attribution": "&copy; OpenStreetMap contributors"},
+    }
+    if templates:
+        server["templates"] = {"path": str(templates[0]), "static": str(templates[1])}
+    region = settings.setting("region.name", "GDI")
+    return {
+        "server": server,
+        "logging": {"level": "ERROR"},
+        "metadata": {
+            "identification": {
+                "title": {"de": f"{region} – Geodaten", "en": f"{region} – geodata"},
+                "description": {
+                    "de": "Gemeinsame Geodateninfrastruktur des Kreises und seiner Mitgliedskommunen (OGC API Features).",
+                    "en": "Shared geodata infrastructure of the county and its member municipalities (OGC API Features).",
+                },
+                "keywords": {"de": ["Geodaten", "Nahversorgung", "Gemeinden"], "en": ["geodata", "local supply", "municipalities"]},
+                "keywords_type": "theme",
+                "terms_of_service": "https://www.govdata.de/dl-de/by-2-0",
+                "url": url.rstrip("/") + "/viewer",
+            },
+            "license": {"name": "Datenlizenz Deutschland – Namensnennung 2.0 / ODbL (je Sammlung)",
+                        "url": "https://www.govdata.de/dl-de/by-2-0"},
+            "provider": {"name": region, "url": url.rstrip("/")},
+            "contact": {"name": "GIS-Team des Kreises", "position": "GDI", "address": "", "city": "",
+                        "stateorprovince": "", "postalcode": "", "country": "Deutschland", "phone": "",
+                        "fax": "", "email": "", "url": url.rstrip("/"), "hours": "", "instructions": "",
+                        "role": "pointOfContact"},
+        },
+        "resources": {cid: resource(c, store.path, store.extent(c)) for cid, c in collections.items()},
+    }

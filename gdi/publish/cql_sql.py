@@ -1,0 +1,171 @@
+"""CQL2 (as parsed by pygeofilter) → SQLite WHERE clause with parameters.
+
+Literals are always bound parameters, attribute names are checked against the
+collection's fields, and spatial predicates use the R-tree as a prefilter and
+shapely (registered as SQL functions) for the exact test.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import shapely
+from pygeofilter import ast, values
+from shapely.geometry import shape
+
+
+class FilterError(ValueError):
+    pass
+
+
+SPATIAL = {
+    ast.GeometryIntersects: ("intersects", True),
+    ast.GeometryWithin: ("within", True),
+    ast.GeometryContains: ("contains", True),
+    ast.GeometryEquals: ("equals", True),
+    ast.GeometryTouches: ("touches", True),
+    ast.GeometryCrosses: ("crosses", True),
+    ast.GeometryOverlaps: ("overlaps", True),
+    ast.GeometryDisjoint: ("disjoint", False),
+}
+COMPARE = {ast.Equal: "=", ast.NotEqual: "<>", ast.LessThan: "<", ast.LessEqual: "<=",
+           ast.GreaterThan: ">", ast.GreaterEqual: ">="}
+GEOMETRY_NAMES = {"geometry", "geom"}
+
+
+@dataclass
+class SqlFilter:
+    table: str
+    fields: set[str]
+    rtree: str
+    geom: str = "geom"
+    params: list = field(default_factory=list)
+
+    def where(self, node) -> str:
+        return self._node(node)
+
+    # -- helpers ------------------------------------------------------------
+    def _attr(self, node) -> str:
+        if isinstance(node, ast.Attribute):
+            name = node.name
+            if name in GEOMETRY_NAMES:
+                raise FilterError("the geometry can only be used in spatial predicates")
+            if name in {"id", "fid"}:
+                return "fid"
+            if name not in self.fields:
+                raise FilterError(f"unknown queryable '{name}'")
+            return f'"{name}"'
+        raise FilterError(f"expected a property name, got {node!r}")
+
+    def _value(self, node) -> str:
+        if isinstance(node, ast.Attribute):
+            return self._attr(node)
+        if isinstance(node, bool):
+            self.params.append(1 if node else 0)
+        elif isinstance(node, (int, float, str)):
+            self.params.append(node)
+        elif isinstance(node, datetime):
+            self.params.append(node.strftime("%Y-%m-%dT%H:%M:%SZ") if node.tzinfo else node.isoformat())
+        elif isinstance(node, date):
+            self.params.append(node.isoformat())
+        elif isinstance(node, values.Timestamp if hasattr(values, "Timestamp") else ()):
+            self.params.append(str(node))
+        elif isinstance(node, ast.Arithmetic):
+            op = {ast.Add: "+", ast.Sub: "-", ast.Mul: "*", ast.Div: "/"}[type(node)]
+            return f"({self._value(node.lhs)} {op} {self._value(node.rhs)})"
+        else:
+            raise FilterError(f"unsupported value {node!r}")
+        return "?"
+
+    def _geometry(self, node) -> shapely.Geometry:
+        if isinstance(node, values.Geometry):
+            geo = {k: v for k, v in node.geometry.items() if k != "crs"}
+            return shape(geo)
+        if isinstance(node, values.Envelope):
+            return shapely.box(min(node.x1, node.x2), min(node.y1, node.y2), max(node.x1, node.x2), max(node.y1, node.y2))
+        raise FilterError(f"expected a geometry literal, got {node!r}")
+
+    def _is_geom_attr(self, node) -> bool:
+        return isinstance(node, ast.Attribute) and node.name in GEOMETRY_NAMES | {self.geom}
+
+    def _spatial(self, op: str, lhs, rhs, prefilter: bool) -> str:
+        if self._is_geom_attr(lhs):
+            other = self._geometry(rhs)
+        elif self._is_geom_attr(rhs):
+            other = self._geometry(lhs)
+            op = {"within": "contains", "contains": "within"}.get(op, op)
+        else:
+            raise FilterError("spatial predicates need the queryable 'geometry' on one side")
+        minx, miny, maxx, maxy = other.bounds
+        sql = f'gdi_spatial(?, "{self.geom}", ?)'
+        self.params.extend([op, shapely.to_wkb(other)])
+        if prefilter:
+            pre = (f"fid IN (SELECT id FROM {self.rtree} WHERE minx <= ? AND maxx >= ? "
+                   f"AND miny <= ? AND maxy >= ?)")
+            # parameters of the prefilter come first in the text: re-order
+            geom_params = self.params[-2:]
+            del self.params[-2:]
+            self.params.extend([maxx, minx, maxy, miny, *geom_params])
+            return f"({pre} AND {sql})"
+        return sql
+
+    def _node(self, node) -> str:
+        if isinstance(node, ast.And):
+            return f"({self._node(node.lhs)} AND {self._node(node.rhs)})"
+        if isinstance(node, ast.Or):
+            return f"({self._node(node.lhs)} OR {self._node(node.rhs)})"
+        if isinstance(node, ast.Not):
+            return f"(NOT {self._node(node.sub_node)})"
+        if type(node) in COMPARE:
+            lhs = self._value(node.lhs)
+            return f"({lhs} {COMPARE[type(node)]} {self._value(node.rhs)})"
+        if isinstance(node, ast.Between):
+            lhs = self._value(node.lhs)
+            low = self._value(node.low)
+            high = self._value(node.high)
+            return f"({lhs} {'NOT ' if node.not_ else ''}BETWEEN {low} AND {high})"
+        if isinstance(node, ast.Like):
+            lhs = self._attr(node.lhs)
+            pattern = _like_pattern(node)
+            self.params.append(pattern)
+            expr = f"gdi_like({lhs}, ?, {1 if node.nocase else 0})"
+            return f"(NOT {expr})" if node.not_ else expr
+        if isinstance(node, ast.In):
+            lhs = self._value(node.lhs)
+            items = ", ".join(self._value(v) for v in node.sub_nodes)
+            return f"({lhs} {'NOT ' if node.not_ else ''}IN ({items}))"
+        if isinstance(node, ast.IsNull):
+            return f"({self._value(node.lhs)} IS {'NOT ' if node.not_ else ''}NULL)"
+        if type(node) in SPATIAL:
+            op, prefilter = SPATIAL[type(node)]
+            return self._spatial(op, node.lhs, node.rhs, prefilter)
+        if isinstance(node, ast.BBox):
+            box = values.Envelope(node.minx, node.maxx, node.miny, node.maxy)
+            return self._spatial("intersects", node.lhs, box, True)
+        if isinstance(node, ast.Include):
+            return "(0)" if node.not_ else "(1)"
+        if isinstance(node, bool):
+            return "(1)" if node else "(0)"
+        raise FilterError(f"unsupported filter expression: {type(node).__name__}")
+
+
+def _like_pattern(node: ast.Like) -> str:
+    """CQL2 LIKE (% _ with \\ escape) → a regular expression for gdi_like."""
+    import re
+
+    pattern = node.pattern if isinstance(node.pattern, str) else str(node.pattern)
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == node.escapechar and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        if ch == node.wildcard:
+            out.append(".*")
+        elif ch == node.singlechar:
+            out.append(".")
+        else:
+            out.append(re.escape(ch))
+        i += 1
+    return "^" + "".join(out) + "$"

@@ -1,0 +1,59 @@
+"""The WSGI application `gdi serve` runs under gunicorn.
+
+pygeoapi reads its configuration at import time, so the environment is set
+from ``GDI_HOME`` before importing it; our own routes (viewer, vendored
+assets) are added to pygeoapi's Flask app.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gdi import settings
+
+
+def create_app():
+    paths = settings.paths()
+    if not paths.pygeoapi_config.exists():
+        from gdi.publish import publish
+
+        publish()
+    os.environ["PYGEOAPI_CONFIG"] = str(paths.pygeoapi_config)
+    os.environ["PYGEOAPI_OPENAPI"] = str(paths.openapi)
+    from flask import abort, redirect, request, send_from_directory
+
+    from pygeoapi.flask_app import APP
+
+    from gdi.assets import vendor_dir
+
+    vendor = vendor_dir()
+    viewer_dir = paths.viewer
+
+    @APP.route("/vendor/<path:asset>")
+    def vendor_asset(asset: str):
+        response = send_from_directory(vendor, asset, max_age=86400)
+        return response
+
+    @APP.route("/viewer")
+    @APP.route("/viewer/")
+    def viewer():
+        lang = request.args.get("lang", "de")
+        name = "index.en.html" if lang == "en" and (viewer_dir / "index.en.html").exists() else "index.html"
+        if not (viewer_dir / name).exists():
+            abort(404)
+        response = send_from_directory(viewer_dir, name, max_age=0)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @APP.route("/viewer/<path:asset>")
+    def viewer_asset(asset: str):
+        return send_from_directory(viewer_dir, asset, max_age=0)
+
+    @APP.route("/favicon.ico")
+    def favicon():
+        return redirect("/static/img/favicon.ico")
+
+    return APP
+
+
+app = create_app() if os.environ.get("GDI_WSGI") == "1" else None

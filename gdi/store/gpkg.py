@@ -1,0 +1,347 @@
+"""The embedded store: one GeoPackage, one table per collection.
+
+Written with plain sqlite3 (no SpatiaLite, no extension loading) so every
+replace is a single SQLite transaction; in WAL mode readers keep their snapshot
+while a writer works, which gives the old-or-new, never-a-mix guarantee.
+"""
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pyproj
+
+from gdi.collections import Collection
+from gdi.store import gpkg_binary
+from gdi.store.base import DatasetInfo, StoreError
+
+GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
+GPKG_USER_VERSION = 10300
+GEOM = "geom"
+
+SQL_TYPES = {
+    "string": "TEXT", "integer": "INTEGER", "number": "DOUBLE", "boolean": "BOOLEAN",
+    "date": "DATE", "datetime": "DATETIME",
+}
+
+_CORE = """
+CREATE TABLE IF NOT EXISTS gpkg_spatial_ref_sys (
+  srs_name TEXT NOT NULL, srs_id INTEGER PRIMARY KEY, organization TEXT NOT NULL,
+  organization_coordsys_id INTEGER NOT NULL, definition TEXT NOT NULL, description TEXT);
+CREATE TABLE IF NOT EXISTS gpkg_contents (
+  table_name TEXT NOT NULL PRIMARY KEY, data_type TEXT NOT NULL, identifier TEXT UNIQUE,
+  description TEXT DEFAULT '', last_change DATETIME NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+  min_x DOUBLE, min_y DOUBLE, max_x DOUBLE, max_y DOUBLE, srs_id INTEGER,
+  CONSTRAINT fk_gc_r_srs_id FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys(srs_id));
+CREATE TABLE IF NOT EXISTS gpkg_geometry_columns (
+  table_name TEXT NOT NULL, column_name TEXT NOT NULL, geometry_type_name TEXT NOT NULL,
+  srs_id INTEGER NOT NULL, z TINYINT NOT NULL, m TINYINT NOT NULL,
+  CONSTRAINT pk_geom_cols PRIMARY KEY (table_name, column_name),
+  CONSTRAINT fk_gc_tn FOREIGN KEY (table_name) REFERENCES gpkg_contents(table_name),
+  CONSTRAINT fk_gc_srs FOREIGN KEY (srs_id) REFERENCES gpkg_spatial_ref_sys (srs_id));
+CREATE TABLE IF NOT EXISTS gpkg_extensions (
+  table_name TEXT, column_name TEXT, extension_name TEXT NOT NULL, definition TEXT NOT NULL,
+  scope TEXT NOT NULL, CONSTRAINT ge_tce UNIQUE (table_name, column_name, extension_name));
+CREATE TABLE IF NOT EXISTS gdi_datasets (
+  collection TEXT NOT NULL, member TEXT NOT NULL, dataset TEXT NOT NULL,
+  count INTEGER NOT NULL, updated TEXT NOT NULL, version INTEGER NOT NULL,
+  PRIMARY KEY (collection, member, dataset));
+CREATE TABLE IF NOT EXISTS gdi_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT OR IGNORE INTO gdi_state VALUES ('data_version', 0);
+INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES
+  ('Undefined cartesian SRS', -1, 'NONE', -1, 'undefined', 'undefined cartesian coordinate reference system'),
+  ('Undefined geographic SRS', 0, 'NONE', 0, 'undefined', 'undefined geographic coordinate reference system');
+"""
+
+_RTREE = """
+CREATE VIRTUAL TABLE rtree_{t}_{g} USING rtree(id, minx, maxx, miny, maxy);
+CREATE TRIGGER rtree_{t}_{g}_insert AFTER INSERT ON "{t}"
+  WHEN (new."{g}" NOT NULL AND NOT ST_IsEmpty(NEW."{g}"))
+BEGIN INSERT OR REPLACE INTO rtree_{t}_{g} VALUES (NEW.fid, ST_MinX(NEW."{g}"), ST_MaxX(NEW."{g}"), ST_MinY(NEW."{g}"), ST_MaxY(NEW."{g}")); END;
+CREATE TRIGGER rtree_{t}_{g}_update1 AFTER UPDATE OF "{g}" ON "{t}"
+  WHEN OLD.fid = NEW.fid AND (NEW."{g}" NOTNULL AND NOT ST_IsEmpty(NEW."{g}"))
+BEGIN INSERT OR REPLACE INTO rtree_{t}_{g} VALUES (NEW.fid, ST_MinX(NEW."{g}"), ST_MaxX(NEW."{g}"), ST_MinY(NEW."{g}"), ST_MaxY(NEW."{g}")); END;
+CREATE TRIGGER rtree_{t}_{g}_update2 AFTER UPDATE OF "{g}" ON "{t}"
+  WHEN OLD.fid = NEW.fid AND (NEW."{g}" ISNULL OR ST_IsEmpty(NEW."{g}"))
+BEGIN DELETE FROM rtree_{t}_{g} WHERE id = OLD.fid; END;
+CREATE TRIGGER rtree_{t}_{g}_update3 AFTER UPDATE ON "{t}"
+  WHEN OLD.fid != NEW.fid AND (NEW."{g}" NOTNULL AND NOT ST_IsEmpty(NEW."{g}"))
+BEGIN DELETE FROM rtree_{t}_{g} WHERE id = OLD.fid;
+  INSERT OR REPLACE INTO rtree_{t}_{g} VALUES (NEW.fid, ST_MinX(NEW."{g}"), ST_MaxX(NEW."{g}"), ST_MinY(NEW."{g}"), ST_MaxY(NEW."{g}")); END;
+CREATE TRIGGER rtree_{t}_{g}_update4 AFTER UPDATE ON "{t}"
+  WHEN OLD.fid != NEW.fid AND (NEW."{g}" ISNULL OR ST_IsEmpty(NEW."{g}"))
+BEGIN DELETE FROM rtree_{t}_{g} WHERE id IN (OLD.fid, NEW.fid); END;
+CREATE TRIGGER rtree_{t}_{g}_delete AFTER DELETE ON "{t}" WHEN old."{g}" NOT NULL
+BEGIN DELETE FROM rtree_{t}_{g} WHERE id = OLD.fid; END;
+"""
+
+
+def _run_script(conn: sqlite3.Connection, script: str) -> None:
+    """Run statements one by one: ``executescript`` would commit the open transaction."""
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            conn.execute(buf)
+            buf = ""
+    if buf.strip():
+        raise StoreError(f"incomplete SQL statement: {buf[:80]}")
+
+
+def connect(path: Path, *, readonly: bool = False, timeout: float = 60.0) -> sqlite3.Connection:
+    """A connection with the GeoPackage SQL functions registered.
+
+    Read-only connections use ``mode=ro`` and ``query_only`` so serving can
+    never write to the store.
+    """
+    if readonly:
+        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout,
+                               check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA query_only = 1")
+    else:
+        conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+    gpkg_binary.register_functions(conn)
+    return conn
+
+
+class GpkgStore:
+    kind = "gpkg"
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"GpkgStore({str(self.path)!r})"
+
+    # -- schema -------------------------------------------------------------
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = connect(self.path)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+
+    def _init(self, conn: sqlite3.Connection) -> None:
+        conn.execute(f"PRAGMA application_id = {GPKG_APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {GPKG_USER_VERSION}")
+        _run_script(conn, _CORE)
+        wgs84 = pyproj.CRS.from_epsg(4326)
+        conn.execute(
+            "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)",
+            ("WGS 84 geodetic", 4326, "EPSG", 4326, wgs84.to_wkt("WKT1_GDAL"), "longitude/latitude coordinates in decimal degrees on the WGS 84 spheroid"),
+        )
+
+    def ensure(self, collection: Collection) -> None:
+        with self._write() as conn:
+            self._ensure(conn, collection)
+
+    def _ensure(self, conn: sqlite3.Connection, collection: Collection) -> None:
+        self._init(conn)
+        t = collection.id
+        exists = conn.execute("SELECT 1 FROM gpkg_contents WHERE table_name = ?", (t,)).fetchone()
+        crs = pyproj.CRS.from_user_input(collection.storage_crs)
+        conn.execute(
+            "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)",
+            (crs.name, collection.epsg, "EPSG", collection.epsg, crs.to_wkt("WKT1_GDAL"), crs.name),
+        )
+        if exists:
+            self._migrate(conn, collection)
+            return
+        cols = [f'"{name}" {SQL_TYPES[p.type]}' for name, p in collection.properties.items()]
+        cols += ['"member" TEXT NOT NULL', '"dataset" TEXT NOT NULL']
+        conn.execute(
+            f'CREATE TABLE "{t}" (fid INTEGER PRIMARY KEY AUTOINCREMENT NOT NULL, '
+            f'"{GEOM}" {collection.geometry_type.upper()}, {", ".join(cols)})'
+        )
+        conn.execute(f'CREATE INDEX "idx_{t}_member_dataset" ON "{t}" (member, dataset)')
+        conn.execute(
+            "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, srs_id) VALUES (?,?,?,?,?)",
+            (t, "features", t, collection.title.get("en", t), collection.epsg),
+        )
+        conn.execute(
+            "INSERT INTO gpkg_geometry_columns VALUES (?,?,?,?,0,0)",
+            (t, GEOM, collection.geometry_type.upper(), collection.epsg),
+        )
+        _run_script(conn, _RTREE.format(t=t, g=GEOM))
+        conn.execute(
+            "INSERT INTO gpkg_extensions VALUES (?,?,?,?,?)",
+            (t, GEOM, "gpkg_rtree_index", "http://www.geopackage.org/spec120/#extension_rtree", "write-only"),
+        )
+
+    def _migrate(self, conn: sqlite3.Connection, collection: Collection) -> None:
+        """Add columns a collection definition gained since the table was made."""
+        have = {row[1] for row in conn.execute(f'PRAGMA table_info("{collection.id}")')}
+        for name, p in collection.properties.items():
+            if name not in have:
+                conn.execute(f'ALTER TABLE "{collection.id}" ADD COLUMN "{name}" {SQL_TYPES[p.type]}')
+
+    # -- writes -------------------------------------------------------------
+    def replace(self, collection: Collection, member: str, dataset: str,
+                features: gpd.GeoDataFrame, *, updated: str) -> DatasetInfo:
+        if features.crs is not None and features.crs.to_epsg() != collection.epsg:
+            raise StoreError(f"features must be in {collection.storage_crs}, got {features.crs}")
+        props = list(collection.properties)
+        blobs = gpkg_binary.encode(features.geometry.values, collection.epsg)
+        values = _rows(features, props, collection)
+        t = collection.id
+        placeholders = ", ".join("?" * (len(props) + 3))
+        collist = ", ".join(f'"{c}"' for c in [GEOM, *props, "member", "dataset"])
+        with self._write() as conn:
+            self._ensure(conn, collection)
+            conn.execute(f'DELETE FROM "{t}" WHERE member = ? AND dataset = ?', (member, dataset))
+            conn.executemany(
+                f'INSERT INTO "{t}" ({collist}) VALUES ({placeholders})',
+                ((blob, *row, member, dataset) for blob, row in zip(blobs, values)),
+            )
+            version = self._bump(conn)
+            count = len(features)
+            if count:
+                conn.execute(
+                    "INSERT OR REPLACE INTO gdi_datasets VALUES (?,?,?,?,?,?)",
+                    (t, member, dataset, count, updated, version),
+                )
+            else:
+                conn.execute("DELETE FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?", (t, member, dataset))
+            self._update_contents(conn, t)
+        return DatasetInfo(t, member, dataset, count, updated, version)
+
+    def delete(self, collection: Collection, member: str, dataset: str) -> int:
+        with self._write() as conn:
+            self._ensure(conn, collection)
+            n = conn.execute(f'DELETE FROM "{collection.id}" WHERE member = ? AND dataset = ?', (member, dataset)).rowcount
+            conn.execute("DELETE FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?", (collection.id, member, dataset))
+            self._bump(conn)
+            self._update_contents(conn, collection.id)
+        return n
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> int:
+        conn.execute("UPDATE gdi_state SET value = value + 1 WHERE key = 'data_version'")
+        return conn.execute("SELECT value FROM gdi_state WHERE key = 'data_version'").fetchone()[0]
+
+    @staticmethod
+    def _update_contents(conn: sqlite3.Connection, t: str) -> None:
+        conn.execute(
+            f"""UPDATE gpkg_contents SET
+                  min_x = (SELECT min(minx) FROM rtree_{t}_{GEOM}), max_x = (SELECT max(maxx) FROM rtree_{t}_{GEOM}),
+                  min_y = (SELECT min(miny) FROM rtree_{t}_{GEOM}), max_y = (SELECT max(maxy) FROM rtree_{t}_{GEOM}),
+                  last_change = strftime('%Y-%m-%dT%H:%M:%fZ','now')
+                WHERE table_name = ?""",
+            (t,),
+        )
+
+    # -- reads --------------------------------------------------------------
+    def _has_table(self, conn: sqlite3.Connection, t: str) -> bool:
+        return conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='gpkg_contents'"
+        ).fetchone() is not None and conn.execute(
+            "SELECT 1 FROM gpkg_contents WHERE table_name = ?", (t,)
+        ).fetchone() is not None
+
+    def read(self, collection: Collection, *, member_prefix: str | None = None) -> gpd.GeoDataFrame:
+        cols = collection.columns
+        empty = gpd.GeoDataFrame({c: pd.Series(dtype=object) for c in ["fid", *cols]},
+                                 geometry=gpd.GeoSeries([], crs=collection.storage_crs))
+        if not self.path.exists():
+            return empty
+        conn = connect(self.path, readonly=True)
+        try:
+            if not self._has_table(conn, collection.id):
+                return empty
+            sql = f'SELECT fid, "{GEOM}", {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{collection.id}"'
+            args: tuple = ()
+            if member_prefix:
+                sql += " WHERE member LIKE ? ESCAPE '\\'"
+                args = (member_prefix.replace("%", "\\%").replace("_", "\\_") + "%",)
+            rows = conn.execute(sql + " ORDER BY fid", args).fetchall()
+        finally:
+            conn.close()
+        if not rows:
+            return empty
+        data = {"fid": [r[0] for r in rows]}
+        for i, c in enumerate(cols):
+            data[c] = [r[i + 2] for r in rows]
+        geoms = gpkg_binary.decode([r[1] for r in rows])
+        return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
+
+    def datasets(self, collection: Collection | None = None) -> list[DatasetInfo]:
+        if not self.path.exists():
+            return []
+        conn = connect(self.path, readonly=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='gdi_datasets'").fetchone() is None:
+                return []
+            sql = "SELECT collection, member, dataset, count, updated, version FROM gdi_datasets"
+            args: tuple = ()
+            if collection is not None:
+                sql += " WHERE collection = ?"
+                args = (collection.id,)
+            return [DatasetInfo(*r) for r in conn.execute(sql + " ORDER BY collection, member, dataset", args)]
+        finally:
+            conn.close()
+
+    def extent(self, collection: Collection) -> tuple[float, float, float, float] | None:
+        if not self.path.exists():
+            return None
+        conn = connect(self.path, readonly=True)
+        try:
+            if not self._has_table(conn, collection.id):
+                return None
+            row = conn.execute(
+                "SELECT min_x, min_y, max_x, max_y FROM gpkg_contents WHERE table_name = ?", (collection.id,)
+            ).fetchone()
+        finally:
+            conn.close()
+        return None if row is None or row[0] is None else tuple(row)
+
+    def data_version(self) -> int:
+        if not self.path.exists():
+            return 0
+        conn = connect(self.path, readonly=True)
+        try:
+            row = conn.execute("SELECT value FROM gdi_state WHERE key='data_version'").fetchone()
+            return int(row[0]) if row else 0
+        except sqlite3.OperationalError:
+            return 0
+        finally:
+            conn.close()
+
+
+def _rows(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[tuple]:
+    """Python values per row in column order; NaN/NaT become NULL."""
+    columns = []
+    for name in props:
+        if name not in features.columns:
+            columns.append([None] * len(features))
+            continue
+        ptype = collection.properties[name].type
+        series = features[name]
+        vals = []
+        for v in series.tolist():
+            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+                vals.append(None)
+            elif ptype == "integer":
+                vals.append(int(v))
+            elif ptype == "number":
+                vals.append(float(v))
+            elif ptype == "boolean":
+                vals.append(1 if v else 0)
+            else:
+                vals.append(str(v))
+        columns.append(vals)
+    return list(zip(*columns)) if columns else [() for _ in range(len(features))]

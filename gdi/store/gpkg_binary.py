@@ -1,0 +1,99 @@
+"""GeoPackage binary geometry, encoded and decoded without SpatiaLite.
+
+Python's sqlite3 on these machines cannot load extensions, so the GeoPackage
+functions that triggers and queries need (ST_MinX, ST_IsEmpty, …) are provided
+here in plain Python, and geometries are (de)serialised with shapely's WKB.
+"""
+from __future__ import annotations
+
+import sqlite3
+import struct
+from functools import lru_cache
+
+import numpy as np
+import shapely
+
+_HEADER = struct.Struct("<2sBBi4d")          # magic, version, flags, srs_id, minx, maxx, miny, maxy
+_FLAGS_LE_ENVELOPE_XY = 0b0000_0011           # little endian, envelope [minx, maxx, miny, maxy]
+_FLAGS_LE_EMPTY = 0b0001_0001                 # little endian, empty geometry, no envelope
+_ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
+
+
+def encode(geoms: np.ndarray, srs_id: int) -> list[bytes | None]:
+    """Shapely geometries → GeoPackage blobs (with envelope, so readers never parse WKB for bounds)."""
+    geoms = np.asarray(geoms, dtype=object)
+    wkb = shapely.to_wkb(geoms, byte_order=1, flavor="iso", output_dimension=2)
+    bounds = shapely.bounds(geoms)
+    out: list[bytes | None] = []
+    pack = _HEADER.pack
+    for g, w, b in zip(geoms, wkb, bounds):
+        if g is None:
+            out.append(None)
+        elif shapely.is_empty(g):
+            out.append(struct.pack("<2sBBi", b"GP", 0, _FLAGS_LE_EMPTY, srs_id) + w)
+        else:
+            out.append(pack(b"GP", 0, _FLAGS_LE_ENVELOPE_XY, srs_id, b[0], b[2], b[1], b[3]) + w)
+    return out
+
+
+def _wkb_offset(blob: bytes) -> int:
+    flags = blob[3]
+    return 8 + _ENVELOPE_BYTES[(flags >> 1) & 0b111]
+
+
+def wkb_of(blob: bytes) -> bytes:
+    return blob[_wkb_offset(blob):]
+
+
+def decode(blobs: list[bytes | None]) -> np.ndarray:
+    """GeoPackage blobs → shapely geometries (vectorised WKB parse)."""
+    wkbs = [None if b is None else b[_wkb_offset(b):] for b in blobs]
+    return shapely.from_wkb(np.array(wkbs, dtype=object))
+
+
+def envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
+    """(minx, maxx, miny, maxy) from the header, or from the WKB when absent."""
+    if blob is None:
+        return None
+    flags = blob[3]
+    if flags & 0b1_0000:
+        return None
+    if (flags >> 1) & 0b111:
+        endian = "<" if flags & 1 else ">"
+        return struct.unpack_from(endian + "4d", blob, 8)
+    g = shapely.from_wkb(wkb_of(blob))
+    if g.is_empty:
+        return None
+    minx, miny, maxx, maxy = g.bounds
+    return (minx, maxx, miny, maxy)
+
+
+@lru_cache(maxsize=4096)
+def _geom(blob: bytes):
+    return shapely.from_wkb(wkb_of(blob))
+
+
+def register_functions(conn: sqlite3.Connection) -> None:
+    """The SQL functions GeoPackage R-tree triggers and our queries call."""
+
+    def part(i: int):
+        def f(blob):
+            env = envelope(blob)
+            return None if env is None else env[i]
+        return f
+
+    conn.create_function("ST_MinX", 1, part(0), deterministic=True)
+    conn.create_function("ST_MaxX", 1, part(1), deterministic=True)
+    conn.create_function("ST_MinY", 1, part(2), deterministic=True)
+    conn.create_function("ST_MaxY", 1, part(3), deterministic=True)
+    conn.create_function(
+        "ST_IsEmpty", 1,
+        lambda blob: None if blob is None else int(bool(blob[3] & 0b1_0000) or _geom(bytes(blob)).is_empty),
+        deterministic=True,
+    )
+    conn.create_function(
+        "ST_GeometryType", 1,
+        lambda blob: None if blob is None else _geom(bytes(blob)).geom_type.upper(),
+        deterministic=True,
+    )
+    conn.create_function("ST_SRID", 1, lambda blob: None if blob is None else struct.unpack_from("<i" if blob[3] & 1 else ">i", blob, 4)[0], deterministic=True)
