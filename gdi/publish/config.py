@@ -10,7 +10,6 @@ from typing import Any
 
 from gdi import settings
 from gdi.collections import Collection
-from gdi.ingest.crs import transformer
 
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -18,13 +17,10 @@ OUTPUT_CRS = [CRS84, EPSG_URI.format(25832), EPSG_URI.format(4258), EPSG_URI.for
 GERMANY_CRS84 = [5.87, 47.27, 15.04, 55.06]
 
 
-def lonlat_extent(collection: Collection, extent: tuple[float, float, float, float] | None) -> list[float]:
+def lonlat_extent(extent: tuple[float, float, float, float] | None) -> list[float]:
     if extent is None:
         return GERMANY_CRS84
-    minx, miny, maxx, maxy = extent
-    t = transformer(collection.epsg, 4326)
-    xs, ys = t.transform([minx, maxx, minx, maxx], [miny, miny, maxy, maxy])
-    return [round(min(xs), 6), round(min(ys), 6), round(max(xs), 6), round(max(ys), 6)]
+    return [round(extent[0], 6), round(extent[1], 6), round(extent[2], 6), round(extent[3], 6)]
 
 
 def resource(collection: Collection, store_path: Path, extent) -> dict[str, Any]:
@@ -54,7 +50,7 @@ def resource(collection: Collection, store_path: Path, extent) -> dict[str, Any]
         "description": description,
         "keywords": list(collection.keywords),
         "links": links,
-        "extents": {"spatial": {"bbox": lonlat_extent(collection, extent), "crs": CRS84}},
+        "extents": {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}},
         "providers": [provider],
     }
 
@@ -102,5 +98,5 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
                         "fax": "", "email": "", "url": url.rstrip("/"), "hours": "", "instructions": "",
                         "role": "pointOfContact"},
         },
-        "resources": {cid: resource(c, store.path, store.extent(c)) for cid, c in collections.items()},
+        "resources": {cid: resource(c, store.path, store.extent_lonlat(c)) for cid, c in collections.items()},
     }

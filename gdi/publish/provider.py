@@ -93,6 +93,11 @@ def _connection(path: str) -> sqlite3.Connection:
 
 
 @functools.lru_cache(maxsize=64)
+def _crs(text: str) -> pyproj.CRS:
+    return pyproj.CRS.from_user_input(text)
+
+
+@functools.lru_cache(maxsize=64)
 def _transformer(src_wkt: str, dst_wkt: str, always_xy: bool) -> pyproj.Transformer:
     from gdi.ingest.crs import enable_grids
 
@@ -128,12 +133,12 @@ class GpkgProvider(BaseProvider):
         params: list = []
         rtree = f"rtree_{self.table}_{self.geom}"
         if bbox:
-            b = [float(v) for v in bbox]
-            minx, miny, maxx, maxy = (b[0], b[1], b[3], b[4]) if len(b) == 6 else b[:4]
+            area = self._bbox_area(bbox)
+            minx, miny, maxx, maxy = area.bounds
             where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
             params += [maxx, minx, maxy, miny]
             where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
-            params.append(shapely.to_wkb(shapely.box(minx, miny, maxx, maxy)))
+            params.append(shapely.to_wkb(area))
         for name, value in properties or []:
             if name not in self.fields:
                 raise ProviderInvalidQueryError(user_msg=f"unknown property '{name}'")
@@ -201,6 +206,36 @@ class GpkgProvider(BaseProvider):
         return feature
 
     # -- helpers ------------------------------------------------------------
+    def _bbox_area(self, bbox: list) -> shapely.Geometry:
+        """The bbox as the area the client meant, in the storage CRS.
+
+        pygeoapi hands providers a bbox whose two corners were transformed to the
+        storage CRS; a lon/lat rectangle is no rectangle in UTM, so the request's
+        own bbox and bbox-crs are used when available and the rectangle's edges
+        are densified before transforming.
+        """
+        b = [float(v) for v in bbox]
+        storage_box = shapely.box(*((b[0], b[1], b[3], b[4]) if len(b) == 6 else b[:4]))
+        try:
+            from flask import has_request_context, request
+        except ImportError:
+            return storage_box
+        if not has_request_context() or "bbox" not in request.args:
+            return storage_box
+        try:
+            raw = [float(v) for v in request.args["bbox"].split(",")]
+            raw = [raw[0], raw[1], raw[3], raw[4]] if len(raw) == 6 else raw
+            src = request.args.get("bbox-crs") or "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+            src_crs = _crs(src)
+        except (ValueError, IndexError, pyproj.exceptions.CRSError):
+            return storage_box
+        dst_crs = _crs(self.storage_crs.to_wkt()) if hasattr(self.storage_crs, "to_wkt") else None
+        if dst_crs is None or src_crs == dst_crs:
+            return shapely.box(*raw[:4])
+        t = _transformer(src_crs.to_wkt(), dst_crs.to_wkt(), False)   # axis order of bbox-crs, as OGC API says
+        ring = shapely.segmentize(shapely.box(*raw[:4]), max_segment_length=max(raw[2] - raw[0], raw[3] - raw[1]) / 64 or 1)
+        return shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+
     def _columns(self, select_properties: list | None) -> list[str]:
         names = list(self.fields)
         if select_properties:

@@ -44,5 +44,8 @@ class Store(Protocol):
     def extent(self, collection: Collection) -> tuple[float, float, float, float] | None:
         """Bounding box in the storage CRS, or None when empty."""
 
+    def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
+        """Exact lon/lat bounds of the stored features."""
+
     def data_version(self) -> int:
         """Increases with every change; caches key on it."""

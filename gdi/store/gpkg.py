@@ -15,6 +15,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyproj
+import shapely
 
 from gdi.collections import Collection
 from gdi.store import gpkg_binary
@@ -50,6 +51,7 @@ CREATE TABLE IF NOT EXISTS gpkg_extensions (
 CREATE TABLE IF NOT EXISTS gdi_datasets (
   collection TEXT NOT NULL, member TEXT NOT NULL, dataset TEXT NOT NULL,
   count INTEGER NOT NULL, updated TEXT NOT NULL, version INTEGER NOT NULL,
+  lon_min DOUBLE, lat_min DOUBLE, lon_max DOUBLE, lat_max DOUBLE,
   PRIMARY KEY (collection, member, dataset));
 CREATE TABLE IF NOT EXISTS gdi_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 INSERT OR IGNORE INTO gdi_state VALUES ('data_version', 0);
@@ -140,6 +142,10 @@ class GpkgStore:
         conn.execute(f"PRAGMA application_id = {GPKG_APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {GPKG_USER_VERSION}")
         _run_script(conn, _CORE)
+        have = {row[1] for row in conn.execute("PRAGMA table_info(gdi_datasets)")}
+        for col in ("lon_min", "lat_min", "lon_max", "lat_max"):
+            if col not in have:
+                conn.execute(f"ALTER TABLE gdi_datasets ADD COLUMN {col} DOUBLE")
         wgs84 = pyproj.CRS.from_epsg(4326)
         conn.execute(
             "INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES (?,?,?,?,?,?)",
@@ -212,8 +218,8 @@ class GpkgStore:
             count = len(features)
             if count:
                 conn.execute(
-                    "INSERT OR REPLACE INTO gdi_datasets VALUES (?,?,?,?,?,?)",
-                    (t, member, dataset, count, updated, version),
+                    "INSERT OR REPLACE INTO gdi_datasets VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (t, member, dataset, count, updated, version, *_lonlat_bounds(features)),
                 )
             else:
                 conn.execute("DELETE FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?", (t, member, dataset))
@@ -309,6 +315,21 @@ class GpkgStore:
             conn.close()
         return None if row is None or row[0] is None else tuple(row)
 
+    def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
+        """The exact lon/lat bounds of the data (from each dataset's features, not a projected box)."""
+        if not self.path.exists():
+            return None
+        conn = connect(self.path, readonly=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='gdi_datasets'").fetchone() is None:
+                return None
+            row = conn.execute(
+                "SELECT min(lon_min), min(lat_min), max(lon_max), max(lat_max) FROM gdi_datasets WHERE collection = ?",
+                (collection.id,)).fetchone()
+        finally:
+            conn.close()
+        return None if row is None or row[0] is None else tuple(row)
+
     def data_version(self) -> int:
         if not self.path.exists():
             return 0
@@ -320,6 +341,15 @@ class GpkgStore:
             return 0
         finally:
             conn.close()
+
+
+def _lonlat_bounds(features: gpd.GeoDataFrame) -> tuple[float, float, float, float]:
+    from gdi.ingest.crs import transformer
+
+    coords = shapely.get_coordinates(features.geometry.values)
+    t = transformer(features.crs.to_epsg(), 4326)
+    lon, lat = t.transform(coords[:, 0], coords[:, 1])
+    return float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))
 
 
 def _rows(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[tuple]:
