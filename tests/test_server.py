@@ -136,7 +136,7 @@ def test_viewer_is_served(server):
 def test_gdal_oapif_driver_copies_every_collection(server, shared):
     n_points = sum(expected_points(shared).values())
     for cid, n in (("municipalities", N_MUNICIPALITIES), ("supply_points", n_points)):
-        df = pyogrio.read_dataframe(f"OAPIF:{server.url}/collections/{cid}", open_options=["PAGE_SIZE=20"])
+        df = pyogrio.read_dataframe(f"OAPIF:{server.url}/collections/{cid}", PAGE_SIZE=20)
         assert len(df) == n
     mun = pyogrio.read_dataframe(f"OAPIF:{server.url}/collections/municipalities")
     assert "Höxter" in set(mun["name"])

@@ -50,7 +50,7 @@ def publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[
     oas = get_oas(cfg)
     _atomic_write(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
     out = {"config": paths.pygeoapi_config, "openapi": paths.openapi}
-    if viewer and os.environ.get('GDI_TMP_NOVIEWER') != '1':
+    if viewer:
         from gdi.viewer_publish import build_from_store
 
         out["viewer"] = build_from_store(store, collections, paths.viewer / "index.html")
