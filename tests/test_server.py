@@ -156,3 +156,48 @@ def test_owslib_reads_collections_and_items(server):
     assert [f["properties"]["name"] for f in hx["features"]] == sorted(
         f["properties"]["name"] for f in hx["features"])
     assert {"Bad Driburg", "Bad Endbach"} <= {f["properties"]["name"] for f in hx["features"]}
+
+
+def test_demo_in_a_real_browser_offline(server, shared):
+    """The served map and pygeoapi's HTML pages, with every request to another host blocked."""
+    from test_viewer_build import _is_tile
+    from urllib.parse import urlsplit
+
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE")
+            blocked: list[str] = []
+
+            def route(r):
+                if urlsplit(r.request.url).hostname == "127.0.0.1":
+                    r.continue_()
+                else:
+                    blocked.append(r.request.url)
+                    r.abort()
+
+            context.route("**/*", route)
+            page = context.new_page()
+            problems: list[str] = []
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.on("console", lambda m: m.type == "error" and not _is_tile(m.location.get("url", ""))
+                    and problems.append(m.text))
+            page.goto(server.url + "/viewer")
+            page.wait_for_selector("html[data-gdi-ready='1']", timeout=15000)
+            assert page.locator("path.gdi-boundary").count() == N_MUNICIPALITIES
+            assert page.evaluate("gdiMap.stats.points") == sum(expected_points(shared).values())
+            layers = page.locator(".leaflet-control-layers-overlays").inner_text()
+            for label in ("Supermarkt", "Hofladen", "Verkaufsautomat", "Wochenmarkt", "Imkerei"):
+                assert label in layers
+            page.screenshot(path=str(server.home / "viewer.png"))
+            for path in ("/?f=html", "/collections/supply_points/items?f=html&limit=100",
+                         "/collections/municipalities/items/1?f=html", "/openapi?f=html"):
+                page.goto(server.url + path, wait_until="networkidle")
+            assert problems == []
+            assert all(_is_tile(u) for u in blocked), blocked
+        finally:
+            browser.close()

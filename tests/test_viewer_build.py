@@ -32,7 +32,7 @@ CATEGORY_MAP = {"farm": "farm_shop", "marketplace": "market",
                 "vending_machine": "vending_machine", "beekeeper": "beekeeper"}
 GERMAN_LABELS = ["Gemeindegrenzen", "Hofladen", "Verkaufsautomat", "Wochenmarkt", "Imkerei"]
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason="shared test data not available")
+assert DATA.is_dir(), f"the shared real data is missing at {DATA}"
 
 
 # ---- data ------------------------------------------------------------------------
@@ -116,8 +116,7 @@ def site(tmp_path_factory: pytest.TempPathFactory, vendored: Path) -> Iterator[t
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("needs /usr/bin/chromium (apt-get install chromium)")
+    assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
