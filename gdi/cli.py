@@ -17,7 +17,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     report = ingest(Path(args.path), Options(
         collection=args.collection, member=args.member, dataset=args.dataset, crs=args.crs,
         encoding=args.encoding, layer=args.layer, dry_run=args.dry_run,
-        report_file=Path(args.report) if args.report else None,
+        report_file=Path(args.report) if args.report else None, uploader=_cli_user(),
     ))
     from gdi import settings
 
@@ -34,6 +34,68 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"gdi: note: {w}")
     print(f"gdi: report: {where}")
+    return 0
+
+
+def _cli_user() -> str:
+    import getpass
+
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
+
+
+def _collection_and_member(args: argparse.Namespace):
+    from gdi.collections import CollectionError, get_collection
+    from gdi.ingest.territory import check_member_key
+
+    try:
+        return get_collection(args.collection), check_member_key(args.member)
+    except (CollectionError, ValueError) as exc:
+        raise SystemExit(f"gdi: {exc}")
+
+
+def _cmd_history(args: argparse.Namespace) -> int:
+    from gdi.store import open_store
+
+    collection, member = _collection_and_member(args)
+    versions = open_store().history(collection, member, args.dataset)
+    if args.json:
+        print(json.dumps([v.__dict__ for v in versions], ensure_ascii=False, indent=2))
+        return 0
+    if not versions:
+        print(f"gdi: no versions of {collection.id} for member {member}"
+              + (f", dataset {args.dataset}" if args.dataset else ""))
+        return 0
+    print(f"{'dataset':<24} {'ver':>4} {'':1} {'created':<20} {'action':<9} {'features':>8}  {'by':<16} file / sha256")
+    for v in versions:
+        what = v.file or ""
+        if v.action == "rollback":
+            what = f"restored version {v.restored_from} ({what})"
+        print(f"{v.dataset:<24} {v.version:>4} {'*' if v.live else ' '} {v.created:<20} {v.action:<9} {v.count:>8}  "
+              f"{(v.uploader or '-'):<16} {what} {(v.sha256 or '')[:12]}")
+    return 0
+
+
+def _cmd_rollback(args: argparse.Namespace) -> int:
+    from gdi.ingest.pipeline import now_iso
+    from gdi.publish import publish
+    from gdi.store import open_store
+    from gdi.store.base import VersionNotFound
+
+    collection, member = _collection_and_member(args)
+    store = open_store()
+    try:
+        info = store.rollback(collection, member, args.dataset, to_version=args.to, updated=now_iso(),
+                              uploader=_cli_user())
+    except VersionNotFound as exc:
+        print(f"gdi: refused: {exc}", file=sys.stderr)
+        return 2
+    publish(store=store)
+    restored = [v for v in store.history(collection, member, args.dataset) if v.version == info.version][0]
+    print(f"gdi: {collection.id}/{member}/{args.dataset}: version {restored.restored_from} restored "
+          f"as version {info.version} ({info.count} features); published")
     return 0
 
 
@@ -123,6 +185,20 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True)
     v.add_argument("--lang", default="de", choices=["de", "en"])
     v.set_defaults(func=_cmd_viewer)
+
+    h = sub.add_parser("history", help="list the versions of a member's datasets (audit log)")
+    h.add_argument("--collection", required=True)
+    h.add_argument("--member", required=True)
+    h.add_argument("--dataset")
+    h.add_argument("--json", action="store_true")
+    h.set_defaults(func=_cmd_history)
+
+    r = sub.add_parser("rollback", help="restore the previous (or a given) version of a dataset and republish")
+    r.add_argument("--collection", required=True)
+    r.add_argument("--member", required=True)
+    r.add_argument("--dataset", required=True)
+    r.add_argument("--to", type=int, help="version number to restore (default: the one before the live version)")
+    r.set_defaults(func=_cmd_rollback)
 
     d = sub.add_parser("datasets", help="list the stored datasets per collection and member")
     d.add_argument("--json", action="store_true")

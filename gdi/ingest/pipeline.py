@@ -28,7 +28,7 @@ from gdi.ingest.read import read_upload
 from gdi.ingest.report import FeatureNote, Report
 from gdi.ingest.territory import assign_ags, check_member_key, inside, territory
 from gdi.store import open_store
-from gdi.store.base import Store
+from gdi.store.base import Store, VersionMeta
 
 
 @dataclass
@@ -211,8 +211,10 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     if options.dry_run:
         report.status = "accepted"
         return
-    _keep_original(path, collection, member, dataset, report)
-    info = store.replace(collection, member, dataset, result, updated=updated)
+    original = _keep_original(path, collection, member, dataset, report)
+    meta = VersionMeta(uploader=options.uploader, file=path.name, sha256=report.sha256, report=report.id,
+                       original=str(original.relative_to(settings.paths().home)), counts=dict(report.counts))
+    info = store.replace(collection, member, dataset, result, updated=updated, meta=meta)
     report.version = info.version
     report.status = "accepted"
     report.published = True

@@ -1,11 +1,13 @@
 """The store interface every back-end implements.
 
 Replacing the features of one (collection, member, dataset) is the unit of
-change; it must be atomic so that readers see the old or the new data, never a mix.
+change; it must be atomic so that readers see the old or the new data, never a
+mix. Every accepted upload is a version, archived with its features, so a
+rollback restores exactly what was published before.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import geopandas as gpd
@@ -17,6 +19,10 @@ class StoreError(RuntimeError):
     pass
 
 
+class VersionNotFound(StoreError):
+    pass
+
+
 @dataclass(frozen=True)
 class DatasetInfo:
     collection: str
@@ -24,25 +30,61 @@ class DatasetInfo:
     dataset: str
     count: int
     updated: str
+    version: int          # the dataset's live version number (1, 2, …)
+
+
+@dataclass(frozen=True)
+class VersionMeta:
+    """Who sent what: the audit trail of one upload."""
+
+    uploader: str | None = None
+    file: str | None = None
+    original: str | None = None      # path of the kept original, relative to GDI_HOME
+    sha256: str | None = None
+    report: str | None = None        # report id
+    counts: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    collection: str
+    member: str
+    dataset: str
     version: int
+    created: str
+    action: str                      # upload | rollback
+    count: int
+    uploader: str | None
+    file: str | None
+    original: str | None
+    sha256: str | None
+    report: str | None
+    restored_from: int | None
+    live: bool
 
 
 class Store(Protocol):
-    def ensure(self, collection: Collection) -> None:
-        """Create the collection's table if missing."""
+    kind: str
 
-    def replace(self, collection: Collection, member: str, dataset: str,
-                features: gpd.GeoDataFrame, *, updated: str) -> DatasetInfo:
-        """Atomically replace all features of (collection, member, dataset)."""
+    def ensure(self, collection: Collection) -> None:
+        """Create the collection's tables if missing; add columns the definition gained."""
+
+    def replace(self, collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame, *,
+                updated: str, meta: VersionMeta | None = None) -> DatasetInfo:
+        """Atomically replace all features of (collection, member, dataset) as a new version."""
+
+    def rollback(self, collection: Collection, member: str, dataset: str, *, to_version: int | None = None,
+                 updated: str, uploader: str | None = None) -> DatasetInfo:
+        """Restore the previous (or the given) version as a new version, atomically."""
+
+    def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
+        ...
 
     def read(self, collection: Collection, *, member_prefix: str | None = None) -> gpd.GeoDataFrame:
-        """All features of a collection (optionally of members whose key starts so)."""
+        """All live features of a collection (optionally of members whose key starts so)."""
 
     def datasets(self, collection: Collection | None = None) -> list[DatasetInfo]:
         ...
-
-    def extent(self, collection: Collection) -> tuple[float, float, float, float] | None:
-        """Bounding box in the storage CRS, or None when empty."""
 
     def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
         """Exact lon/lat bounds of the stored features."""

@@ -19,11 +19,12 @@ import shapely
 
 from gdi.collections import Collection
 from gdi.store import gpkg_binary
-from gdi.store.base import DatasetInfo, StoreError
+from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 GPKG_USER_VERSION = 10300
 GEOM = "geom"
+ARCHIVE = "gdi_archive_"      # per collection: every version's features, for rollback
 
 SQL_TYPES = {
     "string": "TEXT", "integer": "INTEGER", "number": "DOUBLE", "boolean": "BOOLEAN",
@@ -54,6 +55,11 @@ CREATE TABLE IF NOT EXISTS gdi_datasets (
   lon_min DOUBLE, lat_min DOUBLE, lon_max DOUBLE, lat_max DOUBLE,
   PRIMARY KEY (collection, member, dataset));
 CREATE TABLE IF NOT EXISTS gdi_state (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS gdi_versions (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, collection TEXT NOT NULL, member TEXT NOT NULL, dataset TEXT NOT NULL,
+  version INTEGER NOT NULL, created TEXT NOT NULL, action TEXT NOT NULL, count INTEGER NOT NULL,
+  uploader TEXT, file TEXT, original TEXT, sha256 TEXT, report TEXT, restored_from INTEGER,
+  UNIQUE (collection, member, dataset, version));
 INSERT OR IGNORE INTO gdi_state VALUES ('data_version', 0);
 INSERT OR IGNORE INTO gpkg_spatial_ref_sys VALUES
   ('Undefined cartesian SRS', -1, 'NONE', -1, 'undefined', 'undefined cartesian coordinate reference system'),
@@ -166,6 +172,7 @@ class GpkgStore:
             (crs.name, collection.epsg, "EPSG", collection.epsg, crs.to_wkt("WKT1_GDAL"), crs.name),
         )
         if exists:
+            self._ensure_archive(conn, collection)
             self._migrate(conn, collection)
             return
         cols = [f'"{name}" {SQL_TYPES[p.type]}' for name, p in collection.properties.items()]
@@ -175,6 +182,7 @@ class GpkgStore:
             f'"{GEOM}" {collection.geometry_type.upper()}, {", ".join(cols)})'
         )
         conn.execute(f'CREATE INDEX "idx_{t}_member_dataset" ON "{t}" (member, dataset)')
+        self._ensure_archive(conn, collection)
         conn.execute(
             "INSERT INTO gpkg_contents (table_name, data_type, identifier, description, srs_id) VALUES (?,?,?,?,?)",
             (t, "features", t, collection.title.get("en", t), collection.epsg),
@@ -189,42 +197,132 @@ class GpkgStore:
             (t, GEOM, "gpkg_rtree_index", "http://www.geopackage.org/spec120/#extension_rtree", "write-only"),
         )
 
+    @staticmethod
+    def _ensure_archive(conn: sqlite3.Connection, collection: Collection) -> None:
+        t = collection.id
+        cols = [f'"{name}" {SQL_TYPES[p.type]}' for name, p in collection.properties.items()]
+        conn.execute(f'CREATE TABLE IF NOT EXISTS "{ARCHIVE}{t}" (version_id INTEGER NOT NULL, "{GEOM}" BLOB, '
+                     f'{", ".join(cols)}, "member" TEXT NOT NULL, "dataset" TEXT NOT NULL)')
+        conn.execute(f'CREATE INDEX IF NOT EXISTS "idx_{ARCHIVE}{t}_version" ON "{ARCHIVE}{t}" (version_id)')
+
     def _migrate(self, conn: sqlite3.Connection, collection: Collection) -> None:
         """Add columns a collection definition gained since the table was made."""
-        have = {row[1] for row in conn.execute(f'PRAGMA table_info("{collection.id}")')}
-        for name, p in collection.properties.items():
-            if name not in have:
-                conn.execute(f'ALTER TABLE "{collection.id}" ADD COLUMN "{name}" {SQL_TYPES[p.type]}')
+        for table in (collection.id, ARCHIVE + collection.id):
+            have = {row[1] for row in conn.execute(f'PRAGMA table_info("{table}")')}
+            for name, p in collection.properties.items():
+                if name not in have:
+                    conn.execute(f'ALTER TABLE "{table}" ADD COLUMN "{name}" {SQL_TYPES[p.type]}')
 
     # -- writes -------------------------------------------------------------
-    def replace(self, collection: Collection, member: str, dataset: str,
-                features: gpd.GeoDataFrame, *, updated: str) -> DatasetInfo:
+    def replace(self, collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame, *,
+                updated: str, meta: VersionMeta | None = None) -> DatasetInfo:
         if features.crs is not None and features.crs.to_epsg() != collection.epsg:
             raise StoreError(f"features must be in {collection.storage_crs}, got {features.crs}")
+        meta = meta or VersionMeta()
         props = list(collection.properties)
         blobs = gpkg_binary.encode(features.geometry.values, collection.epsg)
         values = _rows(features, props, collection)
-        t = collection.id
-        placeholders = ", ".join("?" * (len(props) + 3))
-        collist = ", ".join(f'"{c}"' for c in [GEOM, *props, "member", "dataset"])
+        rows = [(blob, *row, member, dataset) for blob, row in zip(blobs, values)]
+        bounds = _lonlat_bounds(features) if len(features) else (None, None, None, None)
         with self._write() as conn:
             self._ensure(conn, collection)
-            conn.execute(f'DELETE FROM "{t}" WHERE member = ? AND dataset = ?', (member, dataset))
-            conn.executemany(
-                f'INSERT INTO "{t}" ({collist}) VALUES ({placeholders})',
-                ((blob, *row, member, dataset) for blob, row in zip(blobs, values)),
-            )
-            version = self._bump(conn)
-            count = len(features)
-            if count:
-                conn.execute(
-                    "INSERT OR REPLACE INTO gdi_datasets VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (t, member, dataset, count, updated, version, *_lonlat_bounds(features)),
-                )
+            number = self._next_version(conn, collection.id, member, dataset)
+            vid = conn.execute(
+                "INSERT INTO gdi_versions (collection, member, dataset, version, created, action, count, uploader, "
+                "file, original, sha256, report, restored_from) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
+                (collection.id, member, dataset, number, updated, "upload", len(rows), meta.uploader, meta.file,
+                 meta.original, meta.sha256, meta.report)).lastrowid
+            self._archive(conn, collection, vid, rows)
+            self._publish_rows(conn, collection, member, dataset, rows, updated, number, bounds)
+        return DatasetInfo(collection.id, member, dataset, len(rows), updated, number)
+
+    def rollback(self, collection: Collection, member: str, dataset: str, *, to_version: int | None = None,
+                 updated: str, uploader: str | None = None) -> DatasetInfo:
+        props = list(collection.properties)
+        cols = ", ".join(f'"{c}"' for c in [GEOM, *props, "member", "dataset"])
+        with self._write() as conn:
+            self._ensure(conn, collection)
+            live = conn.execute("SELECT version FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?",
+                                (collection.id, member, dataset)).fetchone()
+            versions = conn.execute(
+                "SELECT id, version FROM gdi_versions WHERE collection=? AND member=? AND dataset=? ORDER BY version",
+                (collection.id, member, dataset)).fetchall()
+            if not versions:
+                raise VersionNotFound(f"no versions of {collection.id}/{member}/{dataset}")
+            if to_version is None:
+                current = live[0] if live else versions[-1][1]
+                earlier = [v for v in versions if v[1] < current]
+                if not earlier:
+                    raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version before {current}")
+                target = earlier[-1]
             else:
-                conn.execute("DELETE FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?", (t, member, dataset))
-            self._update_contents(conn, t)
-        return DatasetInfo(t, member, dataset, count, updated, version)
+                match = [v for v in versions if v[1] == to_version]
+                if not match:
+                    have = ", ".join(str(v[1]) for v in versions)
+                    raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {to_version} (has {have})")
+                target = match[0]
+            rows = conn.execute(f'SELECT {cols} FROM "{ARCHIVE}{collection.id}" WHERE version_id = ? ORDER BY rowid',
+                                (target[0],)).fetchall()
+            number = self._next_version(conn, collection.id, member, dataset)
+            vid = conn.execute(
+                "INSERT INTO gdi_versions (collection, member, dataset, version, created, action, count, uploader, "
+                "file, original, sha256, report, restored_from) "
+                "SELECT collection, member, dataset, ?, ?, 'rollback', count, ?, file, original, sha256, report, version "
+                "FROM gdi_versions WHERE id = ?", (number, updated, uploader, target[0])).lastrowid
+            self._archive(conn, collection, vid, rows)
+            bounds = _blob_bounds(rows, collection.epsg)
+            self._publish_rows(conn, collection, member, dataset, rows, updated, number, bounds)
+        return DatasetInfo(collection.id, member, dataset, len(rows), updated, number)
+
+    def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
+        if not self.path.exists():
+            return []
+        conn = connect(self.path, readonly=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='gdi_versions'").fetchone() is None:
+                return []
+            sql = ("SELECT v.collection, v.member, v.dataset, v.version, v.created, v.action, v.count, v.uploader, "
+                   "v.file, v.original, v.sha256, v.report, v.restored_from, "
+                   "coalesce(d.version = v.version, 0) FROM gdi_versions v LEFT JOIN gdi_datasets d "
+                   "ON d.collection = v.collection AND d.member = v.member AND d.dataset = v.dataset "
+                   "WHERE v.collection = ? AND v.member = ?")
+            args: list = [collection.id, member]
+            if dataset is not None:
+                sql += " AND v.dataset = ?"
+                args.append(dataset)
+            rows = conn.execute(sql + " ORDER BY v.dataset, v.version", args).fetchall()
+        finally:
+            conn.close()
+        return [VersionInfo(*r[:13], live=bool(r[13])) for r in rows]
+
+    @staticmethod
+    def _next_version(conn: sqlite3.Connection, t: str, member: str, dataset: str) -> int:
+        row = conn.execute("SELECT max(version) FROM gdi_versions WHERE collection=? AND member=? AND dataset=?",
+                           (t, member, dataset)).fetchone()
+        return (row[0] or 0) + 1
+
+    def _archive(self, conn: sqlite3.Connection, collection: Collection, vid: int, rows: list[tuple]) -> None:
+        props = list(collection.properties)
+        collist = ", ".join(f'"{c}"' for c in ["version_id", GEOM, *props, "member", "dataset"])
+        marks = ", ".join("?" * (len(props) + 4))
+        conn.executemany(f'INSERT INTO "{ARCHIVE}{collection.id}" ({collist}) VALUES ({marks})',
+                         ((vid, *row) for row in rows))
+
+    def _publish_rows(self, conn: sqlite3.Connection, collection: Collection, member: str, dataset: str,
+                      rows: list[tuple], updated: str, number: int, bounds) -> None:
+        t = collection.id
+        props = list(collection.properties)
+        collist = ", ".join(f'"{c}"' for c in [GEOM, *props, "member", "dataset"])
+        marks = ", ".join("?" * (len(props) + 3))
+        conn.execute(f'DELETE FROM "{t}" WHERE member = ? AND dataset = ?', (member, dataset))
+        conn.executemany(f'INSERT INTO "{t}" ({collist}) VALUES ({marks})', rows)
+        self._bump(conn)
+        if rows:
+            conn.execute("INSERT OR REPLACE INTO gdi_datasets VALUES (?,?,?,?,?,?,?,?,?,?)",
+                         (t, member, dataset, len(rows), updated, number, *bounds))
+        else:
+            conn.execute("DELETE FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?", (t, member, dataset))
+        self._update_contents(conn, t)
 
     def delete(self, collection: Collection, member: str, dataset: str) -> int:
         with self._write() as conn:
@@ -350,6 +448,14 @@ def _lonlat_bounds(features: gpd.GeoDataFrame) -> tuple[float, float, float, flo
     t = transformer(features.crs.to_epsg(), 4326)
     lon, lat = t.transform(coords[:, 0], coords[:, 1])
     return float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))
+
+
+def _blob_bounds(rows: list[tuple], epsg: int) -> tuple:
+    """lon/lat bounds of archived rows (geometry blob first in each row)."""
+    if not rows:
+        return (None, None, None, None)
+    geoms = gpkg_binary.decode([r[0] for r in rows])
+    return _lonlat_bounds(gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=epsg)))
 
 
 def _rows(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[tuple]:
