@@ -29,39 +29,86 @@ def shared() -> Path:
     return SHARED
 
 
-@pytest.fixture
-def gdi_home(tmp_path, monkeypatch) -> Path:
-    """A fresh, empty GDI_HOME for one test."""
+STORES = ["gpkg", "postgis"]
+_db_counter = iter(range(1, 1_000_000))
+
+
+@pytest.fixture(scope="session")
+def postgis():
+    """One throwaway PostGIS server for the whole session (scripts/postgis.sh does the same by hand)."""
+    from gdi import devdb
+
+    db = devdb.start()
+    subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(db.port), "-U", "postgres", "-d", "postgres", "-qc",
+                    "CREATE DATABASE gdi_template TEMPLATE gdi"], check=True)
+    yield db
+    db.stop()
+
+
+def fresh_store(kind: str, request) -> str | None:
+    """None for the GeoPackage store, else the URL of a new, empty PostGIS database."""
+    if kind == "gpkg":
+        return None
+    db = request.getfixturevalue("postgis")
+    name = f"gdi_t{next(_db_counter)}"
+    subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(db.port), "-U", "postgres", "-d", "postgres", "-qc",
+                    f"CREATE DATABASE {name} TEMPLATE gdi_template"], check=True)
+    return f"postgresql://postgres@127.0.0.1:{db.port}/{name}"
+
+
+@pytest.fixture(params=STORES)
+def gdi_home(request, tmp_path, monkeypatch) -> Path:
+    """A fresh, empty GDI_HOME for one test, on each store in turn."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("GDI_HOME", str(home))
-    monkeypatch.delenv("GDI_STORE", raising=False)
+    url = fresh_store(request.param, request)
+    if url:
+        monkeypatch.setenv("GDI_STORE", url)
+    else:
+        monkeypatch.delenv("GDI_STORE", raising=False)
     return home
 
 
-def run_gdi(*args: str, home: Path, check: bool = False, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_gdi(*args: str, home: Path, check: bool = False, timeout: int = 300,
+            store: str | None = "env") -> subprocess.CompletedProcess:
+    """Run the gdi command with GDI_HOME (and GDI_STORE as the test has set it, unless given)."""
     env = dict(os.environ, GDI_HOME=str(home))
-    env.pop("GDI_STORE", None)
+    if store != "env":
+        env.pop("GDI_STORE", None)
+        if store:
+            env["GDI_STORE"] = store
     proc = subprocess.run([GDI, *args], env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"gdi {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
-@pytest.fixture(scope="session")
-def demo_home(tmp_path_factory) -> Path:
-    """A GDI_HOME with the bundled demo data loaded and published (once per session)."""
-    home = tmp_path_factory.mktemp("demo") / "home"
-    run_gdi("demo", "--no-serve", home=home, check=True)
+@pytest.fixture(scope="session", params=STORES)
+def demo_home(request, tmp_path_factory) -> Path:
+    """A GDI_HOME with the bundled demo data loaded and published, once per store and session."""
+    home = tmp_path_factory.mktemp(f"demo-{request.param}") / "home"
+    home.mkdir(parents=True)
+    store = fresh_store(request.param, request)
+    (home / "store-url").write_text(store or "")
+    run_gdi("demo", "--no-serve", home=home, check=True, store=store)
     return home
+
+
+def home_store(home: Path) -> str | None:
+    marker = home / "store-url"
+    return (marker.read_text() or None) if marker.exists() else None
 
 
 class Server:
     def __init__(self, home: Path, port: int):
         self.home, self.port = home, port
         self.url = f"http://127.0.0.1:{port}"
+        self.store = home_store(home)
         env = dict(os.environ, GDI_HOME=str(home))
         env.pop("GDI_STORE", None)
+        if self.store:
+            env["GDI_STORE"] = self.store
         self.log = open(home / f"server-{port}.log", "w")
         self.proc = subprocess.Popen([GDI, "serve", "--host", "127.0.0.1", "--port", str(port)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)

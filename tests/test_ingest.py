@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 from pathlib import Path
 
 import geopandas as gpd
@@ -16,29 +15,28 @@ from conftest import run_gdi
 from fixtures import farmshops_of, supply_frame_german, zipped_shapefile
 from gdi.collections import get_collection
 from gdi.ingest.crs import transformer
-from gdi.store.gpkg import GpkgStore
+from gdi.store import open_store
 
 MB = "vg250ew_gemeinden_marburg-biedenkopf.geojson"
 HX = "vg250ew_gemeinden_hoexter.geojson"
 
 
 def stored(home: Path, collection: str) -> gpd.GeoDataFrame:
-    return GpkgStore(home / "store.gpkg").read(get_collection(collection))
+    """What the store of the current test (GDI_STORE as set by the gdi_home fixture) publishes."""
+    return open_store().read(get_collection(collection))
 
 
 def store_digest(home: Path) -> str:
-    """A digest of every published row, to prove a refused upload changed nothing."""
-    path = home / "store.gpkg"
-    if not path.exists():
-        return "empty"
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """A digest of every published row, dataset and version, to prove a refused upload changed nothing."""
+    store = open_store()
     h = hashlib.sha256()
-    for (t,) in conn.execute("SELECT table_name FROM gpkg_contents ORDER BY 1"):
-        for row in conn.execute(f'SELECT * FROM "{t}" ORDER BY fid'):
-            h.update(repr(row).encode())
-    for row in conn.execute("SELECT * FROM gdi_datasets ORDER BY 1,2,3"):
-        h.update(repr(row).encode())
-    conn.close()
+    for cid in ("municipalities", "supply_points"):
+        c = get_collection(cid)
+        g = store.read(c)
+        h.update(g.drop(columns=["fid"]).to_json(sort_keys=True).encode())
+        for member in sorted(set(g["member"])):
+            h.update(repr(store.history(c, member)).encode())
+    h.update(repr(store.datasets()).encode())
     return h.hexdigest()
 
 

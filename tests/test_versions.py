@@ -7,7 +7,7 @@ import pytest
 
 from conftest import run_gdi
 from gdi.collections import get_collection
-from gdi.store.gpkg import GpkgStore
+from gdi.store import open_store
 
 MB = "vg250ew_gemeinden_marburg-biedenkopf.geojson"
 FARM = "farmshops_marburg-biedenkopf_hoexter_umland.geojson"
@@ -22,7 +22,7 @@ def home(gdi_home, shared):
 
 
 def live(home):
-    g = GpkgStore(home / "store.gpkg").read(get_collection("supply_points"))
+    g = open_store().read(get_collection("supply_points"))
     return g.drop(columns=["fid", "updated"]).sort_values(["name", "category"], na_position="first").reset_index(drop=True)
 
 

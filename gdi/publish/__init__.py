@@ -47,7 +47,9 @@ def publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[
     os.environ["PYGEOAPI_CONFIG"] = str(paths.pygeoapi_config)
     from pygeoapi.openapi import get_oas
 
-    oas = get_oas(cfg)
+    from gdi.publish.openapi import bundle
+
+    oas = bundle(get_oas(cfg))      # every $ref resolves locally (no schemas.opengis.net offline)
     _atomic_write(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
     out = {"config": paths.pygeoapi_config, "openapi": paths.openapi}
     if viewer:

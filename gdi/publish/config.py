@@ -23,14 +23,17 @@ def lonlat_extent(extent: tuple[float, float, float, float] | None) -> list[floa
     return [round(extent[0], 6), round(extent[1], 6), round(extent[2], 6), round(extent[3], 6)]
 
 
-def resource(collection: Collection, store_path: Path, extent) -> dict[str, Any]:
+PROVIDERS = {"gpkg": "gdi.publish.provider.GpkgProvider", "postgis": "gdi.publish.provider_pg.PostgisProvider"}
+
+
+def resource(collection: Collection, store_path: Path | str, extent, kind: str = "gpkg") -> dict[str, Any]:
     links = []
     if collection.licence.get("url"):
         links.append({"type": "text/html", "rel": "license", "title": collection.licence.get("name", "Licence"),
                       "href": collection.licence["url"], "hreflang": "de"})
     provider: dict[str, Any] = {
         "type": "feature",
-        "name": "gdi.publish.provider.GpkgProvider",
+        "name": PROVIDERS[kind],
         "data": str(store_path),
         "table": collection.id,
         "id_field": "fid",
@@ -98,5 +101,5 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
                         "fax": "", "email": "", "url": url.rstrip("/"), "hours": "", "instructions": "",
                         "role": "pointOfContact"},
         },
-        "resources": {cid: resource(c, store.path, store.extent_lonlat(c)) for cid, c in collections.items()},
+        "resources": {cid: resource(c, store.path, store.extent_lonlat(c), store.kind) for cid, c in collections.items()},
     }

@@ -6,6 +6,7 @@ shapely (registered as SQL functions) for the exact test.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
@@ -31,6 +32,9 @@ SPATIAL = {
 COMPARE = {ast.Equal: "=", ast.NotEqual: "<>", ast.LessThan: "<", ast.LessEqual: "<=",
            ast.GreaterThan: ">", ast.GreaterEqual: ">="}
 GEOMETRY_NAMES = {"geometry", "geom"}
+# CASEI (pygeofilter: lower) and ACCENTI; both SQL functions are registered by the provider
+# (SQLite's own lower() folds ASCII only)
+TEXT_FUNCTIONS = {"lower": "gdi_casei", "casei": "gdi_casei", "accenti": "gdi_unaccent"}
 
 
 @dataclass
@@ -40,6 +44,10 @@ class SqlFilter:
     rtree: str
     geom: str = "geom"
     params: list = field(default_factory=list)
+    # Envelopes (CQL2 BBOX literals) come in filter-crs; pygeoapi transforms only
+    # geometry literals to the storage CRS, so envelopes are transformed here.
+    envelope_to_storage: Callable[[shapely.Geometry], shapely.Geometry] | None = None
+    text_functions: dict = field(default_factory=lambda: dict(TEXT_FUNCTIONS))
 
     def where(self, node) -> str:
         return self._node(node)
@@ -70,6 +78,8 @@ class SqlFilter:
             self.params.append(node.isoformat())
         elif isinstance(node, values.Timestamp if hasattr(values, "Timestamp") else ()):
             self.params.append(str(node))
+        elif isinstance(node, ast.Function) and node.name.lower() in self.text_functions and len(node.arguments) == 1:
+            return f"{self.text_functions[node.name.lower()]}({self._value(node.arguments[0])})"
         elif isinstance(node, ast.Arithmetic):
             op = {ast.Add: "+", ast.Sub: "-", ast.Mul: "*", ast.Div: "/"}[type(node)]
             return f"({self._value(node.lhs)} {op} {self._value(node.rhs)})"
@@ -81,8 +91,16 @@ class SqlFilter:
         if isinstance(node, values.Geometry):
             geo = {k: v for k, v in node.geometry.items() if k != "crs"}
             return shape(geo)
+        if isinstance(node, ast.Function) and node.name.lower() == "bbox" and len(node.arguments) in (4, 6):
+            a = [float(v) for v in node.arguments]
+            a = [a[0], a[1], a[3], a[4]] if len(a) == 6 else a
+            node = values.Envelope(*a)   # same field layout as pygeofilter's CQL2-JSON bbox (see below)
         if isinstance(node, values.Envelope):
-            return shapely.box(min(node.x1, node.x2), min(node.y1, node.y2), max(node.x1, node.x2), max(node.y1, node.y2))
+            # pygeofilter's CQL2-JSON parser builds Envelope(*bbox) from [minx, miny, maxx, maxy],
+            # so its fields x1, x2, y1, y2 hold minx, miny, maxx, maxy (CQL2 text gives a 'bbox' function).
+            minx, miny, maxx, maxy = node.x1, node.x2, node.y1, node.y2
+            box = shapely.box(min(minx, maxx), min(miny, maxy), max(minx, maxx), max(miny, maxy))
+            return self.envelope_to_storage(box) if self.envelope_to_storage else box
         raise FilterError(f"expected a geometry literal, got {node!r}")
 
     def _is_geom_attr(self, node) -> bool:

@@ -73,6 +73,18 @@ def _like(value: Any, pattern: str, nocase: int) -> int | None:
     return int(_regex(pattern, nocase).match(str(value)) is not None)
 
 
+def _casei(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
+
+
+def _unaccent(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    import unicodedata
+
+    return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
+
+
 def _connection(path: str) -> sqlite3.Connection:
     """One read-only connection per thread and file (providers are created per request)."""
     conns = getattr(_local, "conns", None)
@@ -88,6 +100,8 @@ def _connection(path: str) -> sqlite3.Connection:
         gpkg_binary.register_functions(conn)
         conn.create_function("gdi_spatial", 3, _spatial, deterministic=True)
         conn.create_function("gdi_like", 3, _like, deterministic=True)
+        conn.create_function("gdi_casei", 1, _casei, deterministic=True)
+        conn.create_function("gdi_unaccent", 1, _unaccent, deterministic=True)
         conns[path] = conn
     return conn
 
@@ -134,11 +148,14 @@ class GpkgProvider(BaseProvider):
         rtree = f"rtree_{self.table}_{self.geom}"
         if bbox:
             area = self._bbox_area(bbox)
-            minx, miny, maxx, maxy = area.bounds
-            where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
-            params += [maxx, minx, maxy, miny]
-            where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
-            params.append(shapely.to_wkb(area))
+            if area.is_empty:
+                where.append("0")
+            else:
+                minx, miny, maxx, maxy = area.bounds
+                where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
+                params += [maxx, minx, maxy, miny]
+                where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
+                params.append(shapely.to_wkb(area))
         for name, value in properties or []:
             if name not in self.fields:
                 raise ProviderInvalidQueryError(user_msg=f"unknown property '{name}'")
@@ -149,7 +166,7 @@ class GpkgProvider(BaseProvider):
             where.append(clause)
             params += args
         if filterq is not None:
-            sf = SqlFilter(self.table, set(self.fields), rtree, self.geom)
+            sf = SqlFilter(self.table, set(self.fields), rtree, self.geom, envelope_to_storage=self._filter_envelope)
             try:
                 where.append(sf.where(filterq))
             except FilterError as exc:
@@ -233,7 +250,48 @@ class GpkgProvider(BaseProvider):
         if dst_crs is None or src_crs == dst_crs:
             return shapely.box(*raw[:4])
         t = _transformer(src_crs.to_wkt(), dst_crs.to_wkt(), False)   # axis order of bbox-crs, as OGC API says
-        ring = shapely.segmentize(shapely.box(*raw[:4]), max_segment_length=max(raw[2] - raw[0], raw[3] - raw[1]) / 64 or 1)
+        boxes = [shapely.box(*raw[:4])]
+        lon_first = src_crs.is_geographic and src_crs.axis_info and src_crs.axis_info[0].direction.lower() == "east"
+        if lon_first:
+            if raw[0] > raw[2]:       # crossing the antimeridian (OGC API Features 1, 7.15.3)
+                boxes = [shapely.box(raw[0], raw[1], 180, raw[3]), shapely.box(-180, raw[1], raw[2], raw[3])]
+            aou = dst_crs.area_of_use
+            if aou is not None:       # outside its area of use a projection returns nonsense or inf
+                use = shapely.box(aou.west, aou.south, aou.east, aou.north)
+                boxes = [b.intersection(use) for b in boxes]
+                boxes = [b for b in boxes if not b.is_empty and b.area > 0]
+        parts = []
+        for box in boxes:
+            bx = box.bounds
+            ring = shapely.segmentize(box, max_segment_length=max(bx[2] - bx[0], bx[3] - bx[1]) / 64 or 1)
+            part = shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+            if np.isfinite(shapely.get_coordinates(part)).all():
+                parts.append(part)
+        return shapely.union_all(parts) if parts else shapely.Polygon()
+
+    def _storage_crs(self) -> pyproj.CRS | None:
+        return _crs(self.storage_crs.to_wkt()) if hasattr(self.storage_crs, "to_wkt") else None
+
+    def _filter_envelope(self, box: shapely.Geometry) -> shapely.Geometry:
+        """A CQL2 BBOX literal, given in filter-crs (default CRS84), as an area in the storage CRS."""
+        src = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+        try:
+            from flask import has_request_context, request
+
+            if has_request_context():
+                src = request.args.get("filter-crs") or src
+        except ImportError:
+            pass
+        try:
+            src_crs = _crs(src)
+        except pyproj.exceptions.CRSError as exc:
+            raise ProviderInvalidQueryError(user_msg=f"invalid filter-crs '{src}'") from exc
+        dst_crs = self._storage_crs()
+        if dst_crs is None or src_crs == dst_crs:
+            return box
+        t = _transformer(src_crs.to_wkt(), dst_crs.to_wkt(), False)
+        minx, miny, maxx, maxy = box.bounds
+        ring = shapely.segmentize(box, max_segment_length=max(maxx - minx, maxy - miny) / 64 or 1)
         return shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
 
     def _columns(self, select_properties: list | None) -> list[str]:

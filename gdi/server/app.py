@@ -25,6 +25,9 @@ def create_app():
     from pygeoapi.flask_app import APP
 
     from gdi.assets import vendor_dir
+    from gdi.server import fixes
+
+    fixes.install(APP)
 
     vendor = vendor_dir()
     viewer_dir = paths.viewer

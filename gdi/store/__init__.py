@@ -13,7 +13,9 @@ def open_store(url: str | None = None) -> Store:
 
         return GpkgStore(settings.paths().store)
     if url.startswith(("postgresql://", "postgres://")):
-        raise StoreError("the PostGIS store is not available in this version (GDI_STORE=postgresql://…)")
+        from gdi.store.postgis import PostgisStore
+
+        return PostgisStore(url)
     if url.endswith(".gpkg"):
         from gdi.store.gpkg import GpkgStore
         from pathlib import Path

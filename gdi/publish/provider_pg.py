@@ -1,0 +1,277 @@
+"""pygeoapi feature provider for the PostGIS store.
+
+pygeoapi's own PostgreSQL provider breaks spatial CQL with a CRS84 storage CRS,
+swaps axes with EPSG:4326, answers 500 to a non-integer id and to an empty
+``sortby``. This one keeps the data in EPSG:25832, transforms output itself,
+binds every literal as a parameter, and runs count and page in one
+REPEATABLE READ snapshot from a small connection pool.
+"""
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+import numpy as np
+import psycopg
+import shapely
+from psycopg_pool import ConnectionPool
+from pygeoapi.provider.base import (
+    BaseProvider, ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError, ProviderQueryError,
+)
+from shapely.geometry import mapping
+
+from gdi.publish.cql_sql import FilterError, SqlFilter
+from gdi.publish.provider import _count_cache, _count_lock, _crs, _instant, _transformer
+
+LOGGER = logging.getLogger(__name__)
+SCHEMA = "gdi"
+JSON_TYPES = {"text": "string", "bigint": "integer", "integer": "integer", "double precision": "number",
+              "boolean": "boolean"}
+_pools: dict[str, ConnectionPool] = {}
+_pools_lock = threading.Lock()
+_fields_cache: dict[tuple[str, str], dict] = {}
+
+
+def _pool(url: str) -> ConnectionPool:
+    with _pools_lock:
+        pool = _pools.get(url)
+        if pool is None:
+            pool = ConnectionPool(url, min_size=1, max_size=8, open=True, timeout=30,
+                                  kwargs={"autocommit": False, "connect_timeout": 10})
+            _pools[url] = pool
+        return pool
+
+
+class PgFilter(SqlFilter):
+    """CQL2 → PostGIS: same checks as the GeoPackage translation, PostGIS functions."""
+
+    srid: int = 25832
+
+    def _spatial(self, op: str, lhs, rhs, prefilter: bool) -> str:
+        if self._is_geom_attr(lhs):
+            other = self._geometry(rhs)
+        elif self._is_geom_attr(rhs):
+            other = self._geometry(lhs)
+            op = {"within": "contains", "contains": "within"}.get(op, op)
+        else:
+            raise FilterError("spatial predicates need the queryable 'geometry' on one side")
+        self.params.append(shapely.to_wkb(other))
+        return f"ST_{op.capitalize()}(geom, ST_GeomFromWKB(?, {int(self.srid)}))"
+
+    def _node(self, node) -> str:
+        from pygeofilter import ast
+
+        from gdi.publish.cql_sql import _like_pattern
+
+        if isinstance(node, ast.Like):
+            lhs = self._attr(node.lhs)
+            self.params.append(_like_pattern(node))
+            expr = f"({lhs}::text {'~*' if node.nocase else '~'} ?)"
+            return f"(NOT {expr})" if node.not_ else expr
+        return super()._node(node)
+
+
+def _pg(sql: str) -> str:
+    """Our SQL uses ? placeholders; psycopg wants %s."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class PostgisProvider(BaseProvider):
+    def __init__(self, provider_def: dict):
+        super().__init__(provider_def)
+        self.table = provider_def.get("table") or provider_def["name"]
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", self.table):
+            raise ProviderConnectionError(f"invalid table name {self.table!r}")
+        self.url = self.data
+        self.id_field = "fid"
+        self.srid = int(str(provider_def.get("storage_crs", "25832")).rstrip("/").split("/")[-1])
+        self.get_fields()
+
+    def get_fields(self) -> dict:
+        if not self._fields:
+            key = (self.url, self.table)
+            if key not in _fields_cache:
+                try:
+                    with _pool(self.url).connection() as conn:
+                        rows = conn.execute(
+                            "SELECT column_name, data_type FROM information_schema.columns WHERE table_schema = %s "
+                            "AND table_name = %s ORDER BY ordinal_position", (SCHEMA, self.table)).fetchall()
+                        conn.rollback()
+                except psycopg.Error as exc:
+                    raise ProviderConnectionError(f"cannot read table {self.table}") from exc
+                if not rows:
+                    raise ProviderConnectionError(f"table {SCHEMA}.{self.table} not found")
+                fields = {}
+                for name, dtype in rows:
+                    if name in {"fid", "geom"}:
+                        continue
+                    fields[name] = {"type": JSON_TYPES.get(dtype, "string")}
+                _fields_cache[key] = fields
+            self._fields = dict(_fields_cache[key])
+        return self._fields
+
+    def query(self, offset: int = 0, limit: int = 10, resulttype: str = "results", bbox: list | None = None,
+              datetime_: str | None = None, properties: list | None = None, sortby: list | None = None,
+              select_properties: list | None = None, skip_geometry: bool = False, q: str | None = None,
+              filterq=None, crs_transform_spec=None, **kwargs) -> dict:
+        where: list[str] = []
+        params: list = []
+        if bbox:
+            area = self._bbox_area(bbox)
+            where.append(f"(geom && ST_GeomFromWKB(?, {self.srid}) AND ST_Intersects(geom, ST_GeomFromWKB(?, {self.srid})))")
+            wkb = shapely.to_wkb(area)
+            params += [shapely.to_wkb(shapely.box(*area.bounds)), wkb]
+        for name, value in properties or []:
+            if name not in self.fields:
+                raise ProviderInvalidQueryError(user_msg=f"unknown property '{name}'")
+            where.append(f'"{name}"::text = ?')
+            params.append(str(value))
+        if datetime_:
+            field = self.time_field
+            if not field or field not in self.fields:
+                raise ProviderInvalidQueryError(user_msg="this collection has no time property for datetime")
+            if "/" in datetime_:
+                start, end = datetime_.split("/", 1)
+                if start not in {"", ".."}:
+                    where.append(f'"{field}" >= ?')
+                    params.append(_instant(start, end=False))
+                if end not in {"", ".."}:
+                    where.append(f'"{field}" <= ?')
+                    params.append(_instant(end, end=True))
+            else:
+                where.append(f'("{field}" >= ? AND "{field}" <= ?)')
+                params += [_instant(datetime_, end=False), _instant(datetime_, end=True)]
+        if filterq is not None:
+            sf = PgFilter(self.table, set(self.fields), "", "geom", envelope_to_storage=self._filter_envelope,
+                          text_functions={"lower": "lower", "casei": "lower", "accenti": "gdi_unaccent"})
+            sf.srid = self.srid
+            try:
+                where.append(sf.where(filterq))
+            except FilterError as exc:
+                raise ProviderInvalidQueryError(user_msg=f"invalid filter: {exc}") from exc
+            params += sf.params
+        if q:
+            text_fields = [n for n, f in self.fields.items() if f["type"] == "string"]
+            for term in [t for t in re.split(r"\s+", q.strip()) if t]:
+                where.append("(" + " OR ".join(f'strpos(lower("{n}"), lower(?)) > 0' for n in text_fields) + ")")
+                params += [term] * len(text_fields)
+        where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+        order = self._order(sortby)
+        columns = self._columns(select_properties)
+        table = f'{SCHEMA}."{self.table}"'
+        try:
+            with _pool(self.url).connection() as conn:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                conn.read_only = True
+                try:
+                    version = conn.execute(f"SELECT value FROM {SCHEMA}.state WHERE key = 'data_version'").fetchone()[0]
+                    key = (self.url, self.table, version, where_sql, tuple(params))
+                    with _count_lock:
+                        matched = _count_cache.get(key)
+                    if matched is None:
+                        matched = conn.execute(_pg(f"SELECT count(*) FROM {table}{where_sql}"), params).fetchone()[0]
+                        with _count_lock:
+                            if len(_count_cache) > 10000:
+                                _count_cache.clear()
+                            _count_cache[key] = matched
+                    features: list = []
+                    if resulttype != "hits" and limit > 0:
+                        geom = "NULL" if skip_geometry else "ST_AsBinary(geom)"
+                        cols = "".join(f', "{c}"' for c in columns)
+                        rows = conn.execute(
+                            _pg(f"SELECT fid, {geom}{cols} FROM {table}{where_sql} ORDER BY {order} LIMIT ? OFFSET ?"),
+                            [*params, int(limit), int(offset)]).fetchall()
+                        features = self._features(rows, columns, skip_geometry, crs_transform_spec)
+                finally:
+                    conn.rollback()
+                    conn.read_only = False
+                    conn.isolation_level = None
+        except psycopg.Error as exc:
+            LOGGER.error("query failed: %s", exc)
+            raise ProviderQueryError(user_msg="query failed") from exc
+        return {"type": "FeatureCollection", "features": features, "numberMatched": matched,
+                "numberReturned": len(features)}
+
+    def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
+        try:
+            fid = int(str(identifier))
+        except ValueError:
+            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
+        if not -2**63 <= fid < 2**63:
+            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
+        columns = list(self.fields)
+        cols = "".join(f', "{c}"' for c in columns)
+        try:
+            with _pool(self.url).connection() as conn:
+                row = conn.execute(f'SELECT fid, ST_AsBinary(geom){cols} FROM {SCHEMA}."{self.table}" WHERE fid = %s',
+                                   (fid,)).fetchone()
+                conn.rollback()
+        except psycopg.Error as exc:
+            raise ProviderQueryError(user_msg="query failed") from exc
+        if row is None:
+            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
+        return self._features([row], columns, False, crs_transform_spec)[0]
+
+    def _columns(self, select_properties: list | None) -> list[str]:
+        names = list(self.fields)
+        if select_properties:
+            unknown = [p for p in select_properties if p not in self.fields]
+            if unknown:
+                raise ProviderInvalidQueryError(user_msg=f"unknown properties: {', '.join(unknown)}")
+            names = [n for n in names if n in select_properties]
+        return names
+
+    def _order(self, sortby: list | None) -> str:
+        parts = []
+        for item in sortby or []:
+            name = item.get("property")
+            if name in {"id", "fid"}:
+                col = "fid"
+            elif name in self.fields:
+                col = f'"{name}"'
+            else:
+                raise ProviderInvalidQueryError(user_msg=f"cannot sort by unknown property '{name}'")
+            parts.append(f"{col} {'DESC NULLS LAST' if item.get('order') == '-' else 'ASC NULLS FIRST'}")
+        parts.append("fid ASC")
+        return ", ".join(parts)
+
+    def _bbox_area(self, bbox: list) -> shapely.Geometry:
+        from gdi.publish.provider import GpkgProvider
+
+        return GpkgProvider._bbox_area(self, bbox)
+
+    def _filter_envelope(self, box: shapely.Geometry) -> shapely.Geometry:
+        from gdi.publish.provider import GpkgProvider
+
+        return GpkgProvider._filter_envelope(self, box)
+
+    def _storage_crs(self):
+        from gdi.publish.provider import GpkgProvider
+
+        return GpkgProvider._storage_crs(self)
+
+    def _features(self, rows: list, columns: list[str], skip_geometry: bool, spec) -> list[dict]:
+        geoms = None
+        if not skip_geometry and rows:
+            geoms = shapely.from_wkb(np.array([None if r[1] is None else bytes(r[1]) for r in rows], dtype=object))
+            if spec is not None:
+                t = _transformer(spec.source_crs_wkt, spec.target_crs_wkt, bool(spec.always_xy))
+                decimals = 7 if t.target_crs.is_geographic else 3
+
+                def fn(c: np.ndarray) -> np.ndarray:
+                    x, y = t.transform(c[:, 0], c[:, 1])
+                    return np.round(np.column_stack([x, y]), decimals)
+
+                ok = np.array([g is not None for g in geoms])
+                if ok.any():
+                    geoms[ok] = shapely.transform(geoms[ok], fn)
+        out = []
+        for i, row in enumerate(rows):
+            props = dict(zip(columns, row[2:]))
+            geometry = mapping(geoms[i]) if geoms is not None and geoms[i] is not None else None
+            out.append({"type": "Feature", "id": row[0], "geometry": geometry, "properties": props})
+        return out
+
+    def __repr__(self) -> str:
+        return f"<PostgisProvider> {self.table}"
