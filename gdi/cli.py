@@ -111,8 +111,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_serve(args: argparse.Namespace) -> int:
     from gdi.server.run import serve
 
-    serve(args.host, args.port, args.workers)
-    return 0
+    return serve(args.host, args.port, args.workers)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -125,8 +124,37 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
         publish()
         return 0
-    serve(args.host, args.port, args.workers)
-    return 0
+    return serve(args.host, args.port, args.workers)
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from gdi.server import tokens
+
+    if args.action == "create":
+        try:
+            token, secret = tokens.create(args.member, args.name, args.admin)
+        except ValueError as exc:
+            print(f"gdi: {exc}", file=sys.stderr)
+            return 2
+        kind = "admin token (may act for any member)" if token.admin else f"token for member {token.member}"
+        print(f"gdi: created {kind}, id {token.id}{' (' + token.name + ')' if token.name else ''}.")
+        print("gdi: it is shown only now; send it as 'Authorization: Bearer <token>'.")
+        print(secret)
+        return 0
+    if args.action == "list":
+        for t in tokens.list_tokens():
+            state = f"revoked {t.revoked}" if t.revoked else "active"
+            print(f"{t.id}  member {t.member:<9} {'admin ' if t.admin else ''}{(t.name or ''):<20} "
+                  f"created {t.created}  {state}")
+        return 0
+    if not args.id:
+        print("gdi: give the token id to revoke (see gdi token list)", file=sys.stderr)
+        return 2
+    if tokens.revoke(args.id):
+        print(f"gdi: token {args.id} revoked")
+        return 0
+    print(f"gdi: no active token with id {args.id}", file=sys.stderr)
+    return 2
 
 
 def _cmd_viewer(args: argparse.Namespace) -> int:
@@ -180,6 +208,14 @@ def parser() -> argparse.ArgumentParser:
             s.add_argument("--reload", action="store_true", help="load the demo data again")
             s.add_argument("--no-serve", action="store_true", help="load and publish only")
         s.set_defaults(func=func)
+
+    t = sub.add_parser("token", help="create, list or revoke upload tokens")
+    t.add_argument("action", choices=["create", "list", "revoke"])
+    t.add_argument("id", nargs="?", help="token id (revoke)")
+    t.add_argument("--member", help="member key the token writes for (create)")
+    t.add_argument("--name", help="a label, e.g. the person or system using it")
+    t.add_argument("--admin", action="store_true", help="may act for any member (the county's GIS team)")
+    t.set_defaults(func=_cmd_token)
 
     v = sub.add_parser("viewer", help="write the regional map as one self-contained HTML file")
     v.add_argument("--out", required=True)

@@ -10,6 +10,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ class Options:
     report_file: Path | None = None
     publish: bool = True
     uploader: str | None = None
+    progress: Callable[[str, float], None] | None = None    # (stage, 0…1), for jobs and terminals
 
 
 def now_iso() -> str:
@@ -115,6 +117,8 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     report.size = path.stat().st_size
     report.sha256 = sha256_of(path)
     store = store or open_store()
+    step = options.progress or (lambda stage, fraction: None)
+    step("reading", 0.05)
 
     municipalities = store.read(load_collections()["municipalities"]) if "municipalities" in load_collections() else None
     area = territory(municipalities, member) if municipalities is not None and not municipalities.empty else None
@@ -134,6 +138,7 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     if len(frame) == 0:
         raise IngestRefused(f"{path.name} contains no features")
 
+    step("coordinates", 0.25)
     geoms = np.asarray(frame.geometry.values, dtype=object)
     epsg = _decide_crs(geoms, raw.declared_epsg, given_epsg, frame, area, report)
     geoms = _to_storage(geoms, epsg, collection, report)
@@ -146,7 +151,9 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
         raise IngestRefused(
             f"no field for required {', '.join(missing)} found; columns in the file: "
             f"{', '.join(c for c in frame.columns if c != frame.geometry.name)}")
+    step("fields", 0.4)
     rows = map_rows(frame, collection, mapping)
+    step("geometry", 0.55)
 
     tolerance = float(settings.setting("ingest.territory_tolerance_m", 50))
     accepted_idx: list[int] = []
@@ -170,6 +177,7 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
         accepted_idx.append(i)
         out_geoms.append(fixed)
 
+    step("territory", 0.7)
     out_geoms_arr = np.array(out_geoms, dtype=object)
     keep = np.ones(len(accepted_idx), dtype=bool)
     tfield = collection.territory_field
@@ -211,6 +219,7 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     if options.dry_run:
         report.status = "accepted"
         return
+    step("storing", 0.8)
     original = _keep_original(path, collection, member, dataset, report)
     meta = VersionMeta(uploader=options.uploader, file=path.name, sha256=report.sha256, report=report.id,
                        original=str(original.relative_to(settings.paths().home)), counts=dict(report.counts))
@@ -219,8 +228,10 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     report.status = "accepted"
     report.published = True
     if options.publish:
+        step("publishing", 0.92)
         from gdi.publish import publish
         publish(store=store)
+    step("done", 1.0)
 
 
 def _shown(values: dict) -> dict:

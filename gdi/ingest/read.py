@@ -67,7 +67,10 @@ def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding
     if size > max_bytes:
         raise IngestRefused(f"{path.name} is {size:,} bytes, more than the limit of {max_bytes:,} bytes")
     if encoding:
-        encoding = enc.normalise_encoding(encoding)
+        try:
+            encoding = enc.normalise_encoding(encoding)
+        except ValueError as exc:
+            raise IngestRefused(str(exc)) from exc
     ext = path.suffix.lower()
     members: list[str] = []
     if ext in ARCHIVE_EXT or _is_zip(path):
@@ -219,7 +222,12 @@ def _read_table(path: Path, encoding: str | None) -> Raw:
             enc_used = enc.guess_bytes(data)
             enc_source = ("detected: valid UTF-8" if enc_used.startswith("utf-8")
                           else "detected: not UTF-8, read as Windows-1252")
-        text = data.decode(enc_used, errors="strict" if encoding is None else "replace")
+        try:
+            text = data.decode(enc_used, errors="strict" if encoding is None else "replace")
+        except UnicodeDecodeError as exc:
+            raise IngestRefused(
+                f"{path.name}: the text is neither UTF-8 nor Windows-1252 (byte 0x{data[exc.start]:02x} at "
+                f"position {exc.start}); give the encoding with --encoding, e.g. cp850") from exc
         first = text.splitlines()[0] if text.strip() else ""
         sep = max([";", ",", "\t", "|"], key=first.count)
         if first.count(sep) == 0:

@@ -50,8 +50,8 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int, max_entries: int)
             if rel.parts[0] == "__MACOSX" or rel.name.startswith("._"):
                 continue
             target = dest.joinpath(*rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
             try:
+                target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(info) as src, open(target, "wb") as dst:
                     while True:
                         chunk = src.read(CHUNK)

@@ -5,6 +5,7 @@ the provider all come from the definitions and the data actually stored.
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,9 @@ GERMANY_CRS84 = [5.87, 47.27, 15.04, 55.06]
 def lonlat_extent(extent: tuple[float, float, float, float] | None) -> list[float]:
     if extent is None:
         return GERMANY_CRS84
-    return [round(extent[0], 6), round(extent[1], 6), round(extent[2], 6), round(extent[3], 6)]
+    # rounded outwards: the advertised extent must contain every feature
+    return [math.floor(extent[0] * 1e6) / 1e6, math.floor(extent[1] * 1e6) / 1e6,
+            math.ceil(extent[2] * 1e6) / 1e6, math.ceil(extent[3] * 1e6) / 1e6]
 
 
 PROVIDERS = {"gpkg": "gdi.publish.provider.GpkgProvider", "postgis": "gdi.publish.provider_pg.PostgisProvider"}
@@ -65,6 +68,7 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
         "mimetype": "application/json; charset=UTF-8",
         "encoding": "utf-8",
         "gzip": False,
+        "cors": True,
         "languages": ["de-DE", "en-US"],
         "pretty_print": False,
         "limits": {

@@ -70,6 +70,8 @@ class SqlFilter:
             return self._attr(node)
         if isinstance(node, bool):
             self.params.append(1 if node else 0)
+        elif isinstance(node, int) and not -2**63 <= node < 2**63:
+            self.params.append(float(node) if abs(node) < 2**1023 else (1 if node > 0 else -1) * float("inf"))
         elif isinstance(node, (int, float, str)):
             self.params.append(node)
         elif isinstance(node, datetime):

@@ -193,7 +193,7 @@ class GpkgProvider(BaseProvider):
                     sql = (f'SELECT fid, {"NULL" if skip_geometry else chr(34) + self.geom + chr(34)}'
                            f'{"".join(", " + chr(34) + c + chr(34) for c in columns)} FROM "{self.table}"'
                            f"{where_sql} ORDER BY {order} LIMIT ? OFFSET ?")
-                    rows = conn.execute(sql, [*params, int(limit), int(offset)]).fetchall()
+                    rows = conn.execute(sql, [*params, int(limit), min(int(offset), matched)]).fetchall()
                     features = self._features(rows, columns, skip_geometry, crs_transform_spec)
             finally:
                 conn.execute("COMMIT")
@@ -211,6 +211,8 @@ class GpkgProvider(BaseProvider):
         try:
             fid = int(str(identifier))
         except ValueError:
+            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
+        if not -2**63 <= fid < 2**63:
             raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
         columns = list(self.fields)
         conn = _connection(self.path)

@@ -157,6 +157,8 @@ class PostgisProvider(BaseProvider):
                 where.append("(" + " OR ".join(f'strpos(lower("{n}"), lower(?)) > 0' for n in text_fields) + ")")
                 params += [term] * len(text_fields)
         where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+        if any(isinstance(p, str) and "\x00" in p for p in params):   # PostgreSQL text cannot hold NUL
+            raise ProviderInvalidQueryError(user_msg="query values must not contain NUL (0x00) characters")
         order = self._order(sortby)
         columns = self._columns(select_properties)
         table = f'{SCHEMA}."{self.table}"'
@@ -181,7 +183,7 @@ class PostgisProvider(BaseProvider):
                         cols = "".join(f', "{c}"' for c in columns)
                         rows = conn.execute(
                             _pg(f"SELECT fid, {geom}{cols} FROM {table}{where_sql} ORDER BY {order} LIMIT ? OFFSET ?"),
-                            [*params, int(limit), int(offset)]).fetchall()
+                            [*params, int(limit), min(int(offset), matched)]).fetchall()
                         features = self._features(rows, columns, skip_geometry, crs_transform_spec)
                 finally:
                     conn.rollback()

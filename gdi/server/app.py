@@ -28,6 +28,9 @@ def create_app():
     from gdi.server import fixes
 
     fixes.install(APP)
+    from gdi.server import uploads
+
+    uploads.install(APP)
 
     vendor = vendor_dir()
     viewer_dir = paths.viewer

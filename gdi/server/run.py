@@ -1,29 +1,59 @@
-"""Run the production server (gunicorn), never Flask's debug server."""
+"""`gdi serve`: gunicorn for the API, plus the upload job runner, supervised together.
+
+Never Flask's debug server. gunicorn and every job process are children of
+this process and die with it (PR_SET_PDEATHSIG), so a killed server can never
+leave a job publishing behind its back.
+"""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import sys
 from pathlib import Path
 
 from gdi import settings
 
 
-def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None) -> None:
+def gunicorn_args(host: str, port: int, workers: int, threads: int, pidfile: Path) -> list[str]:
+    gunicorn = Path(sys.executable).with_name("gunicorn")
+    return [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
+            "--worker-class", "gthread", "--pid", str(pidfile), "--no-control-socket",
+            "--access-logfile", "-", "--error-logfile", "-", "--log-level", "warning",
+            "--graceful-timeout", "10", "--timeout", "120", "gdi.server.app:app"]
+
+
+def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None) -> int:
     from gdi.publish import publish
+    from gdi.server import jobs
 
     paths = settings.paths()
     url = os.environ.get("GDI_URL") or f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
     os.environ["GDI_URL"] = url
     publish(url=url)
+    failed = jobs.recover_interrupted()
+    if failed:
+        print(f"gdi: {failed} upload job(s) interrupted by the last stop were marked failed", flush=True)
     workers = workers or int(settings.setting("server.workers", 2))
     threads = int(settings.setting("server.threads", 4))
     env = dict(os.environ, GDI_WSGI="1", GDI_HOME=str(paths.home),
                PYGEOAPI_CONFIG=str(paths.pygeoapi_config), PYGEOAPI_OPENAPI=str(paths.openapi))
-    gunicorn = Path(sys.executable).with_name("gunicorn")
-    args = [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "gthread", "--pid", str(paths.home / "server.pid"), "--no-control-socket",
-            "--access-logfile", "-", "--error-logfile", "-", "--log-level", "warning",
-            "--graceful-timeout", "10", "--timeout", "120",
-            "gdi.server.app:app"]
-    print(f"gdi: serving OGC API Features at {url}/ and the regional map at {url}/viewer", flush=True)
-    os.execve(str(gunicorn), args, env)
+    print(f"gdi: serving OGC API Features at {url}/ , the regional map at {url}/viewer "
+          f"and the upload page at {url}/upload", flush=True)
+    server = subprocess.Popen(gunicorn_args(host, port, workers, threads, paths.home / "server.pid"), env=env,
+                              preexec_fn=jobs._die_with_parent)
+    runner = jobs.Runner(env)
+    runner.start()
+
+    def forward(signum, _frame):
+        if signum == signal.SIGHUP:
+            server.send_signal(signal.SIGHUP)
+            return
+        runner.stop()
+        server.send_signal(signal.SIGTERM)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, forward)
+    code = server.wait()
+    runner.stop()
+    return code

@@ -9,6 +9,7 @@ inline_assets, are copied into the page so it works as an e-mail attachment.
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -17,12 +18,14 @@ from typing import Any
 
 import folium
 import geopandas as gpd
+import numpy as np
 from folium.elements import JSCSSMixin
 from folium.plugins import Fullscreen, MarkerCluster
 from folium.template import Template
 
 from gdi.viewer import offline
-from gdi.viewer.data import POINT_FIELDS, boundaries_geojson, bounds, point_rows, safe_json
+from gdi.viewer.analysis import RADII_M, SupplyPicture, food_categories, supply_picture, to_metric
+from gdi.viewer.data import POINT_FIELDS, boundaries_geojson, bounds, point_rows, safe_json, to_wgs84
 from gdi.viewer.style import (
     BOUNDARIES_COLLECTION,
     OTHER,
@@ -66,6 +69,8 @@ class MapScript(JSCSSMixin):
         {% macro script(this, kwargs) %}
         gdiMap.init({{ this._parent.get_name() }}, {{ this.config }}, {
             boundaries: {{ this.boundaries.get_name() }},
+            density: {{ this.density.get_name() }},
+            distance: {{ this.distance.get_name() }},
             groups: {{ this.groups }}
         }, {{ this.data }});
         {% endmacro %}
@@ -73,6 +78,7 @@ class MapScript(JSCSSMixin):
     )
 
     def __init__(self, config: dict[str, Any], data: dict[str, Any], boundaries: folium.FeatureGroup,
+                 density: folium.FeatureGroup, distance: folium.FeatureGroup,
                  groups: Mapping[str, MarkerCluster], asset_url: str) -> None:
         super().__init__()
         self._name = "GdiMapScript"
@@ -83,6 +89,8 @@ class MapScript(JSCSSMixin):
         self.config = safe_json(config)
         self.data = safe_json(data)
         self.boundaries = boundaries
+        self.density = density
+        self.distance = distance
         # Category ids become object keys (JSON-quoted); values are folium's JS variable names.
         self.groups = "{" + ", ".join(f"{safe_json(cid)}: {g.get_name()}" for cid, g in groups.items()) + "}"
         offline.set_assets(self, asset_url, offline.SEARCH_JS, offline.SEARCH_CSS)
@@ -103,6 +111,100 @@ def _add_basemap(m: folium.Map, basemap: str) -> None:
     folium.TileLayer(url, attr=attribution, name=basemap, max_zoom=max_zoom, control=False).add_to(m)
 
 
+#: Choropleth colours: no point at all, then low -> high density (ColorBrewer YlGnBu).
+ZERO_COLOUR = "#f4a582"
+DENSITY_COLOURS = ("#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494")
+#: Distance bands: within 1 km, 1-3 km, 3-5 km, beyond 5 km.
+BAND_COLOURS = ("#1a9850", "#a6d96a", "#fee08b", "#d73027")
+ANALYSIS_DECIMALS = 5  # ~1 m: the analysis polygons are simplified to 5 m anyway
+SIMPLIFY_M = 5.0
+
+
+def _number(value: float, lang: str, digits: int = 2) -> str:
+    out = f"{value:,.{digits}f}"
+    return out.replace(",", "\0").replace(".", ",").replace("\0", ".") if lang == "de" else out
+
+
+def density_classes(rates: list[float | None], lang: str) -> tuple[list[int | None], list[dict[str, str]]]:
+    """Class index per municipality and the legend entries (label, colour).
+
+    Class 0 is "no point at all" (highlighted: that is where supply is thin);
+    the positive rates are split at their quantiles into up to five classes.
+    """
+    positive = sorted(r for r in rates if r is not None and r > 0)
+    legend: list[dict[str, str]] = []
+    if any(r == 0 for r in rates):
+        legend.append({"label": "0", "colour": ZERO_COLOUR})
+    zero_offset = len(legend)
+    breaks: list[float] = []
+    if positive:
+        qs = [float(q) for q in np.quantile(positive, np.linspace(0, 1, len(DENSITY_COLOURS) + 1))]
+        breaks = sorted({round(q, 2) for q in qs})
+        if len(breaks) == 1:
+            breaks = [breaks[0], breaks[0]]
+        for i in range(len(breaks) - 1):
+            legend.append({"label": f"{_number(breaks[i], lang)} – {_number(breaks[i + 1], lang)}",
+                           "colour": DENSITY_COLOURS[min(i, len(DENSITY_COLOURS) - 1) if len(breaks) > 2 else 2]})
+    classes: list[int | None] = []
+    for r in rates:
+        if r is None:
+            classes.append(None)
+        elif r == 0:
+            classes.append(0)
+        else:
+            i = 0
+            while i < len(breaks) - 2 and round(r, 2) > breaks[i + 1]:
+                i += 1
+            classes.append(zero_offset + i)
+    return classes, legend
+
+
+def supply_table(picture: SupplyPicture, categories: list[str]) -> list[list[Any]]:
+    """Rows [ags, name, population, *counts per category, total, per 1,000, share 1/3/5 km, km² beyond]."""
+    mun = picture.municipalities
+    shares = picture.coverage.shares
+    bands = picture.coverage.bands
+    beyond = bands[bands["band"] == len(picture.coverage.radii)].groupby("position")["area_m2"].sum()
+    rows = []
+    for i in range(len(mun)):
+        pop = mun["population"].iloc[i] if "population" in mun.columns else None
+        pop = None if pop is None or (isinstance(pop, float) and math.isnan(pop)) else int(pop)
+        rate = picture.rate[i]
+        rows.append([
+            None if mun["ags"].iloc[i] is None else str(mun["ags"].iloc[i]),
+            None if "name" not in mun.columns or mun["name"].iloc[i] is None else str(mun["name"].iloc[i]),
+            pop,
+            *[int(picture.counts.at[i, c]) for c in categories],
+            int(picture.counts.at[i, "total"]),
+            None if rate is None else round(rate, 3),
+            *[None if math.isnan(v) else round(float(v), 4) for v in shares.iloc[i].tolist()],
+            round(float(beyond.get(i, 0.0)) / 1e6, 2),
+        ])
+    return rows
+
+
+def _analysis_geojson(gdf: gpd.GeoDataFrame, props: list[str]) -> dict[str, Any]:
+    """Simplified polygons in lon/lat with the given plain properties."""
+    if len(gdf) == 0:
+        return {"type": "FeatureCollection", "features": []}
+    simple = gdf.copy()
+    simple["geometry"] = simple.geometry.simplify(SIMPLIFY_M, preserve_topology=True)
+    out = boundaries_geojson(to_wgs84(simple), {p: simple[p].tolist() for p in props}, ANALYSIS_DECIMALS)
+    for feature in out["features"]:  # these are not municipalities: keep only the given properties
+        feature["properties"] = {p: feature["properties"][p] for p in props}
+    return out
+
+
+def compute_picture(municipalities: gpd.GeoDataFrame, points: gpd.GeoDataFrame,
+                    collections: Mapping[str, Any]) -> SupplyPicture:
+    """The supply analysis for build_viewer (compute once, render in several languages)."""
+    styles = category_styles(collections)
+    if len(points) and "category" in points.columns:
+        known = points["category"].isin([c for c in styles if c != OTHER])
+        points = points.assign(category=points["category"].where(known, OTHER))
+    return supply_picture(municipalities, points, list(styles), food_categories(collections), RADII_M)
+
+
 def _finish_html(page: str, lang: str, title: str) -> str:
     """lang attribute, <title>, and an empty favicon (no stray /favicon.ico request)."""
     head = f'<title>{html.escape(title)}</title>\n    <link rel="icon" href="data:,">'
@@ -120,12 +222,17 @@ def build_viewer(
     inline_assets: bool = False,
     lang: str = "de",
     basemap: str = "osm",
+    picture: SupplyPicture | None = None,
+    lang_switch: bool = False,
 ) -> Path:
     """Write the planners' map to out_file and return it.
 
     collections: the collection definitions keyed by id (parsed YAML dicts or
     gdi.collections.Collection objects).  asset_url: where viewer/vendor/ is
     served.  inline_assets: put every library into the page (single file).
+    picture: the result of compute_picture() for these frames (computed when
+    not given).  lang_switch: link to the other language (?lang=..), for pages
+    served by `gdi serve`, which has both.
     """
     if not re.fullmatch(r"[a-z]{2}", lang):
         raise ValueError(f"lang must be a two-letter code, got {lang!r}")
@@ -134,14 +241,22 @@ def build_viewer(
     rows = point_rows(points, set(styles) - {OTHER})
     counts = Counter(row[2] for row in rows)
     present = [cid for cid in styles if counts[cid]]
+    municipalities = to_metric(municipalities).reset_index(drop=True) if len(municipalities) else municipalities
+    if picture is None:
+        picture = compute_picture(municipalities, points, collections)
 
-    m = folium.Map(location=DEFAULT_VIEW[0], zoom_start=DEFAULT_VIEW[1], tiles=None, control_scale=False)
+    m = folium.Map(location=DEFAULT_VIEW[0], zoom_start=DEFAULT_VIEW[1], tiles=None, control_scale=False,
+                   **{"maxZoom": 19})  # the clusters need a maxZoom even without a base map
     offline.set_assets(m, asset_url, offline.LEAFLET_JS, offline.LEAFLET_CSS)
     _add_basemap(m, basemap)
 
     boundaries_label = collection_title(collections, BOUNDARIES_COLLECTION, lang, ui["boundaries"])
     boundary_group = folium.FeatureGroup(name=html.escape(boundaries_label))
     boundary_group.add_to(m)
+    density_group = folium.FeatureGroup(name=html.escape(ui["density"]), show=False)
+    density_group.add_to(m)
+    distance_group = folium.FeatureGroup(name=html.escape(ui["distance"]), show=False)
+    distance_group.add_to(m)
     groups: dict[str, MarkerCluster] = {}
     for cid in present:
         style = styles[cid]
@@ -167,13 +282,33 @@ def build_viewer(
         # addAttribution() takes HTML: the attributions are escaped text.
         "attribution": [html.escape(a) for a in attributions(collections)],
     }
-    data = {"boundaries": boundaries_geojson(municipalities), "points": rows}
-    MapScript(config, data, boundary_group, groups, asset_url).add_to(m)
+    classes, density_legend = density_classes(picture.rate, lang)
+    table_categories = [c for c in present if c in picture.counts.columns]
+    food_labels = ", ".join(styles[c].label for c in picture.food if c in styles)
+    config.update({
+        "bounds": bounds(municipalities, points),
+        "maxFitZoom": MAX_FIT_ZOOM,
+        "langSwitch": ("en" if lang == "de" else "de") if lang_switch else None,
+        "densityLegend": density_legend,
+        "bandColours": list(BAND_COLOURS),
+        "bandLabels": [ui[f"band_{i}"] for i in range(len(RADII_M) + 1)],
+        "tableCategories": table_categories,
+        "shareLabels": [ui["within"].format(r=r // 1000) for r in RADII_M],
+        "shareShort": [ui["within_short"].format(r=r // 1000) for r in RADII_M],
+        "tableNote": ui["table_note"].format(food=food_labels),
+        "unassigned": ui["unassigned"].format(n=picture.unassigned) if picture.unassigned else None,
+    })
+    data = {
+        "boundaries": boundaries_geojson(municipalities, {"cls": classes}),
+        "points": rows,
+        "counties": _analysis_geojson(picture.counties.rename(columns={"kreis": "ags"}), ["ags"]),
+        "bands": {"type": "FeatureCollection", "features": []},
+        "table": supply_table(picture, table_categories),
+    }
+    if len(picture.coverage.bands):
+        data["bands"] = _analysis_geojson(picture.coverage.bands.rename(columns={"position": "row"}), ["row", "band"])
+    MapScript(config, data, boundary_group, density_group, distance_group, groups, asset_url).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
-
-    box = bounds(municipalities, points)
-    if box is not None:
-        m.fit_bounds(box, max_zoom=MAX_FIT_ZOOM)
 
     offline.localise_tree(m, asset_url)
     page = _finish_html(m.get_root().render(), lang, ui["title"])

@@ -67,31 +67,36 @@ def plain(value: Any) -> str | int | float | None:
     return text or None
 
 
-def _round(coords: Any) -> Any:
+def _round(coords: Any, decimals: int = COORD_DECIMALS) -> Any:
     if isinstance(coords, (list, tuple)):
         if coords and isinstance(coords[0], (int, float)):
-            return [round(c, COORD_DECIMALS) for c in coords]
-        return [_round(c) for c in coords]
+            return [round(c, decimals) for c in coords]
+        return [_round(c, decimals) for c in coords]
     return coords
 
 
-def boundaries_geojson(municipalities: gpd.GeoDataFrame) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of the municipalities with their plain attributes."""
+def boundaries_geojson(municipalities: gpd.GeoDataFrame, extra: dict[str, list[Any]] | None = None,
+                       decimals: int = COORD_DECIMALS) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of the polygons with their plain attributes
+    (BOUNDARY_FIELDS that exist, plus the columns named in extra)."""
     features: list[dict[str, Any]] = []
     if not has_features(municipalities):
         return {"type": "FeatureCollection", "features": features}
     gdf = to_wgs84(municipalities)
-    for row, geom in zip(gdf.itertuples(index=False), gdf.geometry, strict=True):
+    for position, (row, geom) in enumerate(zip(gdf.itertuples(index=False), gdf.geometry, strict=True)):
         if geom is None or geom.is_empty:
             continue
         props = {f: plain(getattr(row, f, None)) for f in BOUNDARY_FIELDS}
+        props["row"] = position  # the municipality's row in the supply table
+        for key, values in (extra or {}).items():
+            props[key] = plain(values[position])
         if props["ags"] is not None:
             props["ags"] = str(props["ags"])
         mapping = geom.__geo_interface__
         features.append({
             "type": "Feature",
             "properties": props,
-            "geometry": {"type": mapping["type"], "coordinates": _round(mapping["coordinates"])},
+            "geometry": {"type": mapping["type"], "coordinates": _round(mapping["coordinates"], decimals)},
         })
     return {"type": "FeatureCollection", "features": features}
 

@@ -128,17 +128,60 @@
     return box;
   }
 
-  function boundaryTooltip(props, cfg) {
+  function fmt(value, cfg, digits) {
+    return Number(value).toLocaleString(cfg.lang, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+  }
+
+  function percent(value, cfg) {
+    return value === null || value === undefined ? '–' : fmt(100 * value, cfg, 0) + ' %';
+  }
+
+  function boundaryTooltip(props, cfg, table) {
     var box = el('div', 'gdi-tooltip');
     box.appendChild(el('strong', null, props.name));
     box.appendChild(el('div', null, 'AGS ' + (props.ags || '–')));
     if (props.population !== null && props.population !== undefined) {
       box.appendChild(el('div', null, cfg.labels.population + ': ' + Number(props.population).toLocaleString(cfg.lang)));
     }
+    var row = table && table[props.row];
+    if (row) {
+      var t = tableRecord(row, cfg);
+      box.appendChild(el('div', null, cfg.text.points + ': ' + t.total + ' (' +
+        (t.rate === null ? cfg.text.no_population : fmt(t.rate, cfg, 2) + ' ' + cfg.text.density_short) + ')'));
+      t.shares.forEach(function (share, i) {
+        box.appendChild(el('div', null, cfg.shareLabels[i] + ': ' + percent(share, cfg)));
+      });
+      box.appendChild(el('div', null, cfg.text.beyond_area + ': ' + fmt(t.beyondKm2, cfg, 1) + ' km²'));
+    }
     return box;
   }
 
-  function legend(cfg, present) {
+  /** A table row as an object (layout written by build.supply_table). */
+  function tableRecord(row, cfg) {
+    var n = cfg.tableCategories.length;
+    var k = cfg.shareLabels.length;
+    return {
+      ags: row[0], name: row[1], population: row[2],
+      counts: row.slice(3, 3 + n), total: row[3 + n], rate: row[4 + n],
+      shares: row.slice(5 + n, 5 + n + k), beyondKm2: row[5 + n + k]
+    };
+  }
+
+  function legendSection(title, entries, className) {
+    var section = el('div', 'gdi-legend-section ' + className);
+    section.appendChild(el('h4', null, title));
+    entries.forEach(function (entry) {
+      var item = el('div', 'gdi-legend-item');
+      var box = el('span', 'gdi-swatch gdi-swatch-area');
+      box.style.background = entry.colour;
+      item.appendChild(box);
+      item.appendChild(el('span', null, entry.label));
+      section.appendChild(item);
+    });
+    return section;
+  }
+
+  function legend(cfg, present, map, layers) {
     var control = L.control({ position: 'bottomright' });
     control.onAdd = function () {
       var box = el('div', 'gdi-legend');
@@ -153,6 +196,22 @@
       outline.appendChild(el('span', 'gdi-swatch gdi-swatch-boundary'));
       outline.appendChild(el('span', null, cfg.text.boundaries));
       box.appendChild(outline);
+      var county = el('div', 'gdi-legend-item');
+      county.appendChild(el('span', 'gdi-swatch gdi-swatch-county'));
+      county.appendChild(el('span', null, cfg.text.county));
+      box.appendChild(county);
+      var density = legendSection(cfg.text.density, cfg.densityLegend, 'gdi-legend-density');
+      var distance = legendSection(cfg.text.distance, cfg.bandLabels.map(function (label, i) {
+        return { label: label, colour: cfg.bandColours[i] };
+      }), 'gdi-legend-distance');
+      box.appendChild(density);
+      box.appendChild(distance);
+      function sync() {
+        density.hidden = !map.hasLayer(layers.density);
+        distance.hidden = !map.hasLayer(layers.distance);
+      }
+      map.on('overlayadd overlayremove', sync);
+      sync();
       L.DomEvent.disableClickPropagation(box);
       L.DomEvent.disableScrollPropagation(box);
       return box;
@@ -160,13 +219,166 @@
     return control;
   }
 
-  /** Zoom to a point (out of its cluster) and open its popup, or to a municipality. */
+  // ---- the table beside the map --------------------------------------------------
+
+  function csvCell(value, sep) {
+    if (value === null || value === undefined) return '';
+    var text = String(value);
+    if (typeof value === 'number' && sep === ';') text = text.replace('.', ',');
+    if (/^[=+\-@\t\r]/.test(text) && typeof value !== 'number') text = "'" + text;  // no spreadsheet formulas
+    return /["\n\r;,]/.test(text) ? '"' + text.replace(/"/g, '""') + '"' : text;
+  }
+
+  /** The table as CSV text (German: ';' and decimal comma, for Excel). */
+  function tableCsv(cfg, rows) {
+    var sep = cfg.lang === 'de' ? ';' : ',';
+    var header = ['AGS', cfg.text.municipality, cfg.labels.population].concat(
+      cfg.tableCategories.map(function (id) { return cfg.categories[id].label; }),
+      [cfg.text.points, cfg.text.density_short], cfg.shareLabels, [cfg.text.beyond_area + ' (km²)']);
+    var lines = [header.map(function (h) { return csvCell(h, sep); }).join(sep)];
+    rows.forEach(function (row) {
+      lines.push(row.map(function (v) { return csvCell(v, sep); }).join(sep));
+    });
+    return '\ufeff' + lines.join('\r\n') + '\r\n';
+  }
+
+  function panel(map, cfg, rows, byRow) {
+    var aside = el('aside', 'gdi-panel');
+    aside.id = 'gdi-panel';
+    var head = el('div', 'gdi-panel-head');
+    head.appendChild(el('h2', null, cfg.text.table));
+    var download = el('a', 'gdi-csv', cfg.text.csv);
+    download.download = cfg.lang === 'de' ? 'nahversorgung_gemeinden.csv' : 'local_supply_municipalities.csv';
+    download.href = '#';
+    download.addEventListener('click', function () {
+      // Built on click from the embedded rows; also works in the single-file map.
+      var blob = new Blob([tableCsv(cfg, rows)], { type: 'text/csv;charset=utf-8' });
+      if (download.href.indexOf('blob:') === 0) URL.revokeObjectURL(download.href);
+      download.href = URL.createObjectURL(blob);
+    });
+    head.appendChild(download);
+    if (cfg.langSwitch) {
+      var params = new URLSearchParams(global.location.search);
+      params.set('lang', cfg.langSwitch);
+      head.appendChild(link(cfg.text.other_lang, '?' + params.toString(), false));
+    }
+    aside.appendChild(head);
+
+    var table = el('table', 'gdi-table');
+    var thead = el('thead');
+    var tr = el('tr');
+    tr.appendChild(el('th', null, cfg.text.municipality));
+    tr.appendChild(el('th', 'num', cfg.labels.population));
+    cfg.tableCategories.forEach(function (id) {
+      var th = el('th', 'num');
+      th.title = cfg.categories[id].label;
+      th.appendChild(swatch(cfg.categories[id]));
+      tr.appendChild(th);
+    });
+    tr.appendChild(el('th', 'num', cfg.text.points));
+    tr.appendChild(el('th', 'num', cfg.text.density_short));
+    cfg.shareShort.forEach(function (label, i) {
+      var th = el('th', 'num', label);
+      th.title = cfg.shareLabels[i];
+      tr.appendChild(th);
+    });
+    thead.appendChild(tr);
+    table.appendChild(thead);
+    var tbody = el('tbody');
+    rows.forEach(function (row, i) {
+      var t = tableRecord(row, cfg);
+      var line = el('tr');
+      line.setAttribute('data-ags', t.ags || '');
+      var name = el('td', 'name', t.name);
+      name.title = 'AGS ' + (t.ags || '–');
+      line.appendChild(name);
+      line.appendChild(el('td', 'num', t.population === null ? '–' : Number(t.population).toLocaleString(cfg.lang)));
+      t.counts.forEach(function (c) { line.appendChild(el('td', 'num', c || '')); });
+      line.appendChild(el('td', 'num', t.total));
+      line.appendChild(el('td', 'num', t.rate === null ? '–' : fmt(t.rate, cfg, 2)));
+      t.shares.forEach(function (share) { line.appendChild(el('td', 'num', percent(share, cfg))); });
+      line.addEventListener('click', function () { if (byRow[i]) selectMunicipality(map, byRow[i]); });
+      tbody.appendChild(line);
+    });
+    table.appendChild(tbody);
+    var wrap = el('div', 'gdi-table-wrap');
+    wrap.appendChild(table);
+    aside.appendChild(wrap);
+    aside.appendChild(el('p', 'gdi-note', cfg.tableNote));
+    if (cfg.unassigned) aside.appendChild(el('p', 'gdi-note', cfg.unassigned));
+    return aside;
+  }
+
+  function panelToggle(map, cfg, aside) {
+    var control = L.control({ position: 'topright' });
+    control.onAdd = function () {
+      var button = el('button', 'gdi-panel-toggle leaflet-bar');
+      button.type = 'button';
+      function sync() {
+        button.textContent = aside.hidden ? cfg.text.panel_show : cfg.text.panel_hide;
+        button.setAttribute('aria-expanded', String(!aside.hidden));
+      }
+      L.DomEvent.on(button, 'click', function (e) {
+        L.DomEvent.stop(e);
+        aside.hidden = !aside.hidden;
+        sync();
+        map.invalidateSize();
+      });
+      L.DomEvent.disableClickPropagation(button);
+      sync();
+      return button;
+    };
+    return control;
+  }
+
+  var selected = null;
+
+  /** Zoom to a municipality and outline it. */
+  function selectMunicipality(map, layer) {
+    if (selected && selected !== layer) selected.setStyle({ weight: 1.5, color: '#37474f' });
+    selected = layer;
+    layer.setStyle({ weight: 4, color: '#e65100' });
+    layer.bringToFront();
+    map.fitBounds(layer.getBounds(), { maxZoom: 14 });
+    var ags = layer.feature.properties.ags;
+    document.querySelectorAll('.gdi-table tr.selected').forEach(function (tr) { tr.classList.remove('selected'); });
+    document.querySelectorAll('.gdi-table tr').forEach(function (tr) {
+      if (ags && tr.getAttribute('data-ags') === ags) {
+        tr.classList.add('selected');
+        if (tr.scrollIntoView) tr.scrollIntoView({ block: 'nearest' });
+      }
+    });
+  }
+
+  /**
+   * Zoom to a point (out of its cluster) and open its popup; resolves with the
+   * popup's element.  zoomToShowLayer does not always call back (points at the
+   * same place, a marker already spiderfied), so after a while the popup opens
+   * at the point's position anyway.
+   */
+  function showPoint(map, marker) {
+    return new Promise(function (resolve) {
+      var done = false;
+      function finish() {
+        if (done) return;
+        done = true;
+        if (marker._map) marker.openPopup();
+        var popup = marker.getPopup();
+        if (!popup.isOpen()) map.openPopup(popup, marker.getLatLng());
+        resolve(popup.isOpen() ? popup.getElement() : null);
+      }
+      if (!map.hasLayer(marker.gdiGroup)) map.addLayer(marker.gdiGroup);
+      marker.gdiGroup.zoomToShowLayer(marker, function () { setTimeout(finish, 0); });
+      setTimeout(finish, 1200);
+    });
+  }
+
+  /** Show a point with its popup, or zoom to a municipality. */
   function focus(map, layer) {
     if (layer instanceof L.Marker && layer.gdiGroup) {
-      if (!map.hasLayer(layer.gdiGroup)) map.addLayer(layer.gdiGroup);
-      layer.gdiGroup.zoomToShowLayer(layer, function () { layer.openPopup(); });
+      showPoint(map, layer);
     } else if (layer && layer.getBounds) {
-      map.fitBounds(layer.getBounds());
+      selectMunicipality(map, layer);
     }
   }
 
@@ -215,13 +427,39 @@
 
   function init(map, cfg, layers, data) {
     var started = performance.now();
+    // Without a base map no layer sets maxZoom, which the clusters need.
+    if (!map.options.maxZoom) map.options.maxZoom = 19;
+    var table = data.table || [];
+    var byRow = {};
+
+    // The analysis draws below the boundaries (which keep the tooltips).
+    map.createPane('gdiAnalysis').style.zIndex = 350;
+    var densityLayer = L.geoJSON(data.boundaries, {
+      pane: 'gdiAnalysis', interactive: false, className: 'gdi-density',
+      style: function (f) {
+        var cls = f.properties.cls;
+        var entry = cls === null || cls === undefined ? null : cfg.densityLegend[cls];
+        return { stroke: false, fillColor: entry ? entry.colour : '#bdbdbd', fillOpacity: 0.7 };
+      }
+    }).addTo(layers.density);
+    var distanceLayer = L.geoJSON(data.bands, {
+      pane: 'gdiAnalysis', interactive: false, className: 'gdi-band',
+      style: function (f) {
+        return { stroke: false, fillColor: cfg.bandColours[f.properties.band], fillOpacity: 0.5 };
+      }
+    }).addTo(layers.distance);
 
     var boundaryLayer = L.geoJSON(data.boundaries, {
       className: 'gdi-boundary',
       style: { color: '#37474f', weight: 1.5, fillColor: '#90a4ae', fillOpacity: 0.08 },
       onEachFeature: function (feature, layer) {
-        layer.bindTooltip(function () { return boundaryTooltip(feature.properties, cfg); }, { sticky: true });
+        byRow[feature.properties.row] = layer;
+        layer.bindTooltip(function () { return boundaryTooltip(feature.properties, cfg, table); }, { sticky: true });
       }
+    }).addTo(layers.boundaries);
+    L.geoJSON(data.counties, {
+      interactive: false, className: 'gdi-county',
+      style: { color: '#263238', weight: 3.5, fill: false, opacity: 0.9 }
     }).addTo(layers.boundaries);
 
     var icons = {};
@@ -241,18 +479,51 @@
 
     L.control.scale({ imperial: false }).addTo(map);
     searchControl(map, cfg, searchRecords(cfg, markers, boundaryLayer)).addTo(map);
-    legend(cfg, Object.keys(cfg.categories).filter(function (id) { return byCategory[id]; })).addTo(map);
+    legend(cfg, Object.keys(cfg.categories).filter(function (id) { return byCategory[id]; }), map, layers).addTo(map);
     cfg.attribution.forEach(function (text) { map.attributionControl.addAttribution(text); });
 
+    // The table beside the map (hidden in embeds and on narrow screens).
+    var params = new URLSearchParams(global.location.search);
+    var aside = panel(map, cfg, table, byRow);
+    aside.hidden = params.get('embed') === '1' || params.get('table') === '0' || global.innerWidth < 800;
+    document.body.classList.add('gdi-with-panel');
+    document.body.appendChild(aside);
+    panelToggle(map, cfg, aside).addTo(map);
+    map.invalidateSize();
+
+    // ?ags=06534014: open on that municipality; otherwise on all the data.
+    var ags = params.get('ags');
+    var target = null;
+    if (ags) {
+      boundaryLayer.eachLayer(function (layer) {
+        if (!target && layer.feature.properties.ags === ags) target = layer;
+      });
+    }
+    if (target) selectMunicipality(map, target);
+    else if (cfg.bounds) map.fitBounds(cfg.bounds, { maxZoom: cfg.maxFitZoom });
+
     gdiMap.map = map;
+    gdiMap.markers = markers;
+    gdiMap.layers = { boundaries: boundaryLayer, density: densityLayer, distance: distanceLayer, groups: layers.groups,
+                      densityGroup: layers.density, distanceGroup: layers.distance };
+    gdiMap.csv = function () { return tableCsv(cfg, table); };
+    gdiMap.selected = target ? ags : null;
     gdiMap.stats = {
       points: markers.length,
       boundaries: data.boundaries.features.length,
+      bands: data.bands.features.length,
+      tableRows: table.length,
       initMs: performance.now() - started
     };
     document.documentElement.setAttribute('data-gdi-ready', '1');
   }
 
-  var gdiMap = { init: init, clusterIcon: clusterIcon, focus: focus, safeHttpUrl: safeHttpUrl, map: null, stats: null };
+  /** Show the i-th point (out of its cluster) and open its popup; resolves with the popup's element. */
+  function openPoint(i) {
+    return showPoint(gdiMap.map, gdiMap.markers[i]);
+  }
+
+  var gdiMap = { init: init, clusterIcon: clusterIcon, focus: focus, openPoint: openPoint, safeHttpUrl: safeHttpUrl,
+                 tableCsv: tableCsv, map: null, stats: null, markers: [] };
   global.gdiMap = gdiMap;
 })(window);

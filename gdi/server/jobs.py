@@ -1,0 +1,223 @@
+"""Background upload jobs.
+
+Each job runs the same normaliser as ``gdi ingest`` in its own process, so a
+large file never blocks the server and a worker reload never cuts a job. Job
+processes die with ``gdi serve`` (PR_SET_PDEATHSIG): a killed server leaves the
+store exactly as before (every publish is one transaction), and on the next
+start jobs found 'running' are marked failed, never resumed half-way.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+from gdi import settings
+from gdi.ingest.pipeline import now_iso
+from gdi.server import service_db
+
+STATUSES = ("queued", "running", "accepted", "rejected", "failed")
+FINAL = {"accepted", "rejected", "failed"}
+
+
+def _safe_filename(name: str) -> str:
+    name = Path(name.replace("\\", "/")).name
+    name = re.sub(r"[^\w.\-]+", "_", name, flags=re.UNICODE).strip("._") or "upload"
+    return name[:150]
+
+
+def submit(*, token_id: str, member: str, uploader: str, collection: str, file_name: str, save, options: dict) -> str:
+    """Queue an upload; ``save(path)`` writes the uploaded bytes."""
+    jid = uuid.uuid4().hex[:16]
+    folder = settings.paths().home / "uploads" / jid
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / _safe_filename(file_name)
+    save(target)
+    conn = service_db.connect()
+    try:
+        conn.execute(
+            "INSERT INTO jobs (id, member, token_id, uploader, collection, dataset, file, path, options, status, "
+            "created) VALUES (?,?,?,?,?,?,?,?,?,'queued',?)",
+            (jid, member, token_id, uploader, collection, options.get("dataset"), file_name, str(target),
+             json.dumps(options), now_iso()))
+    finally:
+        conn.close()
+    return jid
+
+
+def get(jid: str) -> dict | None:
+    conn = service_db.connect()
+    try:
+        row = conn.execute("SELECT * FROM jobs WHERE id = ?", (jid,)).fetchone()
+    finally:
+        conn.close()
+    return dict(row) if row else None
+
+
+def list_jobs(member: str | None = None, limit: int = 200) -> list[dict]:
+    conn = service_db.connect()
+    try:
+        if member is None:
+            rows = conn.execute("SELECT * FROM jobs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+        else:
+            rows = conn.execute("SELECT * FROM jobs WHERE member = ? ORDER BY created DESC LIMIT ?",
+                                (member, limit)).fetchall()
+    finally:
+        conn.close()
+    return [dict(r) for r in rows]
+
+
+def active_count(member: str) -> int:
+    conn = service_db.connect()
+    try:
+        return conn.execute("SELECT count(*) FROM jobs WHERE member = ? AND status IN ('queued','running')",
+                            (member,)).fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _update(jid: str, **fields) -> None:
+    conn = service_db.connect()
+    try:
+        cols = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), jid))
+    finally:
+        conn.close()
+
+
+def recover_interrupted() -> int:
+    """Jobs left 'running' by a stopped server: failed, with the reason."""
+    conn = service_db.connect()
+    try:
+        return conn.execute(
+            "UPDATE jobs SET status = 'failed', finished = ?, message = ? WHERE status = 'running'",
+            (now_iso(), "interrupted: the server stopped during this job; nothing of it was published")).rowcount
+    finally:
+        conn.close()
+
+
+# -- the job process ----------------------------------------------------------
+def run_job(jid: str) -> int:
+    """Run one queued job (in its own process); returns the exit code."""
+    from gdi.ingest.pipeline import Options, ingest
+
+    job = get(jid)
+    if job is None:
+        return 2
+    opts = json.loads(job["options"])
+    _update(jid, status="running", started=now_iso(), pid=os.getpid(), stage="starting", progress=0.0)
+    last = [0.0]
+
+    def progress(stage: str, fraction: float) -> None:
+        now = time.monotonic()
+        if fraction >= 1.0 or now - last[0] > 0.2:
+            last[0] = now
+            _update(jid, stage=stage, progress=round(fraction, 3))
+
+    try:
+        report = ingest(Path(job["path"]), Options(
+            collection=job["collection"], member=job["member"], dataset=opts.get("dataset") or None,
+            crs=opts.get("crs") or None, encoding=opts.get("encoding") or None, layer=opts.get("layer") or None,
+            dry_run=bool(opts.get("dry_run")), uploader=job["uploader"], progress=progress))
+    except Exception as exc:  # noqa: BLE001 — a job must always end with a status
+        _update(jid, status="failed", finished=now_iso(), message=f"internal error: {type(exc).__name__}")
+        return 1
+    status = "accepted" if report.status == "accepted" else ("rejected" if report.status == "refused" else "failed")
+    _update(jid, status=status, finished=now_iso(), report=report.id, counts=json.dumps(report.counts),
+            message=report.refusal, dataset=report.dataset, version=report.version, stage="done", progress=1.0)
+    return 0
+
+
+# -- the runner in `gdi serve` ------------------------------------------------------
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Child processes get SIGKILL when `gdi serve` dies, however it dies."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+
+
+class Runner(threading.Thread):
+    """Starts queued jobs as child processes, within the configured concurrency."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__(name="gdi-jobs", daemon=True)
+        self.env = env
+        self.stop_event = threading.Event()
+        self.children: dict[str, subprocess.Popen] = {}
+        self.max_jobs = int(settings.setting("uploads.max_parallel_jobs", 2))
+        self.per_member = int(settings.setting("uploads.per_member_jobs", 1))
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self._reap()
+                self._start_queued()
+            except Exception as exc:  # noqa: BLE001 — the runner must keep going
+                print(f"gdi: job runner: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+            self.stop_event.wait(0.3)
+
+    def _reap(self) -> None:
+        for jid, proc in list(self.children.items()):
+            if proc.poll() is None:
+                continue
+            del self.children[jid]
+            job = get(jid)
+            if job and job["status"] not in FINAL:
+                _update(jid, status="failed", finished=now_iso(),
+                        message=f"the job process ended unexpectedly (exit {proc.returncode}); nothing was published")
+
+    def _start_queued(self) -> None:
+        if len(self.children) >= self.max_jobs:
+            return
+        conn = service_db.connect()
+        try:
+            queued = conn.execute("SELECT id, member FROM jobs WHERE status = 'queued' ORDER BY created").fetchall()
+            running = [r[0] for r in conn.execute("SELECT member FROM jobs WHERE status = 'running'")]
+        finally:
+            conn.close()
+        for row in queued:
+            if len(self.children) >= self.max_jobs:
+                return
+            if running.count(row["member"]) >= self.per_member:
+                continue
+            if not self._claim(row["id"]):
+                continue
+            running.append(row["member"])
+            self.children[row["id"]] = subprocess.Popen(
+                [sys.executable, "-m", "gdi.server.jobs", "run", row["id"]], env=self.env,
+                preexec_fn=_die_with_parent)
+
+    @staticmethod
+    def _claim(jid: str) -> bool:
+        """Atomically take a queued job (several servers may share GDI_HOME)."""
+        conn = service_db.connect()
+        try:
+            return conn.execute("UPDATE jobs SET status = 'running', started = ?, stage = 'starting' "
+                                "WHERE id = ? AND status = 'queued'", (now_iso(), jid)).rowcount == 1
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        for proc in self.children.values():
+            if proc.poll() is None:
+                proc.terminate()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "run":
+        sys.exit(run_job(sys.argv[2]))
+    print("usage: python -m gdi.server.jobs run JOB_ID", file=sys.stderr)
+    sys.exit(2)
