@@ -157,6 +157,26 @@ def _cmd_token(args: argparse.Namespace) -> int:
     return 2
 
 
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from gdi.collections import load_collections
+    from gdi.store import StoreError, open_store
+    from gdi.store.migrate import migrate
+
+    source = open_store()
+    target = open_store("gpkg" if args.to == "gpkg" else args.to)
+    if repr(source) == repr(target):
+        print("gdi: source and target are the same store", file=sys.stderr)
+        return 2
+    try:
+        result = migrate(source, target, load_collections())
+    except StoreError as exc:
+        print(f"gdi: refused: {exc}", file=sys.stderr)
+        return 2
+    print(f"gdi: copied {result.datasets} datasets, {result.versions} versions, {result.features} live features "
+          f"from {source!r} to {target!r}; counts verified. Set GDI_STORE accordingly and run gdi publish.")
+    return 0
+
+
 def _cmd_viewer(args: argparse.Namespace) -> int:
     from gdi.collections import load_collections
     from gdi.store import open_store
@@ -216,6 +236,10 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--name", help="a label, e.g. the person or system using it")
     t.add_argument("--admin", action="store_true", help="may act for any member (the county's GIS team)")
     t.set_defaults(func=_cmd_token)
+
+    mg = sub.add_parser("migrate", help="copy the store, versions included, to PostGIS or back to the GeoPackage")
+    mg.add_argument("--to", required=True, help="postgresql://user@host:port/db, or gpkg (the GeoPackage in GDI_HOME)")
+    mg.set_defaults(func=_cmd_migrate)
 
     v = sub.add_parser("viewer", help="write the regional map as one self-contained HTML file")
     v.add_argument("--out", required=True)

@@ -61,10 +61,9 @@ def publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[
 
 
 def notify_server() -> None:
-    """Ask a running `gdi serve` to reload its workers (new config, new extents)."""
-    pidfile = settings.paths().home / "server.pid"
-    try:
-        pid = int(pidfile.read_text().strip())
-        os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError):
-        pass
+    """Ask every running `gdi serve` of this GDI_HOME to reload its workers (new config, new extents)."""
+    for pidfile in settings.paths().home.glob("server-*.pid"):
+        try:
+            os.kill(int(pidfile.read_text().strip()), signal.SIGHUP)
+        except (OSError, ValueError):
+            pass

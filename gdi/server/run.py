@@ -40,7 +40,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
                PYGEOAPI_CONFIG=str(paths.pygeoapi_config), PYGEOAPI_OPENAPI=str(paths.openapi))
     print(f"gdi: serving OGC API Features at {url}/ , the regional map at {url}/viewer "
           f"and the upload page at {url}/upload", flush=True)
-    server = subprocess.Popen(gunicorn_args(host, port, workers, threads, paths.home / "server.pid"), env=env,
+    server = subprocess.Popen(gunicorn_args(host, port, workers, threads, paths.home / f"server-{port}.pid"), env=env,
                               preexec_fn=jobs._die_with_parent)
     runner = jobs.Runner(env)
     runner.start()

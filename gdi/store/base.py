@@ -80,6 +80,9 @@ class Store(Protocol):
     def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
         ...
 
+    def version_features(self, collection: Collection, member: str, dataset: str, version: int) -> gpd.GeoDataFrame:
+        """The features one version published (from the archive)."""
+
     def read(self, collection: Collection, *, member_prefix: str | None = None) -> gpd.GeoDataFrame:
         """All live features of a collection (optionally of members whose key starts so)."""
 

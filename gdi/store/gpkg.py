@@ -295,6 +295,24 @@ class GpkgStore:
             conn.close()
         return [VersionInfo(*r[:13], live=bool(r[13])) for r in rows]
 
+    def version_features(self, collection: Collection, member: str, dataset: str, version: int) -> gpd.GeoDataFrame:
+        """The features one version published (from the archive)."""
+        cols = collection.columns
+        conn = connect(self.path, readonly=True)
+        try:
+            row = conn.execute("SELECT id FROM gdi_versions WHERE collection=? AND member=? AND dataset=? AND version=?",
+                               (collection.id, member, dataset, version)).fetchone()
+            if row is None:
+                raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {version}")
+            rows = conn.execute(
+                f'SELECT "{GEOM}", {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{ARCHIVE}{collection.id}" '
+                "WHERE version_id = ? ORDER BY rowid", (row[0],)).fetchall()
+        finally:
+            conn.close()
+        data = {c: [r[i + 1] for r in rows] for i, c in enumerate(cols)}
+        geoms = gpkg_binary.decode([r[0] for r in rows]) if rows else []
+        return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
+
     @staticmethod
     def _next_version(conn: sqlite3.Connection, t: str, member: str, dataset: str) -> int:
         row = conn.execute("SELECT max(version) FROM gdi_versions WHERE collection=? AND member=? AND dataset=?",

@@ -186,6 +186,21 @@ class PostgisStore:
             info_count = self._publish(conn, collection, member, dataset, updated, number, b, vid)
         return DatasetInfo(collection.id, member, dataset, info_count, updated, number)
 
+    def version_features(self, collection: Collection, member: str, dataset: str, version: int) -> gpd.GeoDataFrame:
+        """The features one version published (from the archive)."""
+        cols = collection.columns
+        with self._conn() as conn:
+            row = conn.execute(f"SELECT id FROM {SCHEMA}.versions WHERE collection=%s AND member=%s AND dataset=%s "
+                               "AND version=%s", (collection.id, member, dataset, version)).fetchone()
+            if row is None:
+                raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {version}")
+            rows = conn.execute(
+                f"SELECT ST_AsBinary(geom), {', '.join(_ident(c) for c in cols)} FROM "
+                f"{SCHEMA}.{_ident('archive_' + collection.id)} WHERE version_id = %s ORDER BY ord", (row[0],)).fetchall()
+        data = {c: [r[i + 1] for r in rows] for i, c in enumerate(cols)}
+        geoms = shapely.from_wkb(np.array([None if r[0] is None else bytes(r[0]) for r in rows], dtype=object))
+        return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
+
     @staticmethod
     def _lock(conn: psycopg.Connection, *key: str) -> None:
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("/".join(key),))
