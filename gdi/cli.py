@@ -18,7 +18,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         collection=args.collection, member=args.member, dataset=args.dataset, crs=args.crs,
         encoding=args.encoding, layer=args.layer, dry_run=args.dry_run,
         report_file=Path(args.report) if args.report else None, uploader=_cli_user(),
+        progress=_progress_bar() if sys.stderr.isatty() else None,
     ))
+    if sys.stderr.isatty():
+        print("\r" + " " * 60 + "\r", end="", file=sys.stderr)
     from gdi import settings
 
     where = settings.paths().reports / f"{report.id}.html"
@@ -35,6 +38,14 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         print(f"gdi: note: {w}")
     print(f"gdi: report: {where}")
     return 0
+
+
+def _progress_bar():
+    """A one-line progress bar on a terminal; nothing when output goes to a file or a pipe."""
+    def show(stage: str, fraction: float) -> None:
+        done = int(fraction * 30)
+        print(f"\r[{'#' * done}{'.' * (30 - done)}] {fraction:4.0%} {stage:<12}", end="", file=sys.stderr, flush=True)
+    return show
 
 
 def _cli_user() -> str:

@@ -63,6 +63,23 @@ class VersionInfo:
     live: bool
 
 
+def rollback_target(name: str, versions: list[tuple], live: int | None, to_version: int | None) -> tuple:
+    """Which (id, version) a rollback restores: the given one, or the one before the live version."""
+    if not versions:
+        raise VersionNotFound(f"no versions of {name}")
+    if to_version is None:
+        current = live if live is not None else versions[-1][1]
+        earlier = [v for v in versions if v[1] < current]
+        if not earlier:
+            raise VersionNotFound(f"{name} has no version before {current}")
+        return earlier[-1]
+    match = [v for v in versions if v[1] == to_version]
+    if not match:
+        have = ", ".join(str(v[1]) for v in versions)
+        raise VersionNotFound(f"{name} has no version {to_version} (has {have})")
+    return match[0]
+
+
 class Store(Protocol):
     kind: str
 

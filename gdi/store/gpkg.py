@@ -19,7 +19,7 @@ import shapely
 
 from gdi.collections import Collection
 from gdi.store import gpkg_binary
-from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound
+from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound, rollback_target
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 GPKG_USER_VERSION = 10300
@@ -247,20 +247,8 @@ class GpkgStore:
             versions = conn.execute(
                 "SELECT id, version FROM gdi_versions WHERE collection=? AND member=? AND dataset=? ORDER BY version",
                 (collection.id, member, dataset)).fetchall()
-            if not versions:
-                raise VersionNotFound(f"no versions of {collection.id}/{member}/{dataset}")
-            if to_version is None:
-                current = live[0] if live else versions[-1][1]
-                earlier = [v for v in versions if v[1] < current]
-                if not earlier:
-                    raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version before {current}")
-                target = earlier[-1]
-            else:
-                match = [v for v in versions if v[1] == to_version]
-                if not match:
-                    have = ", ".join(str(v[1]) for v in versions)
-                    raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {to_version} (has {have})")
-                target = match[0]
+            target = rollback_target(f"{collection.id}/{member}/{dataset}", versions, live[0] if live else None,
+                                     to_version)
             rows = conn.execute(f'SELECT {cols} FROM "{ARCHIVE}{collection.id}" WHERE version_id = ? ORDER BY rowid',
                                 (target[0],)).fetchall()
             number = self._next_version(conn, collection.id, member, dataset)

@@ -18,7 +18,7 @@ import psycopg
 import shapely
 
 from gdi.collections import Collection
-from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound
+from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound, rollback_target
 from gdi.store.gpkg import _lonlat_bounds, _rows
 
 SCHEMA = "gdi"
@@ -156,20 +156,8 @@ class PostgisStore:
             versions = conn.execute(
                 f"SELECT id, version FROM {SCHEMA}.versions WHERE collection=%s AND member=%s AND dataset=%s ORDER BY version",
                 (collection.id, member, dataset)).fetchall()
-            if not versions:
-                raise VersionNotFound(f"no versions of {collection.id}/{member}/{dataset}")
-            if to_version is None:
-                current = live[0] if live else versions[-1][1]
-                earlier = [v for v in versions if v[1] < current]
-                if not earlier:
-                    raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version before {current}")
-                target = earlier[-1]
-            else:
-                match = [v for v in versions if v[1] == to_version]
-                if not match:
-                    have = ", ".join(str(v[1]) for v in versions)
-                    raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {to_version} (has {have})")
-                target = match[0]
+            target = rollback_target(f"{collection.id}/{member}/{dataset}", versions, live[0] if live else None,
+                                     to_version)
             number = self._next_version(conn, collection.id, member, dataset)
             vid = conn.execute(
                 f"INSERT INTO {SCHEMA}.versions (collection, member, dataset, version, created, action, count, uploader, "
