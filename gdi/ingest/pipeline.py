@@ -230,7 +230,11 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     if options.publish:
         step("publishing", 0.92)
         from gdi.publish import publish
-        publish(store=store)
+        try:
+            publish(store=store)
+        except Exception as exc:  # noqa: BLE001 — the data are stored; say so rather than fail the upload
+            report.warnings.append(f"the data are published as version {info.version}, but regenerating the "
+                                   f"configuration and map failed ({type(exc).__name__}: {exc}); run gdi publish")
     step("done", 1.0)
 
 

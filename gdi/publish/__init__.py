@@ -25,7 +25,23 @@ def server_url() -> str:
 
 
 def publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[str, Path]:
-    """Regenerate everything derived from definitions and store; tell a running server."""
+    """Regenerate everything derived from definitions and store; tell a running server.
+
+    Serialised across processes (two members' uploads may finish at once): the
+    generated files are rebuilt by one publisher at a time.
+    """
+    import fcntl
+
+    lock = settings.paths().home / "publish.lock"
+    with open(lock, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            return _publish(store, url=url, viewer=viewer)
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[str, Path]:
     from gdi.publish.config import build_config
     from gdi.store import open_store
 

@@ -8,6 +8,8 @@ inline_assets, are copied into the page so it works as an e-mail attachment.
 """
 from __future__ import annotations
 
+import os
+
 import html
 import math
 import re
@@ -318,5 +320,7 @@ def build_viewer(
 
     out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    out_file.write_text(page, encoding="utf-8")
+    tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out_file)          # a browser never gets half a page
     return out_file
