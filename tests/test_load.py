@@ -17,7 +17,7 @@ import requests
 from conftest import Server, free_port, fresh_store, run_gdi
 
 CLIENTS = 16
-SECONDS = 25
+SECONDS = 120          # "for minutes": bounded, and long enough to span many publishes
 SIZES = {"A": 300, "B": 500}
 
 
