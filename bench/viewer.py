@@ -2,7 +2,8 @@
 
 run() builds the map from the real boundaries plus 10,000 random points, serves
 it on 127.0.0.1 with the vendored assets, blocks every other host, and returns
-build time, page size, the map script's own init time and navigation -> ready.
+build time, page size, the map script's own init time and navigation -> first
+frame drawn (median and best of `runs` cold loads).
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 DATA = Path("/work/shared/data") if Path("/work/shared/data").is_dir() else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def run(n: int = 10_000) -> dict:
+def run(n: int = 10_000, runs: int = 3) -> dict:
     import geopandas as gpd
     import numpy as np
     import pandas as pd
@@ -47,28 +48,58 @@ def run(n: int = 10_000) -> dict:
         http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None  # type: ignore[method-assign]
         server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         threading.Thread(target=server.serve_forever, daemon=True).start()
+        errors: list[str] = []
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-gpu"])
-                context = browser.new_context(viewport={"width": 1280, "height": 860})
-                context.route("**/*", lambda r: r.continue_() if urlsplit(r.request.url).hostname == "127.0.0.1"
-                              else r.abort())
-                page = context.new_page()
-                errors: list[str] = []
-                page.on("pageerror", lambda e: errors.append(str(e)))
-                page.goto(f"http://127.0.0.1:{server.server_address[1]}/index.html")
-                try:
-                    page.wait_for_selector("html[data-gdi-ready='1']", state="attached", timeout=20000)
-                except Exception:
-                    raise RuntimeError(f"map not ready: {errors}") from None
-                ready_ms = page.evaluate("performance.now()")
-                stats = page.evaluate("gdiMap.stats")
+                samples = [_load(browser, f"http://127.0.0.1:{server.server_address[1]}/index.html", errors)
+                           for _ in range(runs)]
                 browser.close()
         finally:
             server.shutdown()
-        return {"points": stats["points"], "build_s": round(build_s, 2), "html_mb": round(out.stat().st_size / 1e6, 2),
-                "init_ms": round(stats["initMs"]), "first_draw_ms": round(ready_ms), "errors": errors,
-                "ok": stats["points"] == n and ready_ms < 1500 and not errors}
+            server.server_close()
+        side = sum(f.stat().st_size for f in root.glob("*.json"))
+        html_mb = out.stat().st_size / 1e6
+    drawn = sorted(s["drawnMs"] for s in samples)
+    median = drawn[len(drawn) // 2]
+    points = samples[0]["points"]
+    return {"points": points, "build_s": round(build_s, 2), "html_mb": round(html_mb, 2),
+            "side_files_mb": round(side / 1e6, 2),
+            "init_ms": round(sorted(s["initMs"] for s in samples)[len(samples) // 2]),
+            "first_draw_ms": round(median), "first_draw_best_ms": round(drawn[0]),
+            "first_draw_runs_ms": [round(s["drawnMs"]) for s in samples],
+            # performance.now() read by Playwright after it saw the ready flag (includes its polling)
+            "observed_ms": [round(s["observedMs"]) for s in samples],
+            "html_parsed_ms": [round(s["domInteractive"]) for s in samples],
+            "errors": errors, "ok": points == n and median < 1500 and not errors}
+
+
+def _load(browser, url: str, errors: list[str]) -> dict:  # type: ignore[no-untyped-def]
+    """One cold page load in a fresh context: the map's stats plus navigation timing.
+
+    drawnMs is navigation start -> the first frame painted after gdiMap.init has
+    put everything on the map (boundaries, clusters, controls, table), measured
+    in the page (performance.now(), same clock as the navigation timeline).
+    """
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.route("**/*", lambda r: r.continue_() if urlsplit(r.request.url).hostname == "127.0.0.1" else r.abort())
+    page = context.new_page()
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    # Wait for the load event, not with wait_for_selector: its polling runs
+    # querySelectorAll in the page on every DOM change and costs the page ~100 ms.
+    # gdiMap.init runs while the page is parsed, so it is done by then.
+    page.goto(url, wait_until="load", timeout=20000)
+    try:
+        page.wait_for_selector("html[data-gdi-ready='1']", state="attached", timeout=20000)
+        observed = page.evaluate("performance.now()")
+        page.wait_for_function("gdiMap.stats.drawnMs !== null", timeout=20000)
+    except Exception:
+        raise RuntimeError(f"map not ready: {errors}") from None
+    stats = page.evaluate("""() => Object.assign({}, gdiMap.stats,
+        {domInteractive: performance.getEntriesByType('navigation')[0].domInteractive})""")
+    stats["observedMs"] = observed
+    context.close()
+    return stats
 
 
 if __name__ == "__main__":

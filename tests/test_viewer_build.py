@@ -244,11 +244,14 @@ def test_ten_thousand_points_draw_fast(browser, site, municipalities, collection
     page, problems, _ = open_page(browser, f"{base}/bench/index.html")
     try:
         ready_ms = page.evaluate("performance.now()")  # upper bound: measured after ready
+        page.wait_for_function("gdiMap.stats.drawnMs !== null", timeout=5000)
         stats = page.evaluate("gdiMap.stats")
-        print(f"10k points: init {stats['initMs']:.0f} ms, navigation->ready {ready_ms:.0f} ms")
+        print(f"10k points: init {stats['initMs']:.0f} ms, navigation->drawn {stats['drawnMs']:.0f} ms "
+              f"(seen from outside after ready: {ready_ms:.0f} ms)")
         assert stats["points"] == n
         assert problems == []
         assert page.locator(".gdi-cluster").count() > 0
+        # Sanity bounds only: the 1.5 s first-draw goal is bench/viewer.py's, not a timed test.
         assert stats["initMs"] < 1500, stats
         assert ready_ms < 3000, ready_ms  # navigation start -> everything drawn, incl. loading
     finally:
@@ -271,6 +274,12 @@ def test_inline_single_file_works_offline(browser, tmp_path, municipalities, poi
         assert page.evaluate("document.fonts.check('12px \"Font Awesome 6 Free\"')")
         for label in GERMAN_LABELS:
             assert label in page.locator(".leaflet-control-layers-overlays").inner_text()
+        # the analysis layers come from the page itself (no side file next to a single file)
+        assert not list(tmp_path.glob("*.json"))
+        page.locator(".leaflet-control-layers-overlays label", has_text="Entfernung").locator("input").check()
+        page.wait_for_function("gdiMap.stats.bandsDrawn", timeout=10000)
+        assert page.locator("path.gdi-band").count() == page.evaluate("gdiMap.stats.bands") > 32
+        assert problems == []
         page.screenshot(path="/tmp/viewer_inline.png")
     finally:
         page.context.close()
@@ -302,3 +311,23 @@ def test_build_refuses_cdn_links() -> None:
         assert_offline('<script src="/vendor/leaflet/dist/leaflet.js"></script>', "/vendor", True)
     assert_offline('<script src="/vendor/leaflet/dist/leaflet.js"></script>', "/vendor", False)
     assert_offline('<script>var u = "<script src=\\"https://x\\">";</script>', "/vendor", True)
+
+
+def test_point_columns_hold_the_same_rows(points, collections) -> None:  # type: ignore[no-untyped-def]
+    from gdi.viewer.data import POINT_FIELDS, point_columns, point_rows
+    from gdi.viewer.style import OTHER, category_styles
+
+    known = set(category_styles(collections)) - {OTHER}
+    rows = point_rows(points, known)
+    cols = point_columns(points, known)
+    assert cols["n"] == len(rows) == len(points)
+
+    def value(column, i):  # the same decoding as map.js columnValue()
+        if column is None:
+            return None
+        return column[i] if isinstance(column, list) else column["values"][column["codes"][i]]
+
+    decoded = [[cols["lat"][i], cols["lon"][i], *(value(cols["fields"][f], i) for f in POINT_FIELDS)]
+               for i in range(cols["n"])]
+    assert decoded == rows
+    assert isinstance(cols["fields"]["category"], dict)  # few categories: dictionary-encoded

@@ -47,6 +47,7 @@ def test_served_demo_map_picture_popups_and_csv(browser, server) -> None:  # noq
         assert page.locator("path.gdi-density").count() == 0
         _layer_on(page, "Versorgungsdichte")
         _layer_on(page, "Entfernung zur nächsten Lebensmittelversorgung")
+        page.wait_for_function("gdiMap.stats.bandsDrawn", timeout=10000)  # fetched when switched on
         assert page.locator("path.gdi-density").count() == 32
         assert page.locator("path.gdi-band").count() == page.evaluate("gdiMap.stats.bands") > 32
         legend = page.locator(".gdi-legend").inner_text()

@@ -5,12 +5,19 @@ and everything that shows it (popups, tooltips, search, legend) live in
 map.js, which reads the embedded JSON and inserts values as text only.  All
 libraries come from viewer/vendor/ (served at asset_url) or, with
 inline_assets, are copied into the page so it works as an e-mail attachment.
+
+The distance bands (the largest data, not needed for the first draw) go into
+<page stem>.bands.json next to the page and are fetched when that layer is
+switched on; with inline_assets they stay in the page (as a JSON element that
+is parsed only then), so the single file still works on its own.
 """
 from __future__ import annotations
 
 import os
 
+import hashlib
 import html
+import json
 import math
 import re
 from collections import Counter
@@ -27,7 +34,7 @@ from folium.template import Template
 
 from gdi.viewer import offline
 from gdi.viewer.analysis import RADII_M, SupplyPicture, food_categories, supply_picture, to_metric
-from gdi.viewer.data import POINT_FIELDS, boundaries_geojson, bounds, point_rows, safe_json, to_wgs84
+from gdi.viewer.data import POINT_FIELDS, boundaries_geojson, bounds, point_columns, safe_json, to_wgs84
 from gdi.viewer.style import (
     BOUNDARIES_COLLECTION,
     OTHER,
@@ -67,6 +74,8 @@ class MapScript(JSCSSMixin):
         {% macro header(this, kwargs) %}
         <style>{{ this.css }}</style>
         <script>{{ this.js }}</script>
+        <script type="application/json" id="gdi-data">{{ this.data }}</script>
+        {% if this.bands is not none %}<script type="application/json" id="gdi-bands">{{ this.bands }}</script>{% endif %}
         {% endmacro %}
         {% macro script(this, kwargs) %}
         gdiMap.init({{ this._parent.get_name() }}, {{ this.config }}, {
@@ -74,14 +83,14 @@ class MapScript(JSCSSMixin):
             density: {{ this.density.get_name() }},
             distance: {{ this.distance.get_name() }},
             groups: {{ this.groups }}
-        }, {{ this.data }});
+        }, JSON.parse(document.getElementById('gdi-data').textContent));
         {% endmacro %}
         """
     )
 
     def __init__(self, config: dict[str, Any], data: dict[str, Any], boundaries: folium.FeatureGroup,
                  density: folium.FeatureGroup, distance: folium.FeatureGroup,
-                 groups: Mapping[str, MarkerCluster], asset_url: str) -> None:
+                 groups: Mapping[str, MarkerCluster], asset_url: str, bands: dict[str, Any] | None = None) -> None:
         super().__init__()
         self._name = "GdiMapScript"
         self.css = (HERE / "map.css").read_text(encoding="utf-8")
@@ -89,7 +98,11 @@ class MapScript(JSCSSMixin):
         if re.search(r"</(script|style)", self.js + self.css, re.IGNORECASE):
             raise ValueError("map.js/map.css must not contain </script or </style")
         self.config = safe_json(config)
+        # Data as JSON elements, not JS literals: the HTML parser skips them and
+        # JSON.parse reads them much faster than the JS parser.  The distance
+        # bands (large) are parsed only when that layer is switched on.
         self.data = safe_json(data)
+        self.bands = None if bands is None else safe_json(bands)
         self.boundaries = boundaries
         self.density = density
         self.distance = distance
@@ -120,6 +133,9 @@ DENSITY_COLOURS = ("#ffffcc", "#a1dab4", "#41b6c4", "#2c7fb8", "#253494")
 BAND_COLOURS = ("#1a9850", "#a6d96a", "#fee08b", "#d73027")
 ANALYSIS_DECIMALS = 5  # ~1 m: the analysis polygons are simplified to 5 m anyway
 SIMPLIFY_M = 5.0
+#: The distance bands are a regional overview (fill only, no outline): 25 m is
+#: invisible at the zoom levels they are meant for and keeps them small.
+BAND_SIMPLIFY_M = 25.0
 
 
 def _number(value: float, lang: str, digits: int = 2) -> str:
@@ -185,12 +201,12 @@ def supply_table(picture: SupplyPicture, categories: list[str]) -> list[list[Any
     return rows
 
 
-def _analysis_geojson(gdf: gpd.GeoDataFrame, props: list[str]) -> dict[str, Any]:
+def _analysis_geojson(gdf: gpd.GeoDataFrame, props: list[str], tolerance: float = SIMPLIFY_M) -> dict[str, Any]:
     """Simplified polygons in lon/lat with the given plain properties."""
     if len(gdf) == 0:
         return {"type": "FeatureCollection", "features": []}
     simple = gdf.copy()
-    simple["geometry"] = simple.geometry.simplify(SIMPLIFY_M, preserve_topology=True)
+    simple["geometry"] = simple.geometry.simplify(tolerance, preserve_topology=True)
     out = boundaries_geojson(to_wgs84(simple), {p: simple[p].tolist() for p in props}, ANALYSIS_DECIMALS)
     for feature in out["features"]:  # these are not municipalities: keep only the given properties
         feature["properties"] = {p: feature["properties"][p] for p in props}
@@ -240,8 +256,10 @@ def build_viewer(
         raise ValueError(f"lang must be a two-letter code, got {lang!r}")
     ui = text(lang)
     styles = category_styles(collections, lang)
-    rows = point_rows(points, set(styles) - {OTHER})
-    counts = Counter(row[2] for row in rows)
+    point_data = point_columns(points, set(styles) - {OTHER})
+    category = point_data["fields"]["category"] or []  # see data._column
+    counts = Counter(category) if isinstance(category, list) else \
+        Counter(category["values"][c] for c in category["codes"])
     present = [cid for cid in styles if counts[cid]]
     municipalities = to_metric(municipalities).reset_index(drop=True) if len(municipalities) else municipalities
     if picture is None:
@@ -302,14 +320,28 @@ def build_viewer(
     })
     data = {
         "boundaries": boundaries_geojson(municipalities, {"cls": classes}),
-        "points": rows,
+        "points": point_data,
         "counties": _analysis_geojson(picture.counties.rename(columns={"kreis": "ags"}), ["ags"]),
-        "bands": {"type": "FeatureCollection", "features": []},
         "table": supply_table(picture, table_categories),
     }
+    bands: dict[str, Any] = {"type": "FeatureCollection", "features": []}
     if len(picture.coverage.bands):
-        data["bands"] = _analysis_geojson(picture.coverage.bands.rename(columns={"position": "row"}), ["row", "band"])
-    MapScript(config, data, boundary_group, density_group, distance_group, groups, asset_url).add_to(m)
+        bands = _analysis_geojson(picture.coverage.bands.rename(columns={"position": "row"}), ["row", "band"],
+                                  BAND_SIMPLIFY_M)
+    out_file = Path(out_file)
+    bands_text = None
+    if inline_assets:
+        inline_bands: dict[str, Any] | None = bands
+    else:
+        # A file next to the page, fetched when the distance layer is switched on
+        # (the first draw does not need it).  ?v= keeps a browser from using an old copy.
+        inline_bands = None
+        bands_text = json.dumps(bands, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        version = hashlib.sha256(bands_text.encode("utf-8")).hexdigest()[:12]
+        config["bandsUrl"] = f"{out_file.stem}.bands.json?v={version}"
+    config["bandCount"] = len(bands["features"])
+    MapScript(config, data, boundary_group, density_group, distance_group, groups, asset_url,
+              inline_bands).add_to(m)
     folium.LayerControl(collapsed=False).add_to(m)
 
     offline.localise_tree(m, asset_url)
@@ -318,9 +350,14 @@ def build_viewer(
         page = offline.inline_assets(page, asset_url)
     offline.assert_offline(page, asset_url, inline_assets)
 
-    out_file = Path(out_file)
     out_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_file.with_name(f".{out_file.name}.{os.getpid()}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out_file)          # a browser never gets half a page
+    if bands_text is not None:         # first the side file, so a new page never misses it
+        _write_atomically(out_file.with_name(f"{out_file.stem}.bands.json"), bands_text)
+    _write_atomically(out_file, page)  # a browser never gets half a page
     return out_file
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)

@@ -138,3 +138,26 @@ def bounds(*frames: gpd.GeoDataFrame) -> list[list[float]] | None:
     east = max(b[2] for b in boxes)
     north = max(b[3] for b in boxes)
     return [[float(south), float(west)], [float(north), float(east)]]
+
+
+def _column(values: list[str | None]) -> list[str | None] | dict[str, list[Any]] | None:
+    """One point attribute for point_columns: None when empty, a dictionary
+    encoding ({"values": [...], "codes": [...]}) when few distinct values repeat
+    (category, member, dataset, city...), else the plain list."""
+    if all(v is None for v in values):
+        return None
+    index: dict[str | None, int] = {}
+    codes = [index.setdefault(v, len(index)) for v in values]
+    if len(index) * 4 <= len(values):
+        return {"values": list(index), "codes": codes}
+    return values
+
+
+def point_columns(points: gpd.GeoDataFrame, known_categories: set[str]) -> dict[str, Any]:
+    """The points column by column (compact and fast to parse for 10,000+ points):
+    {"n": n, "lat": [...], "lon": [...], "fields": {field: column}} where a column
+    is as _column() describes it; row i is the same as point_rows(...)[i]."""
+    rows = point_rows(points, known_categories)
+    n = len(rows)
+    fields = {f: _column([row[2 + j] for row in rows]) for j, f in enumerate(POINT_FIELDS)}
+    return {"n": n, "lat": [row[0] for row in rows], "lon": [row[1] for row in rows], "fields": fields}

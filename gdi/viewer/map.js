@@ -8,9 +8,13 @@
  * never as HTML.  Colours and icon names come from the collection YAML and are
  * checked against strict patterns in gdi/viewer/style.py before they get here.
  *
- * Speed: markers are plain L.marker objects sharing one divIcon per category;
- * the cluster groups only create DOM for what is visible, and popups/tooltips
- * are built when opened.  10,000 points draw well under a second.
+ * Speed (10,000 points, see bench/viewer.py): the data comes as JSON elements
+ * (JSON.parse, not the JS parser) with the points column by column; markers
+ * are plain L.marker objects sharing one divIcon per category, get their
+ * popup/tooltip bound on first hover/click/search, and go into the cluster
+ * groups only after the view is set (no cluster re-computation for a zoom).
+ * The analysis layers are built when switched on; the distance bands are
+ * fetched then from a file next to the page (inline in the single file).
  */
 (function (global) {
   'use strict';
@@ -81,11 +85,21 @@
     });
   }
 
-  /** One point row ([lat, lon, ...fields]) as an object keyed by field name. */
-  function record(row, fields) {
-    var out = { lat: row[0], lon: row[1] };
-    for (var i = 0; i < fields.length; i++) out[fields[i]] = row[i + 2];
-    return out;
+  /** The value of a column (see data.point_columns: null, a list, or {values, codes}) at i. */
+  function columnValue(column, i) {
+    if (column === null || column === undefined) return null;
+    if (Array.isArray(column)) return column[i];
+    return column.values[column.codes[i]];
+  }
+
+  /** A function i -> point i as an object keyed by field name (lat, lon, category, name, ...). */
+  function recorder(points, fields) {
+    var columns = fields.map(function (f) { return points.fields[f]; });
+    return function (i) {
+      var out = { lat: points.lat[i], lon: points.lon[i] };
+      for (var j = 0; j < fields.length; j++) out[fields[j]] = columnValue(columns[j], i);
+      return out;
+    };
   }
 
   function addRow(table, label, value) {
@@ -128,8 +142,18 @@
     return box;
   }
 
+  var formats = {};
+
+  /** Number formatting (Intl.NumberFormat is slow to create: one per language and digits). */
   function fmt(value, cfg, digits) {
-    return Number(value).toLocaleString(cfg.lang, { minimumFractionDigits: digits, maximumFractionDigits: digits });
+    var key = cfg.lang + ':' + digits;
+    var format = formats[key] || (formats[key] = digits === null ? new Intl.NumberFormat(cfg.lang)
+      : new Intl.NumberFormat(cfg.lang, { minimumFractionDigits: digits, maximumFractionDigits: digits }));
+    return format.format(Number(value));
+  }
+
+  function integer(value, cfg) {
+    return fmt(value, cfg, null);
   }
 
   function percent(value, cfg) {
@@ -141,7 +165,7 @@
     box.appendChild(el('strong', null, props.name));
     box.appendChild(el('div', null, 'AGS ' + (props.ags || '–')));
     if (props.population !== null && props.population !== undefined) {
-      box.appendChild(el('div', null, cfg.labels.population + ': ' + Number(props.population).toLocaleString(cfg.lang)));
+      box.appendChild(el('div', null, cfg.labels.population + ': ' + integer(props.population, cfg)));
     }
     var row = table && table[props.row];
     if (row) {
@@ -292,7 +316,7 @@
       var name = el('td', 'name', t.name);
       name.title = 'AGS ' + (t.ags || '–');
       line.appendChild(name);
-      line.appendChild(el('td', 'num', t.population === null ? '–' : Number(t.population).toLocaleString(cfg.lang)));
+      line.appendChild(el('td', 'num', t.population === null ? '–' : integer(t.population, cfg)));
       t.counts.forEach(function (c) { line.appendChild(el('td', 'num', c || '')); });
       line.appendChild(el('td', 'num', t.total));
       line.appendChild(el('td', 'num', t.rate === null ? '–' : fmt(t.rate, cfg, 2)));
@@ -333,13 +357,13 @@
 
   var selected = null;
 
-  /** Zoom to a municipality and outline it. */
-  function selectMunicipality(map, layer) {
+  /** Zoom to a municipality and outline it (animated unless animate === false). */
+  function selectMunicipality(map, layer, animate) {
     if (selected && selected !== layer) selected.setStyle({ weight: 1.5, color: '#37474f' });
     selected = layer;
     layer.setStyle({ weight: 4, color: '#e65100' });
     layer.bringToFront();
-    map.fitBounds(layer.getBounds(), { maxZoom: 14 });
+    map.fitBounds(layer.getBounds(), { maxZoom: 14, animate: animate !== false });
     var ags = layer.feature.properties.ags;
     document.querySelectorAll('.gdi-table tr.selected').forEach(function (tr) { tr.classList.remove('selected'); });
     document.querySelectorAll('.gdi-table tr').forEach(function (tr) {
@@ -362,6 +386,7 @@
       function finish() {
         if (done) return;
         done = true;
+        marker.gdiBind();
         if (marker._map) marker.openPopup();
         var popup = marker.getPopup();
         if (!popup.isOpen()) map.openPopup(popup, marker.getLatLng());
@@ -405,10 +430,10 @@
     return records;
   }
 
-  function searchControl(map, cfg, records) {
+  function searchControl(map, cfg, getRecords) {
     return new L.Control.Search({
       sourceData: function (text, callResponse) {
-        callResponse(records);
+        callResponse(getRecords());
         return { abort: function () {} };
       },
       formatData: function (data) { return data; },
@@ -425,29 +450,83 @@
     });
   }
 
+  /** The URL of a file next to the page (the server answers /viewer for /viewer/index.html). */
+  function besidePage(name) {
+    var here = new URL(global.location.href);
+    var path = here.pathname;
+    if (!/\/$/.test(path) && path.split('/').pop().indexOf('.') < 0) path += '/';
+    return new URL(name, new URL(path, here.href)).href;
+  }
+
+  /** The distance bands: inline (single file) or fetched from beside the page. */
+  function loadBands(cfg) {
+    var inline = document.getElementById('gdi-bands');
+    if (inline) return Promise.resolve(JSON.parse(inline.textContent));
+    if (!cfg.bandsUrl) return Promise.resolve({ type: 'FeatureCollection', features: [] });
+    return fetch(besidePage(cfg.bandsUrl)).then(function (response) {
+      if (!response.ok) throw new Error('distance bands: HTTP ' + response.status);
+      return response.json();
+    });
+  }
+
+  /** Calls build() once, the first time group is on the map (now or later). */
+  function whenShown(map, group, build) {
+    var built = false;
+    function run() {
+      if (built) return;
+      built = true;
+      build();
+    }
+    group.on('add', run);
+    if (map.hasLayer(group)) run();
+  }
+
   function init(map, cfg, layers, data) {
     var started = performance.now();
     // Without a base map no layer sets maxZoom, which the clusters need.
     if (!map.options.maxZoom) map.options.maxZoom = 19;
     var table = data.table || [];
     var byRow = {};
+    var params = new URLSearchParams(global.location.search);
+    gdiMap.layers = { boundaries: null, density: null, distance: null, groups: layers.groups,
+                      densityGroup: layers.density, distanceGroup: layers.distance };
+    gdiMap.stats = { points: data.points.n, boundaries: data.boundaries.features.length, bands: cfg.bandCount,
+                     bandsDrawn: false, tableRows: table.length, initMs: null, readyMs: null, drawnMs: null };
 
-    // The analysis draws below the boundaries (which keep the tooltips).
+    // The table beside the map (hidden in embeds and on narrow screens) first:
+    // it decides the map's size, and the view below is fitted to that size.
+    var aside = panel(map, cfg, table, byRow);
+    aside.hidden = params.get('embed') === '1' || params.get('table') === '0' || global.innerWidth < 800;
+    document.body.classList.add('gdi-with-panel');
+    document.body.appendChild(aside);
+    map.invalidateSize();
+
+    // The analysis draws below the boundaries (which keep the tooltips); built when switched on.
     map.createPane('gdiAnalysis').style.zIndex = 350;
-    var densityLayer = L.geoJSON(data.boundaries, {
-      pane: 'gdiAnalysis', interactive: false, className: 'gdi-density',
-      style: function (f) {
-        var cls = f.properties.cls;
-        var entry = cls === null || cls === undefined ? null : cfg.densityLegend[cls];
-        return { stroke: false, fillColor: entry ? entry.colour : '#bdbdbd', fillOpacity: 0.7 };
-      }
-    }).addTo(layers.density);
-    var distanceLayer = L.geoJSON(data.bands, {
-      pane: 'gdiAnalysis', interactive: false, className: 'gdi-band',
-      style: function (f) {
-        return { stroke: false, fillColor: cfg.bandColours[f.properties.band], fillOpacity: 0.5 };
-      }
-    }).addTo(layers.distance);
+    whenShown(map, layers.density, function () {
+      gdiMap.layers.density = L.geoJSON(data.boundaries, {
+        pane: 'gdiAnalysis', interactive: false, className: 'gdi-density',
+        style: function (f) {
+          var cls = f.properties.cls;
+          var entry = cls === null || cls === undefined ? null : cfg.densityLegend[cls];
+          return { stroke: false, fillColor: entry ? entry.colour : '#bdbdbd', fillOpacity: 0.7 };
+        }
+      }).addTo(layers.density);
+    });
+    whenShown(map, layers.distance, function () {
+      loadBands(cfg).then(function (bands) {
+        gdiMap.layers.distance = L.geoJSON(bands, {
+          pane: 'gdiAnalysis', interactive: false, className: 'gdi-band',
+          style: function (f) {
+            return { stroke: false, fillColor: cfg.bandColours[f.properties.band], fillOpacity: 0.5 };
+          }
+        }).addTo(layers.distance);
+        gdiMap.stats.bands = bands.features.length;
+        gdiMap.stats.bandsDrawn = true;
+      }, function (error) {
+        console.warn(String(error));
+      });
+    });
 
     var boundaryLayer = L.geoJSON(data.boundaries, {
       className: 'gdi-boundary',
@@ -461,37 +540,10 @@
       interactive: false, className: 'gdi-county',
       style: { color: '#263238', weight: 3.5, fill: false, opacity: 0.9 }
     }).addTo(layers.boundaries);
+    gdiMap.layers.boundaries = boundaryLayer;
 
-    var icons = {};
-    var byCategory = {};
-    var markers = data.points.map(function (row) {
-      var p = record(row, cfg.fields);
-      var icon = icons[p.category] || (icons[p.category] = markerIcon(cfg.categories[p.category]));
-      var marker = L.marker([p.lat, p.lon], { icon: icon });
-      marker.gdiPoint = p;
-      marker.gdiGroup = layers.groups[p.category];
-      marker.bindPopup(function () { return pointPopup(p, cfg); }, { maxWidth: 320 });
-      marker.bindTooltip(function () { return el('span', null, p.name || cfg.categories[p.category].label); });
-      (byCategory[p.category] = byCategory[p.category] || []).push(marker);
-      return marker;
-    });
-    Object.keys(byCategory).forEach(function (id) { layers.groups[id].addLayers(byCategory[id]); });
-
-    L.control.scale({ imperial: false }).addTo(map);
-    searchControl(map, cfg, searchRecords(cfg, markers, boundaryLayer)).addTo(map);
-    legend(cfg, Object.keys(cfg.categories).filter(function (id) { return byCategory[id]; }), map, layers).addTo(map);
-    cfg.attribution.forEach(function (text) { map.attributionControl.addAttribution(text); });
-
-    // The table beside the map (hidden in embeds and on narrow screens).
-    var params = new URLSearchParams(global.location.search);
-    var aside = panel(map, cfg, table, byRow);
-    aside.hidden = params.get('embed') === '1' || params.get('table') === '0' || global.innerWidth < 800;
-    document.body.classList.add('gdi-with-panel');
-    document.body.appendChild(aside);
-    panelToggle(map, cfg, aside).addTo(map);
-    map.invalidateSize();
-
-    // ?ags=06534014: open on that municipality; otherwise on all the data.
+    // ?ags=06534014: open on that municipality; otherwise on all the data.  Set
+    // before the markers go in, so the clusters are computed once, for this view.
     var ags = params.get('ags');
     var target = null;
     if (ags) {
@@ -499,22 +551,65 @@
         if (!target && layer.feature.properties.ags === ags) target = layer;
       });
     }
-    if (target) selectMunicipality(map, target);
-    else if (cfg.bounds) map.fitBounds(cfg.bounds, { maxZoom: cfg.maxFitZoom });
+    if (target) selectMunicipality(map, target, false);
+    else if (cfg.bounds) map.fitBounds(cfg.bounds, { maxZoom: cfg.maxFitZoom, animate: false });
+
+    // The points.  A marker gets its popup and tooltip when first needed
+    // (hover, click, search, openPoint): binding 10,000 up front costs time.
+    var recordAt = recorder(data.points, cfg.fields);
+    var categoryColumn = data.points.fields.category;
+    var PointMarker = L.Marker.extend({
+      gdiBind: function () {
+        if (this.getPopup()) return this;
+        var p = this.gdiPoint;
+        this.bindPopup(function () { return pointPopup(p, cfg); }, { maxWidth: 320 });
+        this.bindTooltip(function () { return el('span', null, p.name || cfg.categories[p.category].label); });
+        return this;
+      }
+    });
+    Object.defineProperty(PointMarker.prototype, 'gdiPoint', {
+      get: function () { return this._gdiPoint || (this._gdiPoint = recordAt(this.gdiIndex)); }
+    });
+    var icons = {};
+    var byCategory = {};
+    var markers = new Array(data.points.n);
+    for (var i = 0; i < data.points.n; i++) {
+      var category = columnValue(categoryColumn, i);
+      var icon = icons[category] || (icons[category] = markerIcon(cfg.categories[category]));
+      var marker = new PointMarker([data.points.lat[i], data.points.lon[i]], { icon: icon });
+      marker.gdiIndex = i;
+      marker.gdiGroup = layers.groups[category];
+      (byCategory[category] = byCategory[category] || []).push(marker);
+      markers[i] = marker;
+    }
+    function bindOn(e, open) {
+      var marker = e.layer;
+      if (marker instanceof PointMarker && !marker.getPopup()) open(marker.gdiBind());
+    }
+    Object.keys(byCategory).forEach(function (id) {
+      var group = layers.groups[id];
+      group.on('click', function (e) { bindOn(e, function (m) { m.openPopup(); }); });
+      group.on('mouseover', function (e) { bindOn(e, function (m) { m.openTooltip(); }); });
+      group.addLayers(byCategory[id]);
+    });
+
+    L.control.scale({ imperial: false }).addTo(map);
+    var records = null;  // the search entries, made on the first search
+    searchControl(map, cfg, function () {
+      return records || (records = searchRecords(cfg, markers, boundaryLayer));
+    }).addTo(map);
+    legend(cfg, Object.keys(cfg.categories).filter(function (id) { return byCategory[id]; }), map, layers).addTo(map);
+    cfg.attribution.forEach(function (text) { map.attributionControl.addAttribution(text); });
+    panelToggle(map, cfg, aside).addTo(map);
 
     gdiMap.map = map;
     gdiMap.markers = markers;
-    gdiMap.layers = { boundaries: boundaryLayer, density: densityLayer, distance: distanceLayer, groups: layers.groups,
-                      densityGroup: layers.density, distanceGroup: layers.distance };
     gdiMap.csv = function () { return tableCsv(cfg, table); };
     gdiMap.selected = target ? ags : null;
-    gdiMap.stats = {
-      points: markers.length,
-      boundaries: data.boundaries.features.length,
-      bands: data.bands.features.length,
-      tableRows: table.length,
-      initMs: performance.now() - started
-    };
+    gdiMap.stats.initMs = performance.now() - started;
+    gdiMap.stats.readyMs = performance.now();  // since navigation start
+    // drawnMs: after the next frame is painted (bench/viewer.py's "first draw").
+    requestAnimationFrame(function () { setTimeout(function () { gdiMap.stats.drawnMs = performance.now(); }, 0); });
     document.documentElement.setAttribute('data-gdi-ready', '1');
   }
 
