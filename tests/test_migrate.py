@@ -14,6 +14,7 @@ def items(home, store, collection, monkeypatch):
     from gdi.collections import get_collection
     from gdi.store import open_store
 
+    monkeypatch.setenv("GDI_HOME", str(home))
     g = open_store(store or "gpkg").read(get_collection(collection))
     return g.drop(columns=["fid"]).to_json(sort_keys=True)
 
