@@ -26,7 +26,10 @@ demo: install
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+# gdi vs ogr2ogr and tipg (needs Debian's wrk and gdal-bin; tipg is installed into /tmp/gdi-bench/venv-tipg)
 bench: install
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk"; exit 2; }
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench
 
 clean:

@@ -67,3 +67,58 @@ def conform(geom: BaseGeometry | None, target: str) -> tuple[BaseGeometry | None
 
 def is_point_like(geom: BaseGeometry) -> bool:
     return isinstance(geom, Point)
+
+
+def conform_many(geoms: np.ndarray, target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """conform() for an array: (geometries, repair notes, rejection reasons), object arrays.
+
+    The common cases are decided with shapely's array functions — points that
+    are points, valid polygons that already have the target type — and only
+    the rest (missing, empty, non-finite, other types, invalid) go through
+    conform() one by one, so the results are identical.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    n = len(geoms)
+    fixed = np.full(n, None, dtype=object)
+    notes = np.full(n, None, dtype=object)
+    reasons = np.full(n, None, dtype=object)
+    if n == 0:
+        return fixed, notes, reasons
+    type_ids = shapely.get_type_id(geoms)          # -1 for None
+    present = type_ids >= 0
+    empty = np.zeros(n, dtype=bool)
+    empty[present] = shapely.is_empty(geoms[present])
+    flat = np.zeros(n, dtype=bool)
+    flat[present] = ~shapely.has_z(geoms[present])
+    if hasattr(shapely, "has_m"):
+        flat[present] &= ~shapely.has_m(geoms[present])
+    coords, index = shapely.get_coordinates(geoms[present & ~empty], return_index=True)
+    finite = np.ones(n, dtype=bool)
+    if len(coords):
+        bad_rows = np.unique(index[~np.isfinite(coords).all(axis=1)])
+        finite[np.nonzero(present & ~empty)[0][bad_rows]] = False
+    ok = present & ~empty & finite
+    fast = np.zeros(n, dtype=bool)
+    if target == "Point":
+        fast = ok & (type_ids == 0)
+    elif target in POLYGONAL:
+        want = 3 if target == "Polygon" else 6
+        cand = ok & (type_ids == want)
+        if cand.any():
+            idx = np.nonzero(cand)[0]
+            good = shapely.is_valid(geoms[idx])
+            parts, part_index = shapely.get_parts(geoms[idx], return_index=True)
+            small = np.zeros(len(idx), dtype=bool)
+            if len(parts):
+                zero = shapely.is_empty(parts) | ~(shapely.area(parts) > 0)
+                small[np.unique(part_index[zero])] = True
+            fast[idx[good & ~small]] = True
+    # force_2d only where there is a Z (or M) to drop; otherwise the geometry itself is kept
+    keep_as_is = fast & flat
+    fixed[keep_as_is] = geoms[keep_as_is]
+    drop_z = fast & ~flat
+    if drop_z.any():
+        fixed[drop_z] = shapely.force_2d(geoms[drop_z])
+    for i in np.nonzero(~fast)[0].tolist():
+        fixed[i], notes[i], reasons[i] = conform(geoms[i], target)
+    return fixed, notes, reasons

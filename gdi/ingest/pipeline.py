@@ -17,14 +17,15 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import shapely
 
 from gdi import settings
 from gdi.collections import Collection, CollectionError, get_collection, load_collections
 from gdi.ingest import IngestRefused
 from gdi.ingest import crs as crsmod
-from gdi.ingest.fields import map_rows, plan_mapping
-from gdi.ingest.geometry import conform
+from gdi.ingest.fields import map_columns, plan_mapping
+from gdi.ingest.geometry import conform_many
 from gdi.ingest.read import read_upload
 from gdi.ingest.report import FeatureNote, Report
 from gdi.ingest.territory import assign_ags, check_member_key, inside, territory
@@ -152,69 +153,73 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
             f"no field for required {', '.join(missing)} found; columns in the file: "
             f"{', '.join(c for c in frame.columns if c != frame.geometry.name)}")
     step("fields", 0.4)
-    rows = map_rows(frame, collection, mapping)
+    cols = map_columns(frame, collection, mapping)
     step("geometry", 0.55)
 
     tolerance = float(settings.setting("ingest.territory_tolerance_m", 50))
-    accepted_idx: list[int] = []
-    out_geoms: list = []
-    seen: dict[tuple, int] = {}
-    for i, (row, geom) in enumerate(zip(rows, geoms)):
-        fixed, note, reason = conform(geom, collection.geometry_type)
-        problems = list(row.problems)
-        if reason:
-            problems.insert(0, reason)
-        if problems:
-            report.rejected.append(FeatureNote(i, "; ".join(problems), _shown(row.values)))
-            continue
-        key = (fixed.wkb, tuple(sorted((k, str(v)) for k, v in row.values.items())))
-        if key in seen:
-            report.rejected.append(FeatureNote(i, f"exact duplicate of feature {seen[key]}", _shown(row.values)))
-            continue
-        seen[key] = i
-        if note:
-            report.repaired.append(FeatureNote(i, note, _shown(row.values)))
-        accepted_idx.append(i)
-        out_geoms.append(fixed)
+    fixed_all, notes, reasons = conform_many(geoms, collection.geometry_type)
+    # A feature is rejected for its geometry first, then for its values (as one message).
+    bad = np.zeros(len(frame), dtype=bool)
+    for i in sorted(set(np.nonzero(np.not_equal(reasons, None))[0].tolist()) | set(cols.problems)):
+        problems = list(cols.problems.get(i, []))
+        if reasons[i]:
+            problems.insert(0, reasons[i])
+        report.rejected.append(FeatureNote(i, "; ".join(problems), _shown(cols.row(i))))
+        bad[i] = True
+    candidates = np.nonzero(~bad)[0]
+    duplicate_of = _duplicates(fixed_all[candidates], {k: v[candidates] for k, v in cols.values.items()})
+    for j in np.nonzero(duplicate_of >= 0)[0].tolist():
+        i = int(candidates[j])
+        report.rejected.append(FeatureNote(i, f"exact duplicate of feature {int(candidates[duplicate_of[j]])}",
+                                           _shown(cols.row(i))))
+    accepted = candidates[duplicate_of < 0]
+    for i in np.nonzero(np.not_equal(notes[accepted], None))[0].tolist():
+        report.repaired.append(FeatureNote(int(accepted[i]), notes[accepted[i]], _shown(cols.row(int(accepted[i])))))
+    out_geoms_arr = fixed_all[accepted]
 
     step("territory", 0.7)
-    out_geoms_arr = np.array(out_geoms, dtype=object)
-    keep = np.ones(len(accepted_idx), dtype=bool)
+    keep = np.ones(len(accepted), dtype=bool)
     tfield = collection.territory_field
     if tfield:
-        for j, i in enumerate(accepted_idx):
-            value = str(rows[i].values.get(tfield) or "")
-            if not value.startswith(member):
-                keep[j] = False
-                report.rejected.append(FeatureNote(
-                    i, f"{tfield} {value} is not in the territory of member {member}", _shown(rows[i].values)))
+        values = cols.values.get(tfield, np.full(len(frame), None, dtype=object))[accepted]
+        text = pd.Series(values, dtype=object).fillna("").astype(str)
+        keep = text.str.startswith(member).to_numpy(dtype=bool)
+        for j in np.nonzero(~keep)[0].tolist():
+            i = int(accepted[j])
+            report.rejected.append(FeatureNote(
+                i, f"{tfield} {text.iloc[j]} is not in the territory of member {member}", _shown(cols.row(i))))
     else:
         if area is None:
             raise IngestRefused(
                 f"the territory of member {member} is unknown: no municipalities with a key starting "
                 f"{member} are published yet (upload the boundaries first)")
-        ok = inside(out_geoms_arr, area, tolerance) if len(out_geoms_arr) else np.zeros(0, bool)
-        for j, i in enumerate(accepted_idx):
-            if not ok[j]:
-                keep[j] = False
-                report.rejected.append(FeatureNote(
-                    i, f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)",
-                    _shown(rows[i].values)))
-    accepted_idx = [i for j, i in enumerate(accepted_idx) if keep[j]]
+        keep = inside(out_geoms_arr, area, tolerance) if len(out_geoms_arr) else np.zeros(0, bool)
+        for j in np.nonzero(~keep)[0].tolist():
+            i = int(accepted[j])
+            report.rejected.append(FeatureNote(
+                i, f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)",
+                _shown(cols.row(i))))
+    accepted = accepted[keep]
+    accepted_idx = accepted.tolist()
     out_geoms_arr = out_geoms_arr[keep] if len(out_geoms_arr) else out_geoms_arr
     report.rejected.sort(key=lambda n: n.index)
-    report.repaired = [n for n in report.repaired if n.index in set(accepted_idx)]
+    accepted_set = set(accepted_idx)
+    report.repaired = [n for n in report.repaired if n.index in accepted_set]
     report.counts.update(accepted=len(accepted_idx), rejected=len(report.rejected), repaired=len(report.repaired))
     if not accepted_idx:
         raise IngestRefused(f"none of the {len(frame)} features could be accepted (see the rejected list)")
 
     updated = now_iso()
-    data = {name: [rows[i].values.get(name) for i in accepted_idx] for name in collection.properties}
+    none = np.full(len(accepted), None, dtype=object)
+    data = {name: (cols.values[name][accepted] if name in cols.values else none.copy()) for name in collection.properties}
     if "ags" in collection.properties and collection.properties["ags"].computed:
         data["ags"] = assign_ags(out_geoms_arr, municipalities, tolerance) if municipalities is not None else [None] * len(accepted_idx)
     if "updated" in collection.properties and collection.properties["updated"].computed:
         data["updated"] = [updated] * len(accepted_idx)
     result = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(out_geoms_arr, crs=collection.storage_crs))
+    # the source table and the per-row intermediates are no longer needed: free them before the
+    # store builds its rows (keeps a 1,000,000-feature upload well under 2 GB resident)
+    del raw, frame, geoms, cols, fixed_all, notes, reasons, data
 
     if options.dry_run:
         report.status = "accepted"
@@ -236,6 +241,22 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
             report.warnings.append(f"the data are published as version {info.version}, but regenerating the "
                                    f"configuration and map failed ({type(exc).__name__}: {exc}); run gdi publish")
     step("done", 1.0)
+
+
+def _duplicates(geoms: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
+    """For each feature the position of the earlier identical one (same geometry WKB and
+    values), or -1. Hashing in pandas, no loop per feature."""
+    n = len(geoms)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    key = {"__wkb": shapely.to_wkb(geoms)}
+    for name in sorted(values):
+        key[name] = pd.Series(values[name], dtype=object).astype(str).to_numpy(dtype=object)
+    frame = pd.DataFrame(key)
+    groups = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
+    order = np.arange(n)
+    first_pos = pd.Series(order).groupby(groups).transform("min").to_numpy()
+    return np.where(first_pos < order, first_pos, -1)
 
 
 def _shown(values: dict) -> dict:

@@ -106,6 +106,21 @@ def _connection(path: str) -> sqlite3.Connection:
     return conn
 
 
+def _inner_box(area: shapely.Geometry) -> tuple[float, float, float, float] | None:
+    """An axis-aligned rectangle inside ``area`` covering most of it (a lon/lat box in UTM is
+    a slightly rotated quadrilateral), or None when shrinking its bounds by up to half finds none."""
+    minx, miny, maxx, maxy = area.bounds
+    w, h = maxx - minx, maxy - miny
+    if w <= 0 or h <= 0:
+        return None
+    shapely.prepare(area)
+    for f in (0.001, 0.005, 0.01, 0.02, 0.04, 0.08, 0.16, 0.25):
+        box = (minx + w * f, miny + h * f, maxx - w * f, maxy - h * f)
+        if area.contains(shapely.box(*box)):
+            return box
+    return None
+
+
 @functools.lru_cache(maxsize=64)
 def _crs(text: str) -> pyproj.CRS:
     return pyproj.CRS.from_user_input(text)
@@ -152,10 +167,23 @@ class GpkgProvider(BaseProvider):
                 where.append("0")
             else:
                 minx, miny, maxx, maxy = area.bounds
-                where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
-                params += [maxx, minx, maxy, miny]
-                where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
-                params.append(shapely.to_wkb(area))
+                inner = _inner_box(area)
+                if inner is None:
+                    where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
+                    params += [maxx, minx, maxy, miny]
+                    where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
+                    params.append(shapely.to_wkb(area))
+                else:
+                    # Envelopes inside a rectangle inscribed in the area match without decoding a
+                    # geometry (nearly all of them); only those near the edges run the exact test.
+                    where.append(
+                        f"fid IN (SELECT id FROM {rtree} WHERE minx >= ? AND maxx <= ? AND miny >= ? AND maxy <= ?"
+                        f' UNION ALL SELECT r.id FROM {rtree} r JOIN "{self.table}" e ON e.fid = r.id'
+                        f" WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?"
+                        f" AND NOT (r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?)"
+                        f' AND gdi_spatial(\'intersects\', e."{self.geom}", ?))')
+                    params += [inner[0], inner[2], inner[1], inner[3], maxx, minx, maxy, miny,
+                               inner[0], inner[2], inner[1], inner[3], shapely.to_wkb(area)]
         for name, value in properties or []:
             if name not in self.fields:
                 raise ProviderInvalidQueryError(user_msg=f"unknown property '{name}'")

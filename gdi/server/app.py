@@ -28,6 +28,7 @@ def create_app():
     from gdi.server import fixes
 
     fixes.install(APP)
+    __import__("gdi.server.caching", fromlist=["install"]).install(APP)   # ETag/304/gzip/response cache
     from gdi.server import uploads
 
     uploads.install(APP)

@@ -115,6 +115,10 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 60.0) -> sql
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = NORMAL")
+        # bulk writes (R-tree and index inserts in spatial, not key, order) thrash SQLite's
+        # default 2 MB page cache; 64 MB keeps the hot pages of a large upload in memory
+        conn.execute("PRAGMA cache_size = -65536")
+        conn.execute("PRAGMA temp_store = MEMORY")
     gpkg_binary.register_functions(conn)
     return conn
 
@@ -465,25 +469,29 @@ def _blob_bounds(rows: list[tuple], epsg: int) -> tuple:
 
 
 def _rows(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[tuple]:
-    """Python values per row in column order; NaN/NaT become NULL."""
+    """Python values per row in column order; NaN/NaT become NULL (converted per column, not per value)."""
+    n = len(features)
     columns = []
     for name in props:
         if name not in features.columns:
-            columns.append([None] * len(features))
+            columns.append([None] * n)
             continue
         ptype = collection.properties[name].type
         series = features[name]
-        vals = []
-        for v in series.tolist():
-            if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
-                vals.append(None)
-            elif ptype == "integer":
-                vals.append(int(v))
+        values = series.astype(object).to_numpy(dtype=object, copy=True)
+        missing = pd.isna(series).to_numpy(dtype=bool)
+        if missing.any():
+            values[missing] = None
+        present = ~missing
+        if present.any():
+            if ptype == "integer":
+                values[present] = [int(v) for v in values[present]] if not pd.api.types.is_integer_dtype(series) \
+                    else series[present].astype("int64").tolist()
             elif ptype == "number":
-                vals.append(float(v))
+                values[present] = series[present].astype("float64").tolist()
             elif ptype == "boolean":
-                vals.append(1 if v else 0)
-            else:
-                vals.append(str(v))
-        columns.append(vals)
-    return list(zip(*columns)) if columns else [() for _ in range(len(features))]
+                values[present] = [1 if v else 0 for v in values[present]]
+            elif pd.api.types.infer_dtype(values[present], skipna=False) != "string":
+                values[present] = [str(v) for v in values[present]]
+        columns.append(values.tolist())
+    return list(zip(*columns)) if columns else [() for _ in range(n)]

@@ -86,11 +86,19 @@ def register_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("ST_MaxX", 1, part(1), deterministic=True)
     conn.create_function("ST_MinY", 1, part(2), deterministic=True)
     conn.create_function("ST_MaxY", 1, part(3), deterministic=True)
-    conn.create_function(
-        "ST_IsEmpty", 1,
-        lambda blob: None if blob is None else int(bool(blob[3] & 0b1_0000) or _geom(bytes(blob)).is_empty),
-        deterministic=True,
-    )
+    def is_empty(blob):
+        if blob is None:
+            return None
+        if blob[3] & 0b1_0000:
+            return 1
+        if (blob[3] >> 1) & 0b111 and (blob[3] >> 1) & 0b111 in _ENVELOPE_BYTES:
+            # a header envelope with real numbers means a non-empty geometry (empty ones carry NaN)
+            minx = struct.unpack_from("<d" if blob[3] & 1 else ">d", blob, 8)[0]
+            if minx == minx:
+                return 0
+        return int(_geom(bytes(blob)).is_empty)
+
+    conn.create_function("ST_IsEmpty", 1, is_empty, deterministic=True)
     conn.create_function(
         "ST_GeometryType", 1,
         lambda blob: None if blob is None else _geom(bytes(blob)).geom_type.upper(),

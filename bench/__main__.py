@@ -1,0 +1,342 @@
+"""`make bench`: gdi side by side with ogr2ogr and tipg, one markdown table.
+
+Everything runs on 127.0.0.1, one service at a time, with bounded durations:
+1. data: 100,000 and 1,000,000 points from the real farm shops and
+   supermarkets, scaled up inside Marburg-Biedenkopf, as zipped EPSG:31467
+   Shapefiles with a CP1252 DBF and no .cpg (bench/data.py);
+2. ingest: ``ogr2ogr -t_srs EPSG:25832`` into a GeoPackage vs ``gdi ingest``
+   (as a user runs it, and its normalise+store part alone);
+3. memory: max RSS of ``gdi ingest`` of 1,000,000 points;
+4. serving: a throwaway PostGIS, gdi (gunicorn, workers = cores) and tipg
+   (uvicorn[standard], workers = cores) on the same table, then gdi on the
+   GeoPackage store; wrk with 16 connections, 10 s per figure, random bboxes
+   from bench/bbox.lua;
+5. viewer: bench.viewer.run() (first draw of 10,000 points in Chromium).
+
+Environment knobs: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16),
+BENCH_MEMORY_POINTS (1000000), BENCH_SKIP (comma list of ingest,memory,serve,viewer).
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench import data
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+GDI = str(BIN / "gdi")
+WORK = Path(os.environ.get("BENCH_WORK", "/tmp/gdi-bench"))
+TIPG_VENV = Path(os.environ.get("BENCH_TIPG_VENV", WORK / "venv-tipg"))
+SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
+MEMORY_POINTS = int(os.environ.get("BENCH_MEMORY_POINTS", "1000000"))
+SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
+CORES = os.cpu_count() or 2
+ROWS: list[tuple[str, str, str, str, str]] = []
+
+
+def log(msg: str) -> None:
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def row(figure: str, gdi: str, peer: str, ratio: str, goal: str) -> None:
+    ROWS.append((figure, gdi, peer, ratio, goal))
+    log(" | ".join((figure, gdi, peer, ratio, goal)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(home: Path, store: str | None) -> dict:
+    env = dict(os.environ, GDI_HOME=str(home))
+    env.pop("GDI_STORE", None)
+    if store:
+        env["GDI_STORE"] = store
+    return env
+
+
+def gdi(*args: str, home: Path, store: str | None = None, quiet: bool = True) -> float:
+    started = time.perf_counter()
+    proc = subprocess.run([GDI, *args], env=env_for(home, store), capture_output=True, text=True)
+    took = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"gdi {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return took
+
+
+def new_home(name: str) -> Path:
+    home = WORK / name
+    shutil.rmtree(home, ignore_errors=True)
+    home.mkdir(parents=True)
+    return home
+
+
+def load_boundaries(home: Path, store: str | None = None) -> None:
+    gdi("ingest", "--collection", "municipalities", "--member", data.COUNTY, "--dataset", "vg250ew",
+        str(data.municipalities_file()), home=home, store=store)
+
+
+# -- ingest -----------------------------------------------------------------
+def bench_ingest(zip100k: Path) -> Path:
+    out = WORK / "ogr2ogr.gpkg"
+    ogr = []
+    for _ in range(2):
+        out.unlink(missing_ok=True)
+        started = time.perf_counter()
+        subprocess.run(["ogr2ogr", "-f", "GPKG", str(out), f"/vsizip/{zip100k}", "-t_srs", "EPSG:25832"],
+                       check=True, capture_output=True)
+        ogr.append(time.perf_counter() - started)
+    ogr_s = min(ogr)
+    home = new_home("home-gpkg")
+    load_boundaries(home)
+    total = gdi("ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points",
+                str(zip100k), home=home)
+    core = float(subprocess.run(
+        [sys.executable, "-c", _CORE_SNIPPET, str(zip100k)], env=env_for(home, None), check=True,
+        capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    row("ingest 100k pts, SHP zip EPSG:31467 CP1252 (s), `gdi ingest` as run", f"{total:.2f}", f"{ogr_s:.2f} (ogr2ogr)",
+        f"{total / ogr_s:.2f}×", "≤ 1.5×")
+    row("ingest 100k: read+normalise+validate+store only (s)", f"{core:.2f}", f"{ogr_s:.2f} (ogr2ogr)",
+        f"{core / ogr_s:.2f}×", "≤ 1.5×")
+    return home
+
+
+_CORE_SNIPPET = """
+import sys, time
+from pathlib import Path
+from gdi.ingest.pipeline import Options, ingest
+t = time.perf_counter()
+r = ingest(Path(sys.argv[1]), Options("supply_points", "06534", "points", publish=False))
+assert r.status == "accepted", r.refusal
+print(time.perf_counter() - t)
+"""
+
+
+def bench_memory(zip1m: Path) -> None:
+    home = new_home("home-memory")
+    load_boundaries(home)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.Popen([GDI, "ingest", "--collection", "supply_points", "--member", data.COUNTY,
+                             "--dataset", "million", str(zip1m)], env=env_for(home, None),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    started = time.perf_counter()
+    _, status, usage = os.wait4(proc.pid, 0)
+    took = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError("gdi ingest of 1,000,000 points failed")
+    rss_mb = usage.ru_maxrss / 1024
+    del before
+    row(f"ingest {MEMORY_POINTS:,} pts: max RSS (MB) [{took:.0f} s]", f"{rss_mb:.0f}", "–",
+        f"{rss_mb / 2048:.2f} of limit", "< 2048 MB")
+    shutil.rmtree(home, ignore_errors=True)
+
+
+# -- serving ----------------------------------------------------------------
+def wrk(url: str, lua: tuple[str, ...] | None = None, seconds: int = SECONDS) -> dict:
+    cmd = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency", "--timeout", "5s"]
+    if lua:
+        cmd += ["-s", str(REPO / "bench" / "bbox.lua"), url.split("/collections")[0], "--", *lua]
+    else:
+        cmd.append(url)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    errors = 0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m:
+        errors += int(m.group(1))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if m:
+        errors += sum(int(g) for g in m.groups())
+    return {"rps": rps, "p99": p99, "errors": errors}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
+
+
+def wait_http(url: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited ({proc.returncode}) before answering {url}")
+        try:
+            if requests.get(url, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"no answer from {url} in {timeout} s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def measure(base: str, items_path: str, bbox: tuple[float, float, float, float]) -> dict:
+    url = base + items_path
+    wrk(url, seconds=2)                                   # warm up
+    items = wrk(url)
+    lua = (items_path, *(f"{v:.5f}" for v in bbox))
+    wrk(base, lua=lua, seconds=2)
+    boxes = wrk(base, lua=lua)
+    return {"items": items, "bbox": boxes}
+
+
+def serve_gdi(home: Path, store: str | None) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    proc = subprocess.Popen([GDI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env_for(home, store),
+                            stdout=subprocess.DEVNULL, stderr=open(WORK / f"gdi-{port}.log", "w"),
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/collections/supply_points/items?limit=1&f=json", proc)
+    return proc, base
+
+
+def tipg_python() -> Path:
+    py = TIPG_VENV / "bin" / "python"
+    if not py.exists():
+        log(f"installing tipg into {TIPG_VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(TIPG_VENV)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "tipg", "uvicorn[standard]"], check=True)
+    return py
+
+
+def serve_tipg(db_url: str) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, DATABASE_URL=db_url, TIPG_DB_SCHEMAS='["gdi"]', TIPG_DB_EXCLUDE_FUNCTION_SCHEMAS='["*"]',
+               TIPG_MAX_FEATURES_PER_QUERY="10000")
+    proc = subprocess.Popen([str(tipg_python()), "-m", "uvicorn", "tipg.main:app", "--host", "127.0.0.1",
+                             "--port", str(port), "--workers", str(CORES), "--no-access-log", "--log-level", "warning"],
+                            env=env, stdout=subprocess.DEVNULL, stderr=open(WORK / f"tipg-{port}.log", "w"),
+                            start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(base + "/collections/gdi.supply_points/items?limit=1", proc)
+    return proc, base
+
+
+def bench_serving(zip100k: Path, gpkg_home: Path | None) -> None:
+    from gdi import devdb
+
+    bbox = data.county_bbox_lonlat()
+    db = devdb.start()
+    try:
+        home = new_home("home-postgis")
+        load_boundaries(home, db.url)
+        gdi("ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points",
+            str(zip100k), home=home, store=db.url)
+        proc, base = serve_gdi(home, db.url)
+        try:
+            ours = measure(base, "/collections/supply_points/items?limit=100&f=json", bbox)
+        finally:
+            stop(proc)
+        proc, base = serve_tipg(db.url)
+        try:
+            peer = measure(base, "/collections/gdi.supply_points/items?limit=100", bbox)
+        finally:
+            stop(proc)
+    finally:
+        db.stop()
+    for kind, label in (("items", "`items?limit=100`"), ("bbox", "random `bbox` (limit 10)")):
+        a, b = ours[kind], peer[kind]
+        row(f"PostGIS {label}, {CONNECTIONS} clients, {CORES} workers (req/s)", f"{a['rps']:.0f}",
+            f"{b['rps']:.0f} (tipg)", f"{a['rps'] / b['rps']:.2f}×", "≥ 1.5×")
+        row(f"PostGIS {label}: p99 ms / errors", f"{a['p99']:.1f} / {a['errors']}", f"{b['p99']:.1f} / {b['errors']}",
+            "–", "< 100 ms / 0")
+    if gpkg_home is None:
+        return
+    proc, base = serve_gdi(gpkg_home, None)
+    try:
+        mine = measure(base, "/collections/supply_points/items?limit=100&f=json", bbox)
+    finally:
+        stop(proc)
+    for kind, label in (("items", "`items?limit=100`"), ("bbox", "random `bbox` (limit 10)")):
+        a, b = mine[kind], ours[kind]
+        row(f"GeoPackage {label} (req/s; p99 ms / errors)",
+            f"{a['rps']:.0f}; {a['p99']:.1f} / {a['errors']}", f"{b['rps']:.0f} (gdi on PostGIS)",
+            f"{a['rps'] / b['rps']:.2f}×", "≥ 0.5× (within 2×)")
+
+
+def bench_viewer() -> None:
+    try:
+        from bench import viewer
+
+        result = viewer.run()
+        ms = float(result["first_draw_ms"])
+        row("viewer: first draw, 10,000 points, headless Chromium (ms)", f"{ms:.0f}", "–",
+            f"{ms / 1500:.2f} of limit", "< 1500 ms")
+    except Exception as exc:  # noqa: BLE001 — the viewer is another helper's; report, don't abort
+        row("viewer: first draw, 10,000 points, headless Chromium (ms)", f"n/a ({type(exc).__name__})", "–", "–",
+            "< 1500 ms")
+
+
+def table() -> str:
+    lines = ["| figure | gdi | peer | ratio | goal |", "|---|---|---|---|---|"]
+    lines += ["| " + " | ".join(r) + " |" for r in ROWS]
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{CORES} cores ({cpu}), {mem:.1f} GiB RAM, {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
+def main() -> int:
+    WORK.mkdir(parents=True, exist_ok=True)
+    for tool in ("wrk", "ogr2ogr"):
+        if not shutil.which(tool):
+            print(f"bench: {tool} is needed (Debian: apt-get install -y {'wrk' if tool == 'wrk' else 'gdal-bin'})",
+                  file=sys.stderr)
+            return 2
+    started = time.perf_counter()
+    log("building data")
+    zip100k = data.build_shapefile_zip(100_000, WORK / "points-100k.zip")
+    gpkg_home = None
+    if "ingest" not in SKIP:
+        gpkg_home = bench_ingest(zip100k)
+    if "memory" not in SKIP:
+        bench_memory(data.build_shapefile_zip(MEMORY_POINTS, WORK / f"points-{MEMORY_POINTS}.zip"))
+    if "serve" not in SKIP:
+        bench_serving(zip100k, gpkg_home)
+    if "viewer" not in SKIP:
+        bench_viewer()
+    out = table()
+    stamp = time.strftime("%Y-%m-%d")
+    text = f"{out}\n\nMachine: {machine()}; run {stamp}, {time.perf_counter() - started:.0f} s.\n"
+    (WORK / "results.md").write_text(text)
+    (WORK / "results.json").write_text(json.dumps(ROWS, ensure_ascii=False, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

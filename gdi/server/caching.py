@@ -1,0 +1,287 @@
+"""HTTP caching for the OGC API: ETag / Last-Modified per data version, 304, gzip, a response cache.
+
+WSGI middleware around pygeoapi. For every GET/HEAD of the API (landing page,
+conformance, OpenAPI, collections, items, single features) it reads the
+*data version* first — one indexed single-row read (``gdi_state`` in the
+GeoPackage, ``gdi.state`` in PostGIS) plus a ``stat`` of the generated
+pygeoapi configuration — so a publish that has landed is seen by the very next
+request, in every worker, without any signalling.
+
+* ``ETag`` is derived from (data version, configuration, path, query, Accept,
+  Accept-Language) — identical in every worker, so it validates across them;
+  the gzip representation has its own tag (``…-gz``).
+* ``If-None-Match`` with a current tag is answered ``304`` without running
+  pygeoapi at all; ``If-Modified-Since`` is honoured for responses in the cache.
+* ``Cache-Control: public, no-cache``: clients and proxies may keep responses
+  but must revalidate (a cheap 304), so a new upload is never hidden by a cache.
+* Bodies of JSON/HTML/XML/text responses above 1 KiB are gzipped when the client
+  accepts it.
+* Successful responses are kept in a per-process LRU (bounded by bytes) keyed by
+  request and data version; a new data version makes every old entry unreachable
+  (and they are dropped).
+"""
+from __future__ import annotations
+
+import email.utils
+import gzip
+import hashlib
+import logging
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from pathlib import Path
+
+LOGGER = logging.getLogger(__name__)
+CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|collections(/.*)?)$")
+COMPRESSIBLE = ("application/json", "application/geo+json", "application/schema+json", "text/", "application/xml",
+                "application/vnd.oai.openapi", "application/ld+json", "application/problem+json")
+CACHE_CONTROL = "public, no-cache"
+MAX_ENTRY = 4 * 2**20           # bytes per cached response
+MAX_TOTAL = 96 * 2**20          # bytes per worker process
+MIN_GZIP = 1024
+HOP = {"content-length", "content-encoding", "etag", "last-modified", "cache-control", "vary", "date",
+       "connection", "transfer-encoding", "keep-alive"}
+
+
+class DataVersion:
+    """The store's data version and last change time, read cheaply on every request."""
+
+    def __init__(self, store_url: str | None, config: Path | None):
+        self.store_url = store_url or ""
+        self.config = config
+        self._local = threading.local()
+
+    def _config_stamp(self) -> tuple[int, float]:
+        try:
+            st = os.stat(self.config) if self.config else None
+        except OSError:
+            st = None
+        return (st.st_mtime_ns, st.st_mtime) if st else (0, 0.0)
+
+    def read(self) -> tuple[str, float]:
+        """(version token, last-modified epoch seconds)."""
+        cfg_ns, cfg_mtime = self._config_stamp()
+        try:
+            if self.store_url.startswith(("postgresql://", "postgres://")):
+                version, changed = self._pg()
+            else:
+                version, changed = self._gpkg()
+        except Exception as exc:   # noqa: BLE001 — never fail a request for a cache check
+            LOGGER.warning("data version unreadable: %s", exc)
+            return "", 0.0
+        return f"{version}.{cfg_ns}", max(changed, cfg_mtime)
+
+    def _gpkg(self) -> tuple[int, float]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            from gdi import settings
+
+            path = self.store_url if self.store_url.endswith(".gpkg") else str(settings.paths().store)
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA query_only = 1")
+            self._local.conn = conn
+        row = conn.execute("SELECT (SELECT value FROM gdi_state WHERE key = 'data_version'), "
+                           "(SELECT max(last_change) FROM gpkg_contents)").fetchone()
+        return int(row[0] or 0), _epoch(row[1])
+
+    def _pg(self) -> tuple[int, float]:
+        from gdi.publish.provider_pg import _pool
+
+        with _pool(self.store_url).connection() as conn:
+            row = conn.execute("SELECT (SELECT value FROM gdi.state WHERE key = 'data_version'), "
+                               "(SELECT max(created) FROM gdi.versions)").fetchone()
+            conn.rollback()
+        return int(row[0] or 0), _epoch(row[1])
+
+
+def _epoch(text) -> float:
+    if not text:
+        return 0.0
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+class Entry:
+    __slots__ = ("status", "headers", "body", "gz", "etag", "modified")
+
+    def __init__(self, status: str, headers: list, body: bytes, etag: str, modified: float):
+        self.status, self.headers, self.body, self.etag, self.modified = status, headers, body, etag, modified
+        self.gz: bytes | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + len(self.gz or b"") + 512
+
+
+class ResponseCache:
+    def __init__(self, max_total: int = MAX_TOTAL):
+        self.max_total = max_total
+        self.items: OrderedDict[tuple, Entry] = OrderedDict()
+        self.total = 0
+        self.version = None
+        self.lock = threading.Lock()
+
+    def get(self, key: tuple, version: str) -> Entry | None:
+        with self.lock:
+            if version != self.version:
+                self.items.clear()
+                self.total = 0
+                self.version = version
+                return None
+            entry = self.items.get(key)
+            if entry is not None:
+                self.items.move_to_end(key)
+            return entry
+
+    def put(self, key: tuple, version: str, entry: Entry) -> None:
+        with self.lock:
+            if version != self.version:
+                return
+            old = self.items.pop(key, None)
+            if old is not None:
+                self.total -= old.size
+            self.items[key] = entry
+            self.total += entry.size
+            while self.total > self.max_total and self.items:
+                _, dropped = self.items.popitem(last=False)
+                self.total -= dropped.size
+
+
+def _accepts_gzip(environ) -> bool:
+    for part in environ.get("HTTP_ACCEPT_ENCODING", "").lower().split(","):
+        coding, _, params = part.strip().partition(";")
+        if coding.strip() in {"gzip", "*"}:
+            q = params.strip()
+            return not (q.startswith("q=") and _float(q[2:]) == 0)
+    return False
+
+
+def _float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return 1.0
+
+
+def _http_date(epoch: float) -> str:
+    return email.utils.formatdate(int(epoch), usegmt=True)
+
+
+def _tags(header: str) -> set[str]:
+    return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
+
+
+class CachingMiddleware:
+    def __init__(self, app, version: DataVersion, cache: ResponseCache | None = None):
+        self.app = app
+        self.version = version
+        self.cache = cache or ResponseCache()
+
+    def __call__(self, environ, start_response):
+        method = environ.get("REQUEST_METHOD", "GET")
+        path = environ.get("PATH_INFO", "")
+        if method not in {"GET", "HEAD"} or not CACHED_PATHS.match(path):
+            return self.app(environ, start_response)
+        version, modified = self.version.read()
+        if not version:
+            return self.app(environ, start_response)
+        key = (path, environ.get("QUERY_STRING", ""), environ.get("HTTP_ACCEPT", ""),
+               environ.get("HTTP_ACCEPT_LANGUAGE", ""))
+        etag = '"' + hashlib.blake2b(repr((version, key)).encode(), digest_size=12).hexdigest() + '"'
+        gz = _accepts_gzip(environ)
+        tag = etag[:-1] + '-gz"' if gz else etag
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        entry = self.cache.get(key, version)
+        if inm is not None:
+            tags = _tags(inm)
+            if "*" in tags or tag in tags:
+                return self._not_modified(start_response, tag, modified)
+        elif entry is not None and environ.get("HTTP_IF_MODIFIED_SINCE"):
+            since = email.utils.parsedate_to_datetime(environ["HTTP_IF_MODIFIED_SINCE"]) \
+                if _parsable(environ["HTTP_IF_MODIFIED_SINCE"]) else None
+            if since is not None and int(modified) <= since.timestamp():
+                return self._not_modified(start_response, tag, modified)
+        if entry is None:
+            entry = self._render(environ, key, version, etag, modified)
+            if not isinstance(entry, Entry):            # not cacheable: passed through as it came
+                status, headers, body = entry
+                start_response(status, headers)
+                return [] if method == "HEAD" else [body]
+        body = entry.body
+        headers = list(entry.headers)
+        compressible = len(body) >= MIN_GZIP and _compressible(headers)
+        if gz and compressible:
+            if entry.gz is None:
+                entry.gz = gzip.compress(body, compresslevel=5, mtime=0)
+            body = entry.gz
+            headers.append(("Content-Encoding", "gzip"))
+        else:
+            tag = etag
+        headers += [("Content-Length", str(len(body))), ("ETag", tag), ("Last-Modified", _http_date(entry.modified)),
+                    ("Cache-Control", CACHE_CONTROL), ("Vary", "Accept, Accept-Encoding, Accept-Language")]
+        start_response(entry.status, headers)
+        return [] if method == "HEAD" else [body]
+
+    def _render(self, environ, key, version, etag, modified):
+        captured: dict = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: captured.setdefault("written", []).append(data)
+
+        result = self.app(dict(environ, REQUEST_METHOD="GET", HTTP_IF_NONE_MATCH="", HTTP_IF_MODIFIED_SINCE=""),
+                          capture)
+        try:
+            body = b"".join([*captured.get("written", []), *result])
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status, headers = captured["status"], captured["headers"]
+        if not status.startswith("200") or len(body) > MAX_ENTRY or any(
+                k.lower() == "set-cookie" or (k.lower() == "content-encoding" and v != "identity")
+                for k, v in headers):
+            headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(body)))]
+            return status, headers, body
+        entry = Entry(status, [(k, v) for k, v in headers if k.lower() not in HOP], body, etag, modified)
+        self.cache.put(key, version, entry)
+        return entry
+
+    @staticmethod
+    def _not_modified(start_response, tag: str, modified: float):
+        start_response("304 Not Modified", [("ETag", tag), ("Last-Modified", _http_date(modified)),
+                                            ("Cache-Control", CACHE_CONTROL),
+                                            ("Vary", "Accept, Accept-Encoding, Accept-Language")])
+        return []
+
+
+def _parsable(text: str) -> bool:
+    try:
+        return email.utils.parsedate_to_datetime(text) is not None
+    except (TypeError, ValueError):
+        return False
+
+
+def _compressible(headers) -> bool:
+    for k, v in headers:
+        if k.lower() == "content-type":
+            return v.split(";")[0].strip().lower().startswith(COMPRESSIBLE)
+    return False
+
+
+def install(flask_app) -> None:
+    """Wrap the app (outermost, so even the GeoJSON relabelling in fixes is cached)."""
+    if isinstance(flask_app.wsgi_app, CachingMiddleware):
+        return
+    from gdi import settings
+
+    config = os.environ.get("PYGEOAPI_CONFIG")
+    flask_app.wsgi_app = CachingMiddleware(flask_app.wsgi_app,
+                                           DataVersion(settings.store_url(), Path(config) if config else None))
