@@ -7,7 +7,6 @@ which CRS and encoding, as declared or detected.
 from __future__ import annotations
 
 import re
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path

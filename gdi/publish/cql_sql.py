@@ -163,9 +163,9 @@ class SqlFilter:
             box = values.Envelope(node.minx, node.maxx, node.miny, node.maxy)
             return self._spatial("intersects", node.lhs, box, True)
         if isinstance(node, ast.Include):
-            return "(0)" if node.not_ else "(1)"
+            return "(FALSE)" if node.not_ else "(TRUE)"
         if isinstance(node, bool):
-            return "(1)" if node else "(0)"
+            return "(TRUE)" if node else "(FALSE)"
         raise FilterError(f"unsupported filter expression: {type(node).__name__}")
 
 

@@ -14,20 +14,18 @@ import logging
 import re
 import sqlite3
 import threading
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyproj
 import shapely
 from pygeoapi.provider.base import (
-    BaseProvider, ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError,
+    ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError,
     ProviderQueryError,
 )
-from shapely.geometry import mapping
 
 from gdi.publish.cql_sql import FilterError, SqlFilter
+from gdi.publish.provider_base import StoreProvider, _count_cache, _count_lock
 from gdi.store import gpkg_binary
 
 LOGGER = logging.getLogger(__name__)
@@ -37,8 +35,6 @@ JSON_TYPES = {"TEXT": "string", "INTEGER": "integer", "DOUBLE": "number", "REAL"
 JSON_FORMATS = {"DATE": "date", "DATETIME": "date-time"}
 
 _local = threading.local()
-_count_cache: dict[tuple, int] = {}
-_count_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=512)
@@ -121,20 +117,7 @@ def _inner_box(area: shapely.Geometry) -> tuple[float, float, float, float] | No
     return None
 
 
-@functools.lru_cache(maxsize=64)
-def _crs(text: str) -> pyproj.CRS:
-    return pyproj.CRS.from_user_input(text)
-
-
-@functools.lru_cache(maxsize=64)
-def _transformer(src_wkt: str, dst_wkt: str, always_xy: bool) -> pyproj.Transformer:
-    from gdi.ingest.crs import enable_grids
-
-    enable_grids()
-    return pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(src_wkt), pyproj.CRS.from_wkt(dst_wkt), always_xy=always_xy)
-
-
-class GpkgProvider(BaseProvider):
+class GpkgProvider(StoreProvider):
     """Read-only, snapshot-consistent GeoPackage provider."""
 
     def __init__(self, provider_def: dict):
@@ -253,101 +236,6 @@ class GpkgProvider(BaseProvider):
         return feature
 
     # -- helpers ------------------------------------------------------------
-    def _bbox_area(self, bbox: list) -> shapely.Geometry:
-        """The bbox as the area the client meant, in the storage CRS.
-
-        pygeoapi hands providers a bbox whose two corners were transformed to the
-        storage CRS; a lon/lat rectangle is no rectangle in UTM, so the request's
-        own bbox and bbox-crs are used when available and the rectangle's edges
-        are densified before transforming.
-        """
-        b = [float(v) for v in bbox]
-        storage_box = shapely.box(*((b[0], b[1], b[3], b[4]) if len(b) == 6 else b[:4]))
-        try:
-            from flask import has_request_context, request
-        except ImportError:
-            return storage_box
-        if not has_request_context() or "bbox" not in request.args:
-            return storage_box
-        try:
-            raw = [float(v) for v in request.args["bbox"].split(",")]
-            raw = [raw[0], raw[1], raw[3], raw[4]] if len(raw) == 6 else raw
-            src = request.args.get("bbox-crs") or "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-            src_crs = _crs(src)
-        except (ValueError, IndexError, pyproj.exceptions.CRSError):
-            return storage_box
-        dst_crs = _crs(self.storage_crs.to_wkt()) if hasattr(self.storage_crs, "to_wkt") else None
-        if dst_crs is None or src_crs == dst_crs:
-            return shapely.box(*raw[:4])
-        t = _transformer(src_crs.to_wkt(), dst_crs.to_wkt(), False)   # axis order of bbox-crs, as OGC API says
-        boxes = [shapely.box(*raw[:4])]
-        lon_first = src_crs.is_geographic and src_crs.axis_info and src_crs.axis_info[0].direction.lower() == "east"
-        if lon_first:
-            if raw[0] > raw[2]:       # crossing the antimeridian (OGC API Features 1, 7.15.3)
-                boxes = [shapely.box(raw[0], raw[1], 180, raw[3]), shapely.box(-180, raw[1], raw[2], raw[3])]
-            aou = dst_crs.area_of_use
-            if aou is not None:       # outside its area of use a projection returns nonsense or inf
-                use = shapely.box(aou.west, aou.south, aou.east, aou.north)
-                boxes = [b.intersection(use) for b in boxes]
-                boxes = [b for b in boxes if not b.is_empty and b.area > 0]
-        parts = []
-        for box in boxes:
-            bx = box.bounds
-            ring = shapely.segmentize(box, max_segment_length=max(bx[2] - bx[0], bx[3] - bx[1]) / 64 or 1)
-            part = shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
-            if np.isfinite(shapely.get_coordinates(part)).all():
-                parts.append(part)
-        return shapely.union_all(parts) if parts else shapely.Polygon()
-
-    def _storage_crs(self) -> pyproj.CRS | None:
-        return _crs(self.storage_crs.to_wkt()) if hasattr(self.storage_crs, "to_wkt") else None
-
-    def _filter_envelope(self, box: shapely.Geometry) -> shapely.Geometry:
-        """A CQL2 BBOX literal, given in filter-crs (default CRS84), as an area in the storage CRS."""
-        src = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
-        try:
-            from flask import has_request_context, request
-
-            if has_request_context():
-                src = request.args.get("filter-crs") or src
-        except ImportError:
-            pass
-        try:
-            src_crs = _crs(src)
-        except pyproj.exceptions.CRSError as exc:
-            raise ProviderInvalidQueryError(user_msg=f"invalid filter-crs '{src}'") from exc
-        dst_crs = self._storage_crs()
-        if dst_crs is None or src_crs == dst_crs:
-            return box
-        t = _transformer(src_crs.to_wkt(), dst_crs.to_wkt(), False)
-        minx, miny, maxx, maxy = box.bounds
-        ring = shapely.segmentize(box, max_segment_length=max(maxx - minx, maxy - miny) / 64 or 1)
-        return shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
-
-    def _columns(self, select_properties: list | None) -> list[str]:
-        names = list(self.fields)
-        if select_properties:
-            unknown = [p for p in select_properties if p not in self.fields]
-            if unknown:
-                raise ProviderInvalidQueryError(user_msg=f"unknown properties: {', '.join(unknown)}")
-            names = [n for n in names if n in select_properties]
-        return names
-
-    def _order(self, sortby: list | None) -> str:
-        parts = []
-        for item in sortby or []:
-            name = item.get("property")
-            if name in {"id", "fid"}:
-                col = "fid"
-            elif name in self.fields:
-                col = f'"{name}"'
-            else:
-                raise ProviderInvalidQueryError(user_msg=f"cannot sort by unknown property '{name}'")
-            direction = "DESC" if item.get("order") == "-" else "ASC"
-            parts.append(f"{col} {direction}")
-        parts.append("fid ASC")
-        return ", ".join(parts)
-
     def _count(self, conn: sqlite3.Connection, version: int, where_sql: str, params: list) -> int:
         key = (self.path, self.table, version, where_sql, tuple(params))
         with _count_lock:
@@ -360,64 +248,12 @@ class GpkgProvider(BaseProvider):
             _count_cache[key] = n
         return n
 
-    def _datetime(self, value: str) -> tuple[str, list]:
-        field = self.time_field
-        if not field or field not in self.fields:
-            raise ProviderInvalidQueryError(user_msg="this collection has no time property for datetime")
-        if "/" in value:
-            start, end = value.split("/", 1)
-            clauses, args = [], []
-            if start not in {"", ".."}:
-                clauses.append(f'"{field}" >= ?')
-                args.append(_instant(start, end=False))
-            if end not in {"", ".."}:
-                clauses.append(f'"{field}" <= ?')
-                args.append(_instant(end, end=True))
-            return ("(" + " AND ".join(clauses) + ")" if clauses else "(1)"), args
-        return f'("{field}" >= ? AND "{field}" <= ?)', [_instant(value, end=False), _instant(value, end=True)]
-
-    def _features(self, rows: list, columns: list[str], skip_geometry: bool, spec) -> list[dict]:
-        geoms = None
-        if not skip_geometry and rows:
-            geoms = gpkg_binary.decode([r[1] for r in rows])
-            if spec is not None:
-                t = _transformer(spec.source_crs_wkt, spec.target_crs_wkt, bool(spec.always_xy))
-                decimals = 7 if t.target_crs.is_geographic else 3   # ~1 cm / 1 mm: no float noise
-
-                def fn(c: np.ndarray) -> np.ndarray:
-                    x, y = t.transform(c[:, 0], c[:, 1])
-                    return np.round(np.column_stack([x, y]), decimals)
-
-                ok = np.array([g is not None for g in geoms])
-                if ok.any():
-                    geoms[ok] = shapely.transform(geoms[ok], fn)
-        out = []
-        for i, row in enumerate(rows):
-            props = {c: v for c, v in zip(columns, row[2:])}
-            geometry = None
-            if geoms is not None and geoms[i] is not None:
-                geometry = mapping(geoms[i])
-            out.append({"type": "Feature", "id": row[0], "geometry": geometry, "properties": props})
-        return out
+    @staticmethod
+    def _decode(blobs: list) -> np.ndarray:
+        return gpkg_binary.decode(blobs)
 
     def __repr__(self) -> str:
         return f"<GpkgProvider> {self.path}#{self.table}"
-
-
-def _instant(text: str, *, end: bool) -> str:
-    """An RFC 3339 date or date-time as the stored UTC text form; a date covers its whole day."""
-    text = text.strip()
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
-            d = datetime.fromisoformat(text).replace(tzinfo=UTC)
-            if end:
-                d = d + timedelta(days=1) - timedelta(seconds=1)
-        else:
-            d = datetime.fromisoformat(text.replace("z", "Z"))
-            d = d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-    except ValueError as exc:
-        raise ProviderInvalidQueryError(user_msg=f"invalid datetime '{text}'") from exc
-    return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @functools.lru_cache(maxsize=64)

@@ -17,12 +17,11 @@ import psycopg
 import shapely
 from psycopg_pool import ConnectionPool
 from pygeoapi.provider.base import (
-    BaseProvider, ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError, ProviderQueryError,
+    ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError, ProviderQueryError,
 )
-from shapely.geometry import mapping
 
 from gdi.publish.cql_sql import FilterError, SqlFilter
-from gdi.publish.provider import _count_cache, _count_lock, _crs, _instant, _transformer
+from gdi.publish.provider_base import StoreProvider, _count_cache, _count_lock
 
 LOGGER = logging.getLogger(__name__)
 SCHEMA = "gdi"
@@ -77,7 +76,9 @@ def _pg(sql: str) -> str:
     return sql.replace("%", "%%").replace("?", "%s")
 
 
-class PostgisProvider(BaseProvider):
+class PostgisProvider(StoreProvider):
+    NULLS = {False: " NULLS FIRST", True: " NULLS LAST"}   # as SQLite sorts them
+
     def __init__(self, provider_def: dict):
         super().__init__(provider_def)
         self.table = provider_def.get("table") or provider_def["name"]
@@ -128,20 +129,9 @@ class PostgisProvider(BaseProvider):
             where.append(f'"{name}"::text = ?')
             params.append(str(value))
         if datetime_:
-            field = self.time_field
-            if not field or field not in self.fields:
-                raise ProviderInvalidQueryError(user_msg="this collection has no time property for datetime")
-            if "/" in datetime_:
-                start, end = datetime_.split("/", 1)
-                if start not in {"", ".."}:
-                    where.append(f'"{field}" >= ?')
-                    params.append(_instant(start, end=False))
-                if end not in {"", ".."}:
-                    where.append(f'"{field}" <= ?')
-                    params.append(_instant(end, end=True))
-            else:
-                where.append(f'("{field}" >= ? AND "{field}" <= ?)')
-                params += [_instant(datetime_, end=False), _instant(datetime_, end=True)]
+            clause, args = self._datetime(datetime_)
+            where.append(clause)
+            params += args
         if filterq is not None:
             sf = PgFilter(self.table, set(self.fields), "", "geom", envelope_to_storage=self._filter_envelope,
                           text_functions={"lower": "lower", "casei": "lower", "accenti": "gdi_unaccent"})
@@ -215,65 +205,9 @@ class PostgisProvider(BaseProvider):
             raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
         return self._features([row], columns, False, crs_transform_spec)[0]
 
-    def _columns(self, select_properties: list | None) -> list[str]:
-        names = list(self.fields)
-        if select_properties:
-            unknown = [p for p in select_properties if p not in self.fields]
-            if unknown:
-                raise ProviderInvalidQueryError(user_msg=f"unknown properties: {', '.join(unknown)}")
-            names = [n for n in names if n in select_properties]
-        return names
-
-    def _order(self, sortby: list | None) -> str:
-        parts = []
-        for item in sortby or []:
-            name = item.get("property")
-            if name in {"id", "fid"}:
-                col = "fid"
-            elif name in self.fields:
-                col = f'"{name}"'
-            else:
-                raise ProviderInvalidQueryError(user_msg=f"cannot sort by unknown property '{name}'")
-            parts.append(f"{col} {'DESC NULLS LAST' if item.get('order') == '-' else 'ASC NULLS FIRST'}")
-        parts.append("fid ASC")
-        return ", ".join(parts)
-
-    def _bbox_area(self, bbox: list) -> shapely.Geometry:
-        from gdi.publish.provider import GpkgProvider
-
-        return GpkgProvider._bbox_area(self, bbox)
-
-    def _filter_envelope(self, box: shapely.Geometry) -> shapely.Geometry:
-        from gdi.publish.provider import GpkgProvider
-
-        return GpkgProvider._filter_envelope(self, box)
-
-    def _storage_crs(self):
-        from gdi.publish.provider import GpkgProvider
-
-        return GpkgProvider._storage_crs(self)
-
-    def _features(self, rows: list, columns: list[str], skip_geometry: bool, spec) -> list[dict]:
-        geoms = None
-        if not skip_geometry and rows:
-            geoms = shapely.from_wkb(np.array([None if r[1] is None else bytes(r[1]) for r in rows], dtype=object))
-            if spec is not None:
-                t = _transformer(spec.source_crs_wkt, spec.target_crs_wkt, bool(spec.always_xy))
-                decimals = 7 if t.target_crs.is_geographic else 3
-
-                def fn(c: np.ndarray) -> np.ndarray:
-                    x, y = t.transform(c[:, 0], c[:, 1])
-                    return np.round(np.column_stack([x, y]), decimals)
-
-                ok = np.array([g is not None for g in geoms])
-                if ok.any():
-                    geoms[ok] = shapely.transform(geoms[ok], fn)
-        out = []
-        for i, row in enumerate(rows):
-            props = dict(zip(columns, row[2:]))
-            geometry = mapping(geoms[i]) if geoms is not None and geoms[i] is not None else None
-            out.append({"type": "Feature", "id": row[0], "geometry": geometry, "properties": props})
-        return out
+    @staticmethod
+    def _decode(blobs: list) -> np.ndarray:
+        return shapely.from_wkb(np.array([None if b is None else bytes(b) for b in blobs], dtype=object))
 
     def __repr__(self) -> str:
         return f"<PostgisProvider> {self.table}"

@@ -7,7 +7,6 @@ assets) are added to pygeoapi's Flask app.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from gdi import settings
 

@@ -30,7 +30,6 @@ import os
 import re
 import sqlite3
 import threading
-import time
 from collections import OrderedDict
 from pathlib import Path
 
