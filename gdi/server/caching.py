@@ -11,7 +11,7 @@ request, in every worker, without any signalling.
   Accept-Language) — identical in every worker, so it validates across them;
   the gzip representation has its own tag (``…-gz``).
 * ``If-None-Match`` with a current tag is answered ``304`` without running
-  pygeoapi at all; ``If-Modified-Since`` is honoured for responses in the cache.
+  pygeoapi at all; so does ``If-Modified-Since`` (compared with the data's last change).
 * ``Cache-Control: public, no-cache``: clients and proxies may keep responses
   but must revalidate (a cheap 304), so a new upload is never hidden by a cache.
 * Bodies of JSON/HTML/XML/text responses above 1 KiB are gzipped when the client
@@ -203,7 +203,9 @@ class CachingMiddleware:
             tags = _tags(inm)
             if "*" in tags or tag in tags:
                 return self._not_modified(start_response, tag, modified)
-        elif entry is not None and environ.get("HTTP_IF_MODIFIED_SINCE"):
+        elif environ.get("HTTP_IF_MODIFIED_SINCE"):
+            # Last-Modified is the time of the data change (not of a cache entry), so every worker can
+            # answer it, whether or not it has rendered this page itself.
             since = email.utils.parsedate_to_datetime(environ["HTTP_IF_MODIFIED_SINCE"]) \
                 if _parsable(environ["HTTP_IF_MODIFIED_SINCE"]) else None
             if since is not None and int(modified) <= since.timestamp():
