@@ -109,6 +109,7 @@ class SqlFilter:
         return isinstance(node, ast.Attribute) and node.name in GEOMETRY_NAMES | {self.geom}
 
     def _spatial(self, op: str, lhs, rhs, prefilter: bool) -> str:
+        """The feature's geometry on either side: as (feature op literal)."""
         if self._is_geom_attr(lhs):
             other = self._geometry(rhs)
         elif self._is_geom_attr(rhs):
@@ -116,6 +117,9 @@ class SqlFilter:
             op = {"within": "contains", "contains": "within"}.get(op, op)
         else:
             raise FilterError("spatial predicates need the queryable 'geometry' on one side")
+        return self._spatial_sql(op, other, prefilter)
+
+    def _spatial_sql(self, op: str, other: shapely.Geometry, prefilter: bool) -> str:
         minx, miny, maxx, maxy = other.bounds
         sql = f'gdi_spatial(?, "{self.geom}", ?)'
         self.params.extend([op, shapely.to_wkb(other)])

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import shapely
 from pygeoapi.provider.base import (
-    ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError,
+    ProviderConnectionError, ProviderItemNotFoundError,
     ProviderQueryError,
 )
 
-from gdi.publish.cql_sql import FilterError, SqlFilter
+from gdi.publish.cql_sql import SqlFilter
 from gdi.publish.provider_base import StoreProvider, _count_cache, _count_lock
 from gdi.store import gpkg_binary
 
@@ -141,56 +141,7 @@ class GpkgProvider(StoreProvider):
               datetime_: str | None = None, properties: list | None = None, sortby: list | None = None,
               select_properties: list | None = None, skip_geometry: bool = False, q: str | None = None,
               filterq=None, crs_transform_spec=None, **kwargs) -> dict:
-        where: list[str] = []
-        params: list = []
-        rtree = f"rtree_{self.table}_{self.geom}"
-        if bbox:
-            area = self._bbox_area(bbox)
-            if area.is_empty:
-                where.append("0")
-            else:
-                minx, miny, maxx, maxy = area.bounds
-                inner = _inner_box(area)
-                if inner is None:
-                    where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
-                    params += [maxx, minx, maxy, miny]
-                    where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
-                    params.append(shapely.to_wkb(area))
-                else:
-                    # Envelopes inside a rectangle inscribed in the area match without decoding a
-                    # geometry (nearly all of them); only those near the edges run the exact test.
-                    where.append(
-                        f"fid IN (SELECT id FROM {rtree} WHERE minx >= ? AND maxx <= ? AND miny >= ? AND maxy <= ?"
-                        f' UNION ALL SELECT r.id FROM {rtree} r JOIN "{self.table}" e ON e.fid = r.id'
-                        f" WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?"
-                        f" AND NOT (r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?)"
-                        f' AND gdi_spatial(\'intersects\', e."{self.geom}", ?))')
-                    params += [inner[0], inner[2], inner[1], inner[3], maxx, minx, maxy, miny,
-                               inner[0], inner[2], inner[1], inner[3], shapely.to_wkb(area)]
-        for name, value in properties or []:
-            if name not in self.fields:
-                raise ProviderInvalidQueryError(user_msg=f"unknown property '{name}'")
-            where.append(f'"{name}" = ?')
-            params.append(value)
-        if datetime_:
-            clause, args = self._datetime(datetime_)
-            where.append(clause)
-            params += args
-        if filterq is not None:
-            sf = SqlFilter(self.table, set(self.fields), rtree, self.geom, envelope_to_storage=self._filter_envelope)
-            try:
-                where.append(sf.where(filterq))
-            except FilterError as exc:
-                raise ProviderInvalidQueryError(user_msg=f"invalid filter: {exc}") from exc
-            params += sf.params
-        if q:
-            text_fields = [n for n, f in self.fields.items() if f["type"] == "string"]
-            if text_fields:
-                terms = [t for t in re.split(r"\s+", q.strip()) if t]
-                for term in terms:
-                    where.append("(" + " OR ".join(f'instr(lower("{n}"), lower(?)) > 0' for n in text_fields) + ")")
-                    params += [term] * len(text_fields)
-        where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+        where_sql, params = self._where(bbox, properties, datetime_, filterq, q)
         order = self._order(sortby)
         columns = self._columns(select_properties)
         conn = _connection(self.path)
@@ -217,6 +168,37 @@ class GpkgProvider(StoreProvider):
             "numberMatched": matched,
             "numberReturned": len(features),
         }
+
+    # -- SQL of this store (the request semantics are in StoreProvider._where) -------------
+    TEXT_CONTAINS = 'instr(lower("{col}"), lower(?)) > 0'
+
+    def _bbox_clause(self, area: shapely.Geometry) -> tuple[list[str], list]:
+        rtree = f"rtree_{self.table}_{self.geom}"
+        where: list[str] = []
+        params: list = []
+        minx, miny, maxx, maxy = area.bounds
+        inner = _inner_box(area)
+        if inner is None:
+            where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
+            params += [maxx, minx, maxy, miny]
+            where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
+            params.append(shapely.to_wkb(area))
+        else:
+            # Envelopes inside a rectangle inscribed in the area match without decoding a
+            # geometry (nearly all of them); only those near the edges run the exact test.
+            where.append(
+                f"fid IN (SELECT id FROM {rtree} WHERE minx >= ? AND maxx <= ? AND miny >= ? AND maxy <= ?"
+                f' UNION ALL SELECT r.id FROM {rtree} r JOIN "{self.table}" e ON e.fid = r.id'
+                f" WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?"
+                f" AND NOT (r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?)"
+                f' AND gdi_spatial(\'intersects\', e."{self.geom}", ?))')
+            params += [inner[0], inner[2], inner[1], inner[3], maxx, minx, maxy, miny,
+                       inner[0], inner[2], inner[1], inner[3], shapely.to_wkb(area)]
+        return where, params
+
+    def _filter(self) -> SqlFilter:
+        return SqlFilter(self.table, set(self.fields), f"rtree_{self.table}_{self.geom}", self.geom,
+                         envelope_to_storage=self._filter_envelope)
 
     def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
         try:

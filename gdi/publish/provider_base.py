@@ -18,6 +18,8 @@ import shapely
 from pygeoapi.provider.base import BaseProvider, ProviderInvalidQueryError
 from shapely.geometry import mapping
 
+from gdi.publish.cql_sql import FilterError
+
 _count_cache: dict[tuple, int] = {}
 _count_lock = threading.Lock()
 
@@ -57,9 +59,57 @@ class StoreProvider(BaseProvider):
 
     NULLS = {False: "", True: ""}      # how NULLs sort, per direction (descending?)
 
+    TEXT_CONTAINS = ""                 # SQL testing that column {col} contains the bound term
+
     @staticmethod
     def _decode(blobs: list) -> np.ndarray:
         raise NotImplementedError
+
+    def _bbox_clause(self, area: shapely.Geometry) -> tuple[list[str], list]:
+        raise NotImplementedError
+
+    def _filter(self):
+        raise NotImplementedError
+
+    def _property_clause(self, name: str, value) -> tuple[str, list]:
+        return f'"{name}" = ?', [value]
+
+    def _where(self, bbox, properties, datetime_, filterq, q) -> tuple[str, list]:
+        """The WHERE clause (with ? placeholders) and its parameters for one items request."""
+        where: list[str] = []
+        params: list = []
+        if bbox:
+            area = self._bbox_area(bbox)
+            if area.is_empty:
+                where.append("FALSE")
+            else:
+                clauses, args = self._bbox_clause(area)
+                where += clauses
+                params += args
+        for name, value in properties or []:
+            if name not in self.fields:
+                raise ProviderInvalidQueryError(user_msg=f"unknown property '{name}'")
+            clause, args = self._property_clause(name, value)
+            where.append(clause)
+            params += args
+        if datetime_:
+            clause, args = self._datetime(datetime_)
+            where.append(clause)
+            params += args
+        if filterq is not None:
+            sf = self._filter()
+            try:
+                where.append(sf.where(filterq))
+            except FilterError as exc:
+                raise ProviderInvalidQueryError(user_msg=f"invalid filter: {exc}") from exc
+            params += sf.params
+        if q:
+            text_fields = [n for n, f in self.fields.items() if f["type"] == "string"]
+            if text_fields:
+                for term in [t for t in re.split(r"\s+", q.strip()) if t]:
+                    where.append("(" + " OR ".join(self.TEXT_CONTAINS.format(col=n) for n in text_fields) + ")")
+                    params += [term] * len(text_fields)
+        return (" WHERE " + " AND ".join(where)) if where else "", params
 
     def _bbox_area(self, bbox: list) -> shapely.Geometry:
         """The bbox as the area the client meant, in the storage CRS.

@@ -20,7 +20,7 @@ from pygeoapi.provider.base import (
     ProviderConnectionError, ProviderInvalidQueryError, ProviderItemNotFoundError, ProviderQueryError,
 )
 
-from gdi.publish.cql_sql import FilterError, SqlFilter
+from gdi.publish.cql_sql import SqlFilter
 from gdi.publish.provider_base import StoreProvider, _count_cache, _count_lock
 
 LOGGER = logging.getLogger(__name__)
@@ -47,14 +47,7 @@ class PgFilter(SqlFilter):
 
     srid: int = 25832
 
-    def _spatial(self, op: str, lhs, rhs, prefilter: bool) -> str:
-        if self._is_geom_attr(lhs):
-            other = self._geometry(rhs)
-        elif self._is_geom_attr(rhs):
-            other = self._geometry(lhs)
-            op = {"within": "contains", "contains": "within"}.get(op, op)
-        else:
-            raise FilterError("spatial predicates need the queryable 'geometry' on one side")
+    def _spatial_sql(self, op: str, other: shapely.Geometry, prefilter: bool) -> str:
         self.params.append(shapely.to_wkb(other))
         return f"ST_{op.capitalize()}(geom, ST_GeomFromWKB(?, {int(self.srid)}))"
 
@@ -116,37 +109,7 @@ class PostgisProvider(StoreProvider):
               datetime_: str | None = None, properties: list | None = None, sortby: list | None = None,
               select_properties: list | None = None, skip_geometry: bool = False, q: str | None = None,
               filterq=None, crs_transform_spec=None, **kwargs) -> dict:
-        where: list[str] = []
-        params: list = []
-        if bbox:
-            area = self._bbox_area(bbox)
-            where.append(f"(geom && ST_GeomFromWKB(?, {self.srid}) AND ST_Intersects(geom, ST_GeomFromWKB(?, {self.srid})))")
-            wkb = shapely.to_wkb(area)
-            params += [shapely.to_wkb(shapely.box(*area.bounds)), wkb]
-        for name, value in properties or []:
-            if name not in self.fields:
-                raise ProviderInvalidQueryError(user_msg=f"unknown property '{name}'")
-            where.append(f'"{name}"::text = ?')
-            params.append(str(value))
-        if datetime_:
-            clause, args = self._datetime(datetime_)
-            where.append(clause)
-            params += args
-        if filterq is not None:
-            sf = PgFilter(self.table, set(self.fields), "", "geom", envelope_to_storage=self._filter_envelope,
-                          text_functions={"lower": "lower", "casei": "lower", "accenti": "gdi_unaccent"})
-            sf.srid = self.srid
-            try:
-                where.append(sf.where(filterq))
-            except FilterError as exc:
-                raise ProviderInvalidQueryError(user_msg=f"invalid filter: {exc}") from exc
-            params += sf.params
-        if q:
-            text_fields = [n for n, f in self.fields.items() if f["type"] == "string"]
-            for term in [t for t in re.split(r"\s+", q.strip()) if t]:
-                where.append("(" + " OR ".join(f'strpos(lower("{n}"), lower(?)) > 0' for n in text_fields) + ")")
-                params += [term] * len(text_fields)
-        where_sql = (" WHERE " + " AND ".join(where)) if where else ""
+        where_sql, params = self._where(bbox, properties, datetime_, filterq, q)
         if any(isinstance(p, str) and "\x00" in p for p in params):   # PostgreSQL text cannot hold NUL
             raise ProviderInvalidQueryError(user_msg="query values must not contain NUL (0x00) characters")
         order = self._order(sortby)
@@ -184,6 +147,22 @@ class PostgisProvider(StoreProvider):
             raise ProviderQueryError(user_msg="query failed") from exc
         return {"type": "FeatureCollection", "features": features, "numberMatched": matched,
                 "numberReturned": len(features)}
+
+    # -- SQL of this store (the request semantics are in StoreProvider._where) -------------
+    TEXT_CONTAINS = 'strpos(lower("{col}"), lower(?)) > 0'
+
+    def _bbox_clause(self, area: shapely.Geometry) -> tuple[list[str], list]:
+        return ([f"(geom && ST_GeomFromWKB(?, {self.srid}) AND ST_Intersects(geom, ST_GeomFromWKB(?, {self.srid})))"],
+                [shapely.to_wkb(shapely.box(*area.bounds)), shapely.to_wkb(area)])
+
+    def _property_clause(self, name: str, value) -> tuple[str, list]:
+        return f'"{name}"::text = ?', [str(value)]
+
+    def _filter(self) -> SqlFilter:
+        sf = PgFilter(self.table, set(self.fields), "", "geom", envelope_to_storage=self._filter_envelope,
+                      text_functions={"lower": "lower", "casei": "lower", "accenti": "gdi_unaccent"})
+        sf.srid = self.srid
+        return sf
 
     def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
         try:
