@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -68,6 +67,24 @@ def gdi_home(request, tmp_path, monkeypatch) -> Path:
     else:
         monkeypatch.delenv("GDI_STORE", raising=False)
     return home
+
+
+def store_text() -> str:
+    """Every published row, dataset and version of the current test's store (GDI_STORE as the test set it):
+    equal before and after means an upload changed nothing."""
+    from gdi.collections import get_collection
+    from gdi.store import open_store
+
+    store = open_store()
+    parts = []
+    for cid in ("municipalities", "supply_points"):
+        c = get_collection(cid)
+        g = store.read(c)
+        parts.append(g.drop(columns=["fid"]).to_json(sort_keys=True))
+        for member in sorted(set(g["member"])):
+            parts.append(repr(store.history(c, member)))
+    parts.append(repr(store.datasets()))
+    return "\n".join(parts)
 
 
 def run_gdi(*args: str, home: Path, check: bool = False, timeout: int = 300,
@@ -146,8 +163,53 @@ def server(demo_home) -> Server:
     srv.stop()
 
 
-@pytest.fixture(scope="session")
-def chromium_path() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(path).exists(), "Debian's chromium is required (installed by .ci/run)"
-    return path
+# -- headless Chromium, offline -------------------------------------------------------------------
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def launch_chromium(playwright):
+    """Debian's Chromium (never a browser Playwright downloads), with the flags this machine needs."""
+    assert Path(CHROMIUM).exists(), "Debian's chromium is required (installed by .ci/run)"
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+
+
+def is_tile(url: str) -> bool:
+    """A base-map tile from another host: the only request allowed to fail offline."""
+    from urllib.parse import urlsplit
+
+    return url.endswith(".png") and urlsplit(url).hostname not in (None, "127.0.0.1")
+
+
+def offline_page(browser, *, viewport=(1280, 860), locale: str | None = "de-DE", seen=None):
+    """A page where only 127.0.0.1 (and file:/data:) may load.
+
+    Returns (page, problems, blocked): page errors and console errors other than failed tiles,
+    and the requests to other hosts that were refused. ``seen(url)`` is told every local request.
+    """
+    from urllib.parse import urlsplit
+
+    kwargs = {"viewport": {"width": viewport[0], "height": viewport[1]}}
+    if locale:
+        kwargs["locale"] = locale
+    context = browser.new_context(**kwargs)
+    blocked: list[str] = []
+
+    def route(r) -> None:
+        url = r.request.url
+        if url.startswith(("file:", "data:")) or urlsplit(url).hostname == "127.0.0.1":
+            if seen is not None:
+                seen(url)
+            r.continue_()
+        else:
+            blocked.append(url)
+            r.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+    page.on("console", lambda m: m.type == "error" and not is_tile(m.location.get("url", ""))
+            and problems.append(f"console: {m.text} @ {m.location.get('url')}"))
+    return page, problems, blocked

@@ -11,7 +11,6 @@ import http.server
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -25,7 +24,7 @@ import requests
 import shapely
 from shapely.geometry import shape
 
-from conftest import REPO, free_port
+from conftest import REPO, free_port, launch_chromium, offline_page
 
 OGR2OGR = "/usr/bin/ogr2ogr"
 OGRINFO = "/usr/bin/ogrinfo"
@@ -380,30 +379,12 @@ def test_docs_leaflet_example_in_a_real_browser(server, tmp_path):
     page_url = f"http://127.0.0.1:{httpd.server_address[1]}/leaflet.html"
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync"])
+            browser = launch_chromium(p)
             try:
-                context = browser.new_context(viewport={"width": 1000, "height": 800})
-                blocked: list[str] = []
                 api_calls: list[str] = []
-
-                def route(r):
-                    if urlsplit(r.request.url).hostname == "127.0.0.1":
-                        if r.request.url.startswith(server.url + "/collections/"):
-                            api_calls.append(r.request.url)
-                        r.continue_()
-                    else:
-                        blocked.append(r.request.url)
-                        r.abort()
-
-                context.route("**/*", route)
-                page = context.new_page()
-                problems: list[str] = []
-                page.on("pageerror", lambda e: problems.append(str(e)))
-                page.on("console", lambda m: m.type == "error"
-                        and "tile.openstreetmap.org" not in m.location.get("url", "")
-                        and problems.append(m.text))
+                page, problems, blocked = offline_page(
+                    browser, viewport=(1000, 800), locale=None,
+                    seen=lambda url: url.startswith(server.url + "/collections/") and api_calls.append(url))
                 page.goto(page_url)
                 page.wait_for_selector("#status[data-points], #status[data-error]", timeout=20000)
                 status = page.locator("#status")

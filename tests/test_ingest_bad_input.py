@@ -1,7 +1,6 @@
 """Hostile and broken uploads: each is refused with one clear line and changes nothing."""
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from pathlib import Path
 
@@ -9,32 +8,11 @@ import pyogrio
 import pytest
 import yaml
 
-from conftest import REPO, run_gdi
+from conftest import REPO, run_gdi, store_text
 from fixtures import farmshops_of, supply_frame_german, zipped_shapefile
-from gdi.collections import get_collection
-from gdi.store import open_store
 
 MB = "vg250ew_gemeinden_marburg-biedenkopf.geojson"
 PASSWD_MARK = "root:x:0:0"
-
-
-def store_text() -> str:
-    """Every published row, dataset and version of the current test's store (GDI_STORE as set by gdi_home)."""
-    store = open_store()
-    parts = []
-    for cid in ("municipalities", "supply_points"):
-        c = get_collection(cid)
-        g = store.read(c)
-        parts.append(g.drop(columns=["fid"]).to_json(sort_keys=True))
-        for member in sorted(set(g["member"])):
-            parts.append(repr(store.history(c, member)))
-    parts.append(repr(store.datasets()))
-    return "\n".join(parts)
-
-
-def store_digest(home: Path) -> str:
-    """A digest of the whole store, to prove a refused upload changed nothing."""
-    return hashlib.sha256(store_text().encode()).hexdigest()
 
 
 @pytest.fixture
@@ -65,13 +43,13 @@ def small_limits(tmp_path, monkeypatch) -> Path:
 
 
 def refused(home: Path, path: Path, *extra: str, collection: str = "supply_points") -> str:
-    before = store_digest(home)
+    before = store_text()
     proc = run_gdi("ingest", str(path), "--collection", collection, "--member", "06534", *extra, home=home)
     assert proc.returncode != 0, proc.stdout
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gdi: refused: "), proc.stderr
     assert "Traceback" not in proc.stderr and "internal error" not in lines[0]
-    assert store_digest(home) == before
+    assert store_text() == before
     assert not (home / "originals").exists() or not any((home / "originals").rglob(path.name + "*"))
     return lines[0]
 

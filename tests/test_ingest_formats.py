@@ -13,7 +13,7 @@ import pyogrio
 import pytest
 import shapely
 
-from conftest import run_gdi
+from conftest import run_gdi, store_text
 from fixtures import GERMAN, farmshops_of, supply_frame_german, zipped_shapefile
 from gdi.collections import get_collection
 from gdi.ingest.crs import enable_grids, transformer
@@ -207,14 +207,14 @@ def test_geopackage_with_two_layers_needs_layer(boundaries, shops, shared, tmp_p
     pyogrio.write_dataframe(supply_frame_german(shops).to_crs(25832), path, layer="hoflaeden")
     pyogrio.write_dataframe(gpd.read_file(shared / "boundaries" / MB), path, layer="gemeinden", append=False)
     assert sorted(str(n) for n, _ in pyogrio.list_layers(path)) == ["gemeinden", "hoflaeden"]
-    before = _digest(boundaries)
+    before = store_text()
     proc = run_gdi("ingest", str(path), "--collection", "supply_points", "--member", "06534", home=boundaries)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("gdi: refused: "), proc.stderr
     assert "several layers" in lines[0] and "gemeinden" in lines[0] and "hoflaeden" in lines[0]
     assert "--layer" in lines[0]
-    assert _digest(boundaries) == before
+    assert store_text() == before
     report = ingest(path, boundaries, tmp_path, "--layer", "hoflaeden")
     assert report["format"] == "GeoPackage" and report["layer"] == "hoflaeden"
     assert report["crs"]["epsg"] == 25832 and report["crs"]["source"] == "declared in the file"
@@ -268,16 +268,3 @@ def test_crs_override(boundaries, shops, tmp_path):
     assert report["crs"]["epsg"] == 25833 and report["crs"]["source"] == "given (--crs)"
     assert not any("CRS assumed" in w for w in report["warnings"])
     check_stored(boundaries, shops, report)
-
-
-def _digest(home: Path) -> str:
-    store = open_store()
-    parts = []
-    for cid in ("municipalities", "supply_points"):
-        c = get_collection(cid)
-        g = store.read(c)
-        parts.append(g.drop(columns=["fid"]).to_json(sort_keys=True))
-        for member in sorted(set(g["member"])):
-            parts.append(repr(store.history(c, member)))
-    parts.append(repr(store.datasets()))
-    return "\n".join(parts)

@@ -6,6 +6,8 @@ import re
 import pyogrio
 import pytest
 
+from conftest import is_tile, launch_chromium, offline_page
+
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 EPSG = "http://www.opengis.net/def/crs/EPSG/0/{}"
 EXTERNAL = re.compile(
@@ -160,32 +162,12 @@ def test_owslib_reads_collections_and_items(server):
 
 def test_demo_in_a_real_browser_offline(server, shared):
     """The served map and pygeoapi's HTML pages, with every request to another host blocked."""
-    from test_viewer_build import _is_tile
-    from urllib.parse import urlsplit
-
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         try:
-            context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE")
-            blocked: list[str] = []
-
-            def route(r):
-                if urlsplit(r.request.url).hostname == "127.0.0.1":
-                    r.continue_()
-                else:
-                    blocked.append(r.request.url)
-                    r.abort()
-
-            context.route("**/*", route)
-            page = context.new_page()
-            problems: list[str] = []
-            page.on("pageerror", lambda e: problems.append(str(e)))
-            page.on("console", lambda m: m.type == "error" and not _is_tile(m.location.get("url", ""))
-                    and problems.append(m.text))
+            page, problems, blocked = offline_page(browser)
             page.goto(server.url + "/viewer")
             page.wait_for_selector("html[data-gdi-ready='1']", timeout=15000)
             assert page.locator("path.gdi-boundary").count() == N_MUNICIPALITIES
@@ -198,6 +180,6 @@ def test_demo_in_a_real_browser_offline(server, shared):
                          "/collections/municipalities/items/1?f=html", "/openapi?f=html"):
                 page.goto(server.url + path, wait_until="networkidle")
             assert problems == []
-            assert all(_is_tile(u) for u in blocked), blocked
+            assert all(is_tile(u) for u in blocked), blocked
         finally:
             browser.close()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import Server, free_port, fresh_store, run_gdi
+from conftest import Server, free_port, fresh_store, launch_chromium, run_gdi
 
 SHARED_POI = "poi/lidl_marburg-biedenkopf_hoexter_umland.geojson"
 FARM = "poi/farmshops_marburg-biedenkopf_hoexter_umland.geojson"
@@ -240,7 +240,7 @@ def test_kill_during_a_large_upload_leaves_everything_as_before(service, tmp_pat
     assert hist == []
 
 
-def test_html_upload_page_in_a_browser(service, tmp_path, chromium_path):
+def test_html_upload_page_in_a_browser(service, tmp_path):
     from playwright.sync_api import sync_playwright
     from urllib.parse import urlsplit
 
@@ -252,9 +252,7 @@ def test_html_upload_page_in_a_browser(service, tmp_path, chromium_path):
     path = tmp_path / "<i>hof<i>.geojson"
     path.write_text(json.dumps(evil), encoding="utf-8")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium_path, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync"])
+        browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1400})
             blocked, errors = [], []

@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import geopandas as gpd
 import numpy as np
@@ -21,12 +20,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import is_tile, launch_chromium, offline_page
 from gdi.assets import repo_root, vendor_dir
 from gdi.viewer import build_viewer
 from gdi.viewer.offline import assert_offline
 
 DATA = Path("/work/shared/data")
-CHROMIUM = Path("/usr/bin/chromium")
 XSS_NAME = "<img src=x onerror=window.__xss=1>"
 CATEGORY_MAP = {"farm": "farm_shop", "marketplace": "market",
                 "vending_machine": "vending_machine", "beekeeper": "beekeeper"}
@@ -116,40 +115,18 @@ def site(tmp_path_factory: pytest.TempPathFactory, vendored: Path) -> Iterator[t
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    assert CHROMIUM.exists(), "needs Debian's chromium at /usr/bin/chromium (.ci/run installs it)"
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = launch_chromium(p)
         yield browser
         browser.close()
 
 
-def _is_tile(url: str) -> bool:
-    return url.endswith(".png") and urlsplit(url).hostname not in (None, "127.0.0.1")
-
-
 def open_page(browser, url: str):  # type: ignore[no-untyped-def]
-    """A page where only 127.0.0.1 (and file:/data:) may load; returns (page, problems, blocked)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, locale="de-DE")
-    blocked: list[str] = []
-
-    def route(r) -> None:  # type: ignore[no-untyped-def]
-        host = urlsplit(r.request.url).hostname
-        if r.request.url.startswith(("file:", "data:")) or host == "127.0.0.1":
-            r.continue_()
-        else:
-            blocked.append(r.request.url)
-            r.abort()
-
-    context.route("**/*", route)
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
-    page.on("console", lambda m: m.type == "error" and not _is_tile(m.location.get("url", ""))
-            and problems.append(f"console: {m.text} @ {m.location.get('url')}"))
+    """An offline page (only 127.0.0.1, file: and data: load) at url once the map is ready;
+    returns (page, problems, blocked)."""
+    page, problems, blocked = offline_page(browser)
     page.goto(url)
     page.wait_for_selector("html[data-gdi-ready='1']", timeout=15000)
     return page, problems, blocked
@@ -164,7 +141,7 @@ def test_served_map(browser, site, municipalities, points, collections) -> None:
     try:
         page.wait_for_timeout(300)
         assert problems == []
-        assert all(_is_tile(u) for u in blocked), blocked  # only OSM tiles tried the network
+        assert all(is_tile(u) for u in blocked), blocked  # only OSM tiles tried the network
         assert page.locator("path.gdi-boundary").count() == 32
         assert page.evaluate("gdiMap.stats.points") == len(points)
         assert page.locator(".gdi-cluster, .gdi-marker").count() > 0
@@ -268,7 +245,7 @@ def test_inline_single_file_works_offline(browser, tmp_path, municipalities, poi
     try:
         page.wait_for_timeout(300)
         assert problems == []
-        assert all(_is_tile(u) for u in blocked), blocked
+        assert all(is_tile(u) for u in blocked), blocked
         assert page.locator("path.gdi-boundary").count() == 32
         assert page.locator(".gdi-cluster, .gdi-marker").count() > 0
         assert page.evaluate("document.fonts.check('12px \"Font Awesome 6 Free\"')")
