@@ -201,12 +201,7 @@ class GpkgProvider(StoreProvider):
                          envelope_to_storage=self._filter_envelope)
 
     def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
-        try:
-            fid = int(str(identifier))
-        except ValueError:
-            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
-        if not -2**63 <= fid < 2**63:
-            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
+        fid = self._fid(identifier)
         columns = list(self.fields)
         conn = _connection(self.path)
         row = conn.execute(

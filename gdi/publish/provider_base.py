@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyproj
 import shapely
-from pygeoapi.provider.base import BaseProvider, ProviderInvalidQueryError
+from pygeoapi.provider.base import BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError
 from shapely.geometry import mapping
 
 from gdi.publish.cql_sql import FilterError
@@ -70,6 +70,17 @@ class StoreProvider(BaseProvider):
 
     def _filter(self):
         raise NotImplementedError
+
+    @staticmethod
+    def _fid(identifier) -> int:
+        """The 64-bit integer id an item URL names; anything else is an unknown item (404, never 500)."""
+        try:
+            fid = int(str(identifier))
+        except ValueError:
+            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found") from None
+        if not -2**63 <= fid < 2**63:
+            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
+        return fid
 
     def _property_clause(self, name: str, value) -> tuple[str, list]:
         return f'"{name}" = ?', [value]

@@ -165,12 +165,7 @@ class PostgisProvider(StoreProvider):
         return sf
 
     def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
-        try:
-            fid = int(str(identifier))
-        except ValueError:
-            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
-        if not -2**63 <= fid < 2**63:
-            raise ProviderItemNotFoundError(user_msg=f"item {identifier} not found")
+        fid = self._fid(identifier)
         columns = list(self.fields)
         cols = "".join(f', "{c}"' for c in columns)
         try:

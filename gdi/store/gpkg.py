@@ -220,14 +220,9 @@ class GpkgStore:
     # -- writes -------------------------------------------------------------
     def replace(self, collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame, *,
                 updated: str, meta: VersionMeta | None = None) -> DatasetInfo:
-        if features.crs is not None and features.crs.to_epsg() != collection.epsg:
-            raise StoreError(f"features must be in {collection.storage_crs}, got {features.crs}")
         meta = meta or VersionMeta()
-        props = list(collection.properties)
-        blobs = gpkg_binary.encode(features.geometry.values, collection.epsg)
-        values = _rows(features, props, collection)
-        rows = [(blob, *row, member, dataset) for blob, row in zip(blobs, values)]
-        bounds = _lonlat_bounds(features) if len(features) else (None, None, None, None)
+        rows, bounds = prepared_rows(collection, member, dataset, features,
+                                     lambda geoms: gpkg_binary.encode(geoms, collection.epsg))
         with self._write() as conn:
             self._ensure(conn, collection)
             number = self._next_version(conn, collection.id, member, dataset)
@@ -466,6 +461,18 @@ def _blob_bounds(rows: list[tuple], epsg: int) -> tuple:
         return (None, None, None, None)
     geoms = gpkg_binary.decode([r[0] for r in rows])
     return _lonlat_bounds(gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=epsg)))
+
+
+def prepared_rows(collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame,
+                  encode) -> tuple[list[tuple], tuple]:
+    """Rows (encoded geometry, properties…, member, dataset) and lon/lat bounds for a replace;
+    ``encode`` turns the geometries into what the store writes."""
+    if features.crs is not None and features.crs.to_epsg() != collection.epsg:
+        raise StoreError(f"features must be in {collection.storage_crs}, got {features.crs}")
+    values = _rows(features, list(collection.properties), collection)
+    rows = [(g, *row, member, dataset) for g, row in zip(encode(features.geometry.values), values)]
+    bounds = _lonlat_bounds(features) if len(features) else (None, None, None, None)
+    return rows, bounds
 
 
 def _rows(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[tuple]:

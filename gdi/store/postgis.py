@@ -19,7 +19,7 @@ import shapely
 
 from gdi.collections import Collection
 from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound, rollback_target
-from gdi.store.gpkg import _lonlat_bounds, _rows
+from gdi.store.gpkg import prepared_rows
 
 SCHEMA = "gdi"
 SCHEMA_VERSION = 1
@@ -125,14 +125,9 @@ class PostgisStore:
     # -- writes -------------------------------------------------------------
     def replace(self, collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame, *,
                 updated: str, meta: VersionMeta | None = None) -> DatasetInfo:
-        if features.crs is not None and features.crs.to_epsg() != collection.epsg:
-            raise StoreError(f"features must be in {collection.storage_crs}, got {features.crs}")
         meta = meta or VersionMeta()
-        props = list(collection.properties)
-        geoms = shapely.to_wkb(np.asarray(features.geometry.values, dtype=object), hex=True, flavor="iso",
-                               output_dimension=2)
-        rows = [(g, *row, member, dataset) for g, row in zip(geoms, _rows(features, props, collection))]
-        bounds = _lonlat_bounds(features) if len(features) else (None, None, None, None)
+        rows, bounds = prepared_rows(collection, member, dataset, features, lambda geoms: shapely.to_wkb(
+            np.asarray(geoms, dtype=object), hex=True, flavor="iso", output_dimension=2))
         with self._conn(write=True) as conn:
             self._ensure(conn, collection)
             self._lock(conn, collection.id, member, dataset)
