@@ -162,6 +162,34 @@ def _column(codes: np.ndarray, results: list, k: int) -> np.ndarray:
     return table[codes]
 
 
+def _missing_mask(values: np.ndarray) -> np.ndarray:
+    """_is_missing for a whole column: vectorised for text and numbers, per distinct value otherwise."""
+    kind = pd.api.types.infer_dtype(values, skipna=True) if len(values) else "empty"
+    series = pd.Series(values, dtype=object)
+    if kind == "string":
+        return (series.isna() | series.str.strip().eq("")).to_numpy(dtype=bool)
+    if kind in {"empty", "integer", "floating", "mixed-integer-float", "boolean", "decimal"}:
+        return series.isna().to_numpy(dtype=bool)
+    return _per_value(values, _is_missing).astype(bool)
+
+
+def _clean_strings(raw: np.ndarray, pattern: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """coerce(v, "string") and the pattern check for a column of text (None where absent), vectorised:
+    (values, rows failing the pattern, their values)."""
+    series = pd.Series(raw, dtype=object)
+    present = series.notna().to_numpy(dtype=bool)
+    out = np.full(len(raw), None, dtype=object)
+    text = series[present].str.normalize("NFC").str.strip()
+    text = text.where(text.ne(""), None)
+    out[present] = text.to_numpy(dtype=object)
+    if not pattern:
+        return out, np.zeros(0, dtype=np.int64), []
+    given = np.nonzero(np.not_equal(out, None))[0]
+    ok = pd.Series(out[given], dtype=object).str.fullmatch(pattern).to_numpy(dtype=bool)
+    bad = given[~ok]
+    return out, bad, [str(v) for v in out[bad]]
+
+
 @dataclass
 class MappedColumns:
     values: dict[str, np.ndarray]             # property → object array, one value per source row
@@ -188,7 +216,7 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
 
     def missing(name: str) -> np.ndarray:
         if name not in missing_cache:
-            missing_cache[name] = _per_value(col(name), _is_missing).astype(bool)
+            missing_cache[name] = _missing_mask(col(name))
         return missing_cache[name]
 
     def first_present(sources: list[str]) -> np.ndarray:
@@ -223,6 +251,15 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
                                            for r in raw_first], dtype=object))
             continue
         raw = first_present(sources)
+        if prop.type == "string" and pd.api.types.infer_dtype(raw, skipna=True) == "string":
+            vals, bad_rows, texts = _clean_strings(raw, prop.pattern)
+            for i, t in zip(bad_rows.tolist(), texts):
+                problems.setdefault(i, []).append(f"{prop.name} '{t}' does not match the required form")
+            values[prop.name] = vals
+            if prop.required:
+                for i in np.nonzero(np.equal(vals, None))[0].tolist():
+                    problems.setdefault(i, []).append(f"no {prop.name} given")
+            continue
 
         def convert(v, prop=prop):
             found: list[str] = []

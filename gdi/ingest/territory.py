@@ -38,20 +38,33 @@ def inside(geoms: np.ndarray, area, tolerance: float) -> np.ndarray:
 
 
 def assign_ags(geoms: np.ndarray, municipalities: gpd.GeoDataFrame, tolerance: float) -> list[str | None]:
-    """The AGS of the municipality each geometry lies in (nearest within tolerance at borders)."""
+    """The AGS of the municipality each geometry lies in (nearest within tolerance at borders).
+
+    One prepared polygon at a time against the points inside its bounding box
+    (``intersects_xy``): an order of magnitude faster than a tree query whose
+    predicate tests unprepared municipality polygons point by point.
+    """
     if municipalities.empty or len(geoms) == 0:
         return [None] * len(geoms)
     points = shapely.point_on_surface(geoms)
-    tree = shapely.STRtree(municipalities.geometry.values)
+    xy = shapely.get_coordinates(points)
+    present = ~shapely.is_empty(points) & ~shapely.is_missing(points)
+    x = np.full(len(points), np.nan)
+    y = np.full(len(points), np.nan)
+    x[present], y[present] = xy[:, 0], xy[:, 1]
     ags = municipalities["ags"].astype(str).to_numpy()
-    out: list[str | None] = [None] * len(points)
-    pidx, midx = tree.query(points, predicate="intersects")
-    for p, m in zip(pidx, midx):
-        if out[p] is None:
-            out[p] = ags[m]
-    missing = [i for i, v in enumerate(out) if v is None]
-    if missing:
+    out = np.full(len(points), None, dtype=object)
+    for polygon, key in zip(municipalities.geometry.values, ags):
+        if polygon is None or polygon.is_empty:
+            continue
+        minx, miny, maxx, maxy = polygon.bounds
+        candidates = np.nonzero((x >= minx) & (x <= maxx) & (y >= miny) & (y <= maxy) & np.equal(out, None))[0]
+        if len(candidates):
+            shapely.prepare(polygon)
+            out[candidates[shapely.intersects_xy(polygon, x[candidates], y[candidates])]] = key
+    missing = np.nonzero(np.equal(out, None) & present)[0]
+    if len(missing):
+        tree = shapely.STRtree(municipalities.geometry.values)
         near_p, near_m = tree.query_nearest(points[missing], max_distance=tolerance, all_matches=False)
-        for p, m in zip(near_p, near_m):
-            out[missing[p]] = ags[m]
-    return out
+        out[missing[near_p]] = ags[near_m]
+    return out.tolist()

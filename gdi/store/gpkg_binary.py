@@ -14,26 +14,44 @@ import numpy as np
 import shapely
 
 _HEADER = struct.Struct("<2sBBi4d")          # magic, version, flags, srs_id, minx, maxx, miny, maxy
+_HEADER_DTYPE = np.dtype([("magic", "S2"), ("version", "u1"), ("flags", "u1"), ("srs_id", "<i4"),
+                          ("env", "<f8", (4,))])
 _FLAGS_LE_ENVELOPE_XY = 0b0000_0011           # little endian, envelope [minx, maxx, miny, maxy]
 _FLAGS_LE_EMPTY = 0b0001_0001                 # little endian, empty geometry, no envelope
 _ENVELOPE_BYTES = {0: 0, 1: 32, 2: 48, 3: 48, 4: 64}
 
 
 def encode(geoms: np.ndarray, srs_id: int) -> list[bytes | None]:
-    """Shapely geometries → GeoPackage blobs (with envelope, so readers never parse WKB for bounds)."""
+    """Shapely geometries → GeoPackage blobs (with envelope, so readers never parse WKB for bounds).
+
+    Headers are built for all rows at once in a numpy record array; only the
+    final header + WKB concatenation is per row.
+    """
     geoms = np.asarray(geoms, dtype=object)
+    n = len(geoms)
+    if n == 0:
+        return []
     wkb = shapely.to_wkb(geoms, byte_order=1, flavor="iso", output_dimension=2)
-    bounds = shapely.bounds(geoms)
-    out: list[bytes | None] = []
-    pack = _HEADER.pack
-    for g, w, b in zip(geoms, wkb, bounds):
-        if g is None:
-            out.append(None)
-        elif shapely.is_empty(g):
-            out.append(struct.pack("<2sBBi", b"GP", 0, _FLAGS_LE_EMPTY, srs_id) + w)
-        else:
-            out.append(pack(b"GP", 0, _FLAGS_LE_ENVELOPE_XY, srs_id, b[0], b[2], b[1], b[3]) + w)
+    bounds = shapely.bounds(geoms)                  # NaN for None and empty geometries
+    missing = shapely.is_missing(geoms)
+    empty = ~missing & shapely.is_empty(geoms)
+    head = np.zeros(n, dtype=_HEADER_DTYPE)
+    head["magic"] = b"GP"
+    head["flags"] = np.where(empty, _FLAGS_LE_EMPTY, _FLAGS_LE_ENVELOPE_XY)
+    head["srs_id"] = srs_id
+    head["env"] = bounds[:, [0, 2, 1, 3]]
+    raw = head.tobytes()
+    size = _HEADER.size
+    out: list[bytes | None] = [None if w is None else raw[i * size:(i + 1) * size] + w
+                               for i, w in enumerate(wkb.tolist())]
+    for i in np.nonzero(empty)[0].tolist():       # empty: the 8-byte header without an envelope
+        out[i] = out[i][:8] + out[i][size:]
     return out
+
+
+def envelopes(geoms: np.ndarray) -> np.ndarray:
+    """(minx, maxx, miny, maxy) per geometry, the R-tree's column order (NaN when None or empty)."""
+    return shapely.bounds(np.asarray(geoms, dtype=object))[:, [0, 2, 1, 3]]
 
 
 def _wkb_offset(blob: bytes) -> int:
