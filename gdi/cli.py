@@ -37,7 +37,17 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     for w in report.warnings:
         print(f"gdi: note: {w}")
     print(f"gdi: report: {where}")
+    if not report.dry_run:
+        _map_note()
     return 0
+
+
+def _map_note() -> None:
+    from gdi.publish import servers_running
+
+    if not servers_running():
+        print("gdi: note: the regional map is rebuilt when gdi serve starts (or now with gdi publish); "
+              "a running server follows by itself")
 
 
 def _progress_bar():
@@ -103,7 +113,8 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     except VersionNotFound as exc:
         print(f"gdi: refused: {exc}", file=sys.stderr)
         return 2
-    publish(store=store)
+    publish(store=store, viewer=False)
+    _map_note()
     restored = [v for v in store.history(collection, member, args.dataset) if v.version == info.version][0]
     print(f"gdi: {collection.id}/{member}/{args.dataset}: version {restored.restored_from} restored "
           f"as version {info.version} ({info.count} features); published")

@@ -5,6 +5,7 @@ ingest, store, publisher and viewer need to know about a collection is here.
 """
 from __future__ import annotations
 
+import copy
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -164,13 +165,24 @@ def _parse(doc: dict[str, Any], source: Path) -> Collection:
     )
 
 
+_DOCS: dict[tuple[str, int, int], dict] = {}
+
+
+def _document(path: Path) -> dict:
+    """The parsed YAML (C parser when available), parsed again only when the file changed."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size)
+    if key not in _DOCS:
+        with open(path, encoding="utf-8") as fh:
+            _DOCS[key] = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
+    return copy.deepcopy(_DOCS[key])
+
+
 def load_collections(directory: Path | None = None) -> dict[str, Collection]:
     directory = directory or settings.collections_dir()
     found: dict[str, Collection] = {}
     for path in sorted(directory.glob("*.yml")) + sorted(directory.glob("*.yaml")):
-        with open(path, encoding="utf-8") as fh:
-            doc = yaml.safe_load(fh) or {}
-        coll = _parse(doc, path)
+        coll = _parse(_document(path), path)
         if coll.id in found:
             raise CollectionError(f"collection '{coll.id}' defined twice")
         found[coll.id] = coll

@@ -8,9 +8,17 @@ bench/viewer.py): building a page ~1.5 s, first draw (navigation start -> first
 frame with everything on the map) ~1.1-1.3 s on the 2-core CI machine, under the
 1.5 s budget.  The served pages also write index[.en].bands.json beside them
 (the distance bands, fetched when switched on; gdi serve answers /viewer/<file>).
+
+The served map is derived from the store, like the pygeoapi configuration, but
+building it costs seconds for large data (analysis included), so an upload does
+not wait for it: ``refresh()`` rebuilds it when the store's data version moved
+past the one the map was built from (``viewer/data-version``). `gdi serve` runs
+that check every few seconds, `gdi publish` and server start-up run it at once.
 """
 from __future__ import annotations
 
+import fcntl
+import sys
 from pathlib import Path
 
 from gdi import settings
@@ -49,3 +57,50 @@ def build_from_store(store, collections: dict[str, Collection], out_file: Path, 
         asset_url=asset_url, inline_assets=inline_assets, lang=lang,
         basemap=basemap, picture=picture, lang_switch=all_languages,
     )
+
+
+STAMP = "data-version"
+
+
+def built_for() -> str | None:
+    """The data version the served map shows (None: never built)."""
+    try:
+        return (settings.paths().viewer / STAMP).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+
+
+def refresh(store=None, collections: dict[str, Collection] | None = None, *, force: bool = False) -> bool:
+    """Rebuild the served map (both languages) unless it already shows the store's data; True if rebuilt.
+
+    One builder at a time per GDI_HOME (a lock file); whoever waited re-checks first.
+    """
+    from gdi.collections import load_collections
+    from gdi.store import open_store
+
+    paths = settings.paths()
+    paths.viewer.mkdir(parents=True, exist_ok=True)
+    with open(paths.home / "viewer.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        store = store or open_store()
+        version = str(store.data_version())      # read before the data: a change meanwhile means another pass
+        index = paths.viewer / "index.html"
+        if not force and built_for() == version and index.exists():
+            return False
+        build_from_store(store, collections or load_collections(), index)
+        tmp = paths.viewer / f".{STAMP}.tmp"
+        tmp.write_text(version, encoding="utf-8")
+        tmp.replace(paths.viewer / STAMP)
+        return True
+
+
+def main() -> int:
+    """`python -m gdi.viewer_publish`: what the server's map refresher runs in a child process."""
+    rebuilt = refresh()
+    if rebuilt:
+        print(f"gdi: map rebuilt for data version {built_for()}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

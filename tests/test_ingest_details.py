@@ -115,3 +115,39 @@ def test_invalid_polygon_is_repaired_and_reported(gdi_home, shared, tmp_path):
     g = open_store().read(get_collection("municipalities"))
     geom = g.geometry.iloc[0]
     assert geom.is_valid and geom.geom_type == "MultiPolygon" and len(geom.geoms) == 2
+
+
+def test_columnar_text_cleaning_equals_the_per_value_rule():
+    """Text columns are cleaned in Arrow (ASCII) and per value (the rest); the result must be exactly
+    coerce(v, 'string') of each value, whitespace of every kind, NFC and blanks included."""
+    import numpy as np
+    import pandas as pd
+
+    from gdi.collections import get_collection
+    from gdi.ingest.fields import coerce, map_columns, plan_mapping
+
+    samples = ["Hofladen", "  Hofladen\t", "\x1cX\x1f", " \n ", "", None, "Cafe\u0301", " Cafe\u0301\u00a0",
+               "\u00a0", "Stra\u00dfe 1", "a \u0301", "\u3000b\u3000", "x\x0b", "35037", " 35037 ", "3503", "ß"]
+    frame = pd.DataFrame({"NAME": pd.Series(samples * 3, dtype="str"),
+                          "PLZ": pd.Series((samples[::-1]) * 3, dtype="str"),
+                          "KATEGORIE": "Hofladen"})
+    collection = get_collection("supply_points")
+    cols = map_columns(frame, collection, plan_mapping(list(frame.columns), collection))
+    expected_name = [coerce(v, "string") for v in frame["NAME"].astype(object).tolist()]
+    assert cols.values["name"].tolist() == expected_name
+    expected_plz = [coerce(v, "string") for v in frame["PLZ"].astype(object).tolist()]
+    assert cols.values["postcode"].tolist() == expected_plz
+    assert sum(v is None for v in expected_name) == 3 * 4 and cols.problems == {}
+
+    # a pattern (the AGS of municipalities) is checked on the cleaned text, as before
+    samples += ["06534014", " 06534014 ", "0653401", "06534014\u00a0"]
+    towns = pd.DataFrame({"AGS": pd.Series(samples, dtype="str"), "GEN": "Marburg"})
+    municipalities = get_collection("municipalities")
+    cols = map_columns(towns, municipalities, plan_mapping(list(towns.columns), municipalities))
+    expected = [coerce(v, "string") for v in samples]
+    assert cols.values["ags"].tolist() == expected
+    pattern = municipalities.properties["ags"].pattern
+    bad = {i: [f"ags '{v}' does not match the required form"] for i, v in enumerate(expected)
+           if v is not None and not __import__("re").fullmatch(pattern, v)}
+    bad.update({i: ["no ags given"] for i, v in enumerate(expected) if v is None})
+    assert cols.problems == bad and [expected[i] for i in range(len(expected)) if i not in bad] == ["06534014"] * 3

@@ -173,21 +173,35 @@ def _missing_mask(values: np.ndarray) -> np.ndarray:
     return _per_value(values, _is_missing).astype(bool)
 
 
-def _clean_strings(raw: np.ndarray, pattern: str | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """coerce(v, "string") and the pattern check for a column of text (None where absent), vectorised:
-    (values, rows failing the pattern, their values)."""
-    series = pd.Series(raw, dtype=object)
-    present = series.notna().to_numpy(dtype=bool)
-    out = np.full(len(raw), None, dtype=object)
-    text = series[present].str.normalize("NFC").str.strip()
-    text = text.where(text.ne(""), None)
-    out[present] = text.to_numpy(dtype=object)
-    if not pattern:
-        return out, np.zeros(0, dtype=np.int64), []
-    given = np.nonzero(np.not_equal(out, None))[0]
-    ok = pd.Series(out[given], dtype=object).str.fullmatch(pattern).to_numpy(dtype=bool)
-    bad = given[~ok]
-    return out, bad, [str(v) for v in out[bad]]
+_ASCII_SPACE = "".join(c for c in map(chr, range(128)) if c.isspace())   # what str.strip() removes there
+
+
+def _clean_text_column(series: pd.Series) -> np.ndarray | None:
+    """clean_text() of every value of a text column (None where absent or blank), or None when the
+    column is not text. ASCII values (NFC already) are trimmed in Arrow; the others go through
+    clean_text itself, so the result is exactly the per-value one."""
+    if series.dtype == object or not pd.api.types.is_string_dtype(series.dtype):
+        return None
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    arr = pa.array(series)
+    ascii_ = pc.fill_null(pc.string_is_ascii(arr), True).to_numpy(zero_copy_only=False)
+    trimmed = pc.utf8_trim(arr, characters=_ASCII_SPACE)
+    out = np.array(trimmed.to_numpy(zero_copy_only=False), dtype=object)
+    out[pc.fill_null(pc.equal(trimmed, ""), False).to_numpy(zero_copy_only=False)] = None
+    other = np.nonzero(~ascii_)[0]
+    if len(other):
+        out[other] = [clean_text(v) for v in arr.take(pa.array(other)).to_pylist()]
+    return out
+
+
+def _pattern_failures(values: np.ndarray, pattern: str) -> np.ndarray:
+    """Rows whose (non-null) value does not match the property's pattern in full."""
+    rx = re.compile(pattern)
+    given = np.nonzero(np.not_equal(values, None))[0]
+    ok = np.fromiter((rx.fullmatch(str(v)) is not None for v in values[given]), dtype=bool, count=len(given))
+    return given[~ok]
 
 
 @dataclass
@@ -208,15 +222,23 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
     n = len(frame)
     sources_cache: dict[str, np.ndarray] = {}
     missing_cache: dict[str, np.ndarray] = {}
+    text_cache: dict[str, np.ndarray | None] = {}
 
     def col(name: str) -> np.ndarray:
         if name not in sources_cache:
             sources_cache[name] = _objects(frame[name])
         return sources_cache[name]
 
+    def text(name: str) -> np.ndarray | None:
+        if name not in text_cache:
+            text_cache[name] = _clean_text_column(frame[name])
+        return text_cache[name]
+
     def missing(name: str) -> np.ndarray:
         if name not in missing_cache:
-            missing_cache[name] = _missing_mask(col(name))
+            cleaned = text(name)
+            missing_cache[name] = (np.equal(cleaned, None).astype(bool) if cleaned is not None
+                                   else _missing_mask(col(name)))
         return missing_cache[name]
 
     def first_present(sources: list[str]) -> np.ndarray:
@@ -250,16 +272,21 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
                                            f"{prop.name} '{clean_text(str(r))}' is not in the vocabulary"
                                            for r in raw_first], dtype=object))
             continue
-        raw = first_present(sources)
-        if prop.type == "string" and pd.api.types.infer_dtype(raw, skipna=True) == "string":
-            vals, bad_rows, texts = _clean_strings(raw, prop.pattern)
-            for i, t in zip(bad_rows.tolist(), texts):
-                problems.setdefault(i, []).append(f"{prop.name} '{t}' does not match the required form")
+        if prop.type == "string" and sources and all(text(s) is not None for s in sources):
+            # text into text: the first non-blank source, cleaned (what convert() below does per value)
+            vals = np.full(n, None, dtype=object)
+            for s in reversed(sources):
+                present = ~missing(s)
+                vals[present] = text(s)[present]
+            if prop.pattern:
+                for i in _pattern_failures(vals, prop.pattern).tolist():
+                    problems.setdefault(i, []).append(f"{prop.name} '{vals[i]}' does not match the required form")
             values[prop.name] = vals
             if prop.required:
                 for i in np.nonzero(np.equal(vals, None))[0].tolist():
                     problems.setdefault(i, []).append(f"no {prop.name} given")
             continue
+        raw = first_present(sources)
 
         def convert(v, prop=prop):
             found: list[str] = []

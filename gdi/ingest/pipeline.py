@@ -236,7 +236,7 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
         step("publishing", 0.92)
         from gdi.publish import publish
         try:
-            publish(store=store)
+            publish(store=store, viewer=False)      # a running server refreshes the map
         except Exception as exc:  # noqa: BLE001 — the data are stored; say so rather than fail the upload
             report.warnings.append(f"the data are published as version {info.version}, but regenerating the "
                                    f"configuration and map failed ({type(exc).__name__}: {exc}); run gdi publish")
@@ -245,18 +245,24 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
 
 def _duplicates(geoms: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
     """For each feature the position of the earlier identical one (same geometry WKB and
-    values), or -1. Hashing in pandas, no loop per feature."""
+    values), or -1. Only features sharing their exact geometry (found by hashing the WKB,
+    no loop per feature) can be duplicates; just those are compared on all values."""
     n = len(geoms)
+    out = np.full(n, -1, dtype=np.int64)
     if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    key = {"__wkb": shapely.to_wkb(geoms)}
+        return out
+    wkb = shapely.to_wkb(geoms)
+    maybe = np.nonzero(pd.Series(pd.util.hash_array(wkb, categorize=False)).duplicated(keep=False).to_numpy())[0]
+    if len(maybe) == 0:
+        return out
+    key = {"__wkb": wkb[maybe]}
     for name in sorted(values):
-        key[name] = pd.Series(values[name], dtype=object).astype(str).to_numpy(dtype=object)
+        key[name] = pd.Series(values[name][maybe], dtype=object).astype(str).to_numpy(dtype=object)
     frame = pd.DataFrame(key)
     groups = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
-    order = np.arange(n)
-    first_pos = pd.Series(order).groupby(groups).transform("min").to_numpy()
-    return np.where(first_pos < order, first_pos, -1)
+    first_pos = pd.Series(maybe).groupby(groups).transform("min").to_numpy()
+    out[maybe] = np.where(first_pos < maybe, first_pos, -1)
+    return out
 
 
 def _shown(values: dict) -> dict:

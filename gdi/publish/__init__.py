@@ -1,6 +1,7 @@
 """Publishing: the pygeoapi configuration, the OpenAPI document and the viewer."""
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import tempfile
@@ -59,21 +60,57 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     except ImportError:
         templates = None
     cfg = build_config(collections, store, url=url, templates=templates)
-    _atomic_write(paths.pygeoapi_config, yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False))
+    text = yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
+    changed = _read(paths.pygeoapi_config) != text
+    if changed:
+        _atomic_write(paths.pygeoapi_config, text)
     os.environ["PYGEOAPI_CONFIG"] = str(paths.pygeoapi_config)
-    from pygeoapi.openapi import get_oas
+    # The OpenAPI document does not depend on the extents, which are what an upload usually changes:
+    # it is regenerated (pygeoapi's get_oas, ~0.5 s with its imports) only when anything else did.
+    key = hashlib.sha256(yaml.safe_dump(_without_extents(cfg), sort_keys=True).encode()).hexdigest()
+    oas_key = paths.openapi.with_name(paths.openapi.name + ".key")
+    if _read(oas_key) != key or not paths.openapi.exists():
+        from pygeoapi.openapi import get_oas
 
-    from gdi.publish.openapi import bundle
+        from gdi.publish.openapi import bundle
 
-    oas = bundle(get_oas(cfg))      # every $ref resolves locally (no schemas.opengis.net offline)
-    _atomic_write(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
+        oas = bundle(get_oas(cfg))      # every $ref resolves locally (no schemas.opengis.net offline)
+        _atomic_write(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
+        _atomic_write(oas_key, key)
+        changed = True
     out = {"config": paths.pygeoapi_config, "openapi": paths.openapi}
     if viewer:
-        from gdi.viewer_publish import build_from_store
+        from gdi.viewer_publish import refresh
 
-        out["viewer"] = build_from_store(store, collections, paths.viewer / "index.html")
-    notify_server()
+        refresh(store, collections, force=True)
+        out["viewer"] = paths.viewer / "index.html"
+    if changed:
+        notify_server()
     return out
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return None
+
+
+def _without_extents(cfg: dict) -> dict:
+    resources = {k: {kk: vv for kk, vv in v.items() if kk != "extents"} for k, v in cfg.get("resources", {}).items()}
+    return {**cfg, "resources": resources}
+
+
+def servers_running() -> int:
+    """How many `gdi serve` of this GDI_HOME are alive (their gunicorn pid files)."""
+    alive = 0
+    for pidfile in settings.paths().home.glob("server-*.pid"):
+        try:
+            os.kill(int(pidfile.read_text().strip()), 0)
+            alive += 1
+        except (OSError, ValueError):
+            pass
+    return alive
 
 
 def notify_server() -> None:

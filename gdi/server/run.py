@@ -26,6 +26,7 @@ def gunicorn_args(host: str, port: int, workers: int, threads: int, pidfile: Pat
 def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None) -> int:
     from gdi.publish import publish
     from gdi.server import jobs
+    from gdi.server.map_refresh import MapRefresher
 
     paths = settings.paths()
     url = os.environ.get("GDI_URL") or f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
@@ -44,16 +45,20 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
                               preexec_fn=jobs._die_with_parent)
     runner = jobs.Runner(env)
     runner.start()
+    refresher = MapRefresher(env)
+    refresher.start()
 
     def forward(signum, _frame):
         if signum == signal.SIGHUP:
             server.send_signal(signal.SIGHUP)
             return
         runner.stop()
+        refresher.stop()
         server.send_signal(signal.SIGTERM)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     code = server.wait()
     runner.stop()
+    refresher.stop()
     return code

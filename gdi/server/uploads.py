@@ -188,7 +188,7 @@ def rollback(collection: str, member: str, dataset: str):
                               uploader=f"token:{token.id}")
     except VersionNotFound as exc:
         return _error(404, str(exc))
-    publish(store=store)
+    publish(store=store, viewer=False)      # the server's map refresher follows
     return jsonify({"collection": collection, "member": member, "dataset": dataset, "version": info.version,
                     "count": info.count})
 

@@ -227,20 +227,20 @@ class GpkgStore:
     def replace(self, collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame, *,
                 updated: str, meta: VersionMeta | None = None) -> DatasetInfo:
         meta = meta or VersionMeta()
-        rows, bounds = prepared_rows(collection, member, dataset, features,
-                                     lambda geoms: gpkg_binary.encode(geoms, collection.epsg))
+        columns, bounds = prepared_columns(collection, member, dataset, features,
+                                           lambda geoms: gpkg_binary.encode(geoms, collection.epsg))
         envelopes = gpkg_binary.envelopes(features.geometry.values)
+        n = len(features)
         with self._write() as conn:
             self._ensure(conn, collection)
             number = self._next_version(conn, collection.id, member, dataset)
-            vid = conn.execute(
+            conn.execute(
                 "INSERT INTO gdi_versions (collection, member, dataset, version, created, action, count, uploader, "
                 "file, original, sha256, report, restored_from) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,NULL)",
-                (collection.id, member, dataset, number, updated, "upload", len(rows), meta.uploader, meta.file,
-                 meta.original, meta.sha256, meta.report)).lastrowid
-            self._publish_rows(conn, collection, member, dataset, rows, envelopes, updated, number, bounds)
-            self._archive_live(conn, collection, member, dataset, vid)
-        return DatasetInfo(collection.id, member, dataset, len(rows), updated, number)
+                (collection.id, member, dataset, number, updated, "upload", n, meta.uploader, meta.file,
+                 meta.original, meta.sha256, meta.report))
+            self._publish_rows(conn, collection, member, dataset, columns, n, envelopes, updated, number, bounds)
+        return DatasetInfo(collection.id, member, dataset, n, updated, number)
 
     def rollback(self, collection: Collection, member: str, dataset: str, *, to_version: int | None = None,
                  updated: str, uploader: str | None = None) -> DatasetInfo:
@@ -255,20 +255,21 @@ class GpkgStore:
                 (collection.id, member, dataset)).fetchall()
             target = rollback_target(f"{collection.id}/{member}/{dataset}", versions, live[0] if live else None,
                                      to_version)
+            self._archive_live(conn, collection, member, dataset)     # the target may be the live version
             rows = conn.execute(f'SELECT {cols} FROM "{ARCHIVE}{collection.id}" WHERE version_id = ? ORDER BY rowid',
                                 (target[0],)).fetchall()
             number = self._next_version(conn, collection.id, member, dataset)
-            vid = conn.execute(
+            conn.execute(
                 "INSERT INTO gdi_versions (collection, member, dataset, version, created, action, count, uploader, "
                 "file, original, sha256, report, restored_from) "
                 "SELECT collection, member, dataset, ?, ?, 'rollback', count, ?, file, original, sha256, report, version "
-                "FROM gdi_versions WHERE id = ?", (number, updated, uploader, target[0])).lastrowid
+                "FROM gdi_versions WHERE id = ?", (number, updated, uploader, target[0]))
             geoms = gpkg_binary.decode([r[0] for r in rows]) if rows else np.empty(0, dtype=object)
             bounds = _lonlat_bounds(gpd.GeoDataFrame(geometry=gpd.GeoSeries(geoms, crs=collection.epsg))) \
                 if rows else (None, None, None, None)
-            self._publish_rows(conn, collection, member, dataset, rows, gpkg_binary.envelopes(geoms), updated,
-                               number, bounds)
-            self._archive_live(conn, collection, member, dataset, vid)
+            columns = [list(c) for c in zip(*rows)] if rows else [[] for _ in range(len(props) + 3)]
+            self._publish_rows(conn, collection, member, dataset, columns, len(rows), gpkg_binary.envelopes(geoms),
+                               updated, number, bounds)
         return DatasetInfo(collection.id, member, dataset, len(rows), updated, number)
 
     def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
@@ -293,7 +294,7 @@ class GpkgStore:
         return [VersionInfo(*r[:13], live=bool(r[13])) for r in rows]
 
     def version_features(self, collection: Collection, member: str, dataset: str, version: int) -> gpd.GeoDataFrame:
-        """The features one version published (from the archive)."""
+        """The features one version published (from the archive, or the live table for the live version)."""
         cols = collection.columns
         conn = connect(self.path, readonly=True)
         try:
@@ -301,9 +302,17 @@ class GpkgStore:
                                (collection.id, member, dataset, version)).fetchone()
             if row is None:
                 raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {version}")
-            rows = conn.execute(
-                f'SELECT "{GEOM}", {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{ARCHIVE}{collection.id}" '
-                "WHERE version_id = ? ORDER BY rowid", (row[0],)).fetchall()
+            names = ", ".join(chr(34) + c + chr(34) for c in cols)
+            archived = conn.execute(f'SELECT 1 FROM "{ARCHIVE}{collection.id}" WHERE version_id = ? LIMIT 1',
+                                    (row[0],)).fetchone()
+            live = conn.execute("SELECT 1 FROM gdi_datasets WHERE collection=? AND member=? AND dataset=? AND version=?",
+                                (collection.id, member, dataset, version)).fetchone()
+            if live and not archived:       # the live version is archived only once it is replaced
+                rows = conn.execute(f'SELECT "{GEOM}", {names} FROM "{collection.id}" WHERE member = ? AND dataset = ? '
+                                    "ORDER BY fid", (member, dataset)).fetchall()
+            else:
+                rows = conn.execute(f'SELECT "{GEOM}", {names} FROM "{ARCHIVE}{collection.id}" '
+                                    "WHERE version_id = ? ORDER BY rowid", (row[0],)).fetchall()
         finally:
             conn.close()
         data = {c: [r[i + 1] for r in rows] for i, c in enumerate(cols)}
@@ -317,37 +326,47 @@ class GpkgStore:
         return (row[0] or 0) + 1
 
     @staticmethod
-    def _archive_live(conn: sqlite3.Connection, collection: Collection, member: str, dataset: str,
-                      vid: int) -> None:
-        """Copy the dataset's live rows into the archive as version ``vid`` (in SQLite, not via Python)."""
+    def _archive_live(conn: sqlite3.Connection, collection: Collection, member: str, dataset: str) -> None:
+        """Copy the dataset's live rows into the archive under their version, unless already there.
+
+        Versions are archived when they stop being live (replaced, rolled back from, deleted), so an
+        upload writes its features once; the live version is read from the live table.
+        """
+        row = conn.execute(
+            "SELECT v.id FROM gdi_datasets d JOIN gdi_versions v ON v.collection = d.collection "
+            "AND v.member = d.member AND v.dataset = d.dataset AND v.version = d.version "
+            "WHERE d.collection = ? AND d.member = ? AND d.dataset = ?", (collection.id, member, dataset)).fetchone()
+        if row is None or conn.execute(f'SELECT 1 FROM "{ARCHIVE}{collection.id}" WHERE version_id = ? LIMIT 1',
+                                       (row[0],)).fetchone():
+            return
         cols = ", ".join(f'"{c}"' for c in [GEOM, *collection.properties, "member", "dataset"])
         conn.execute(f'INSERT INTO "{ARCHIVE}{collection.id}" (version_id, {cols}) '
                      f'SELECT ?, {cols} FROM "{collection.id}" WHERE member = ? AND dataset = ? ORDER BY fid',
-                     (vid, member, dataset))
+                     (row[0], member, dataset))
 
     def _publish_rows(self, conn: sqlite3.Connection, collection: Collection, member: str, dataset: str,
-                      rows: list[tuple], envelopes: np.ndarray, updated: str, number: int, bounds) -> None:
+                      columns: list, n: int, envelopes: np.ndarray, updated: str, number: int, bounds) -> None:
         """Swap the dataset's live rows; the R-tree is maintained here in bulk (triggers off meanwhile)."""
         t = collection.id
         rtree = f"rtree_{t}_{GEOM}"
         props = list(collection.properties)
         collist = ", ".join(f'"{c}"' for c in ["fid", GEOM, *props, "member", "dataset"])
         marks = ", ".join("?" * (len(props) + 4))
+        self._archive_live(conn, collection, member, dataset)
         for name in _RTREE_TRIGGER_NAMES:
             conn.execute(f'DROP TRIGGER IF EXISTS "{rtree}_{name}"')
         old = np.array([r[0] for r in conn.execute(f'SELECT fid FROM "{t}" WHERE member = ? AND dataset = ?',
                                                     (member, dataset))], dtype=np.int64)
-        total = conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] - len(old) + len(rows)
+        total = conn.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] - len(old) + n
         first = conn.execute(
             f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?), 0), "
             f'coalesce((SELECT max(fid) FROM "{t}"), 0)) + 1', (t,)).fetchone()[0]
         conn.execute(f'DELETE FROM "{t}" WHERE member = ? AND dataset = ?', (member, dataset))
-        fids = np.arange(first, first + len(rows), dtype=np.int64)
-        conn.executemany(f'INSERT INTO "{t}" ({collist}) VALUES ({marks})',
-                         ((fid, *row) for fid, row in zip(fids.tolist(), rows)))
-        has = ~np.isnan(envelopes[:, 0]) if len(rows) else np.zeros(0, dtype=bool)
+        fids = np.arange(first, first + n, dtype=np.int64)
+        conn.executemany(f'INSERT INTO "{t}" ({collist}) VALUES ({marks})', zip(fids.tolist(), *columns))
+        has = ~np.isnan(envelopes[:, 0]) if n else np.zeros(0, dtype=bool)
         # An R-tree insert or delete costs ~9 µs, a packed rebuild ~1.5 µs per entry of the whole tree.
-        if (len(old) + len(rows)) * 6 > total:
+        if (len(old) + n) * 6 > total:
             ids, boxes = gpkg_rtree.entries(conn, rtree)
             keep = ~np.isin(ids, old)
             new_ids, new_boxes = gpkg_rtree.as_cells(fids[has], envelopes[has])
@@ -359,9 +378,9 @@ class GpkgStore:
                              zip(fids[has].tolist(), *(envelopes[has, k].tolist() for k in range(4))))
         _run_script(conn, _RTREE_TRIGGERS.format(t=t, g=GEOM))
         self._bump(conn)
-        if rows:
+        if n:
             conn.execute("INSERT OR REPLACE INTO gdi_datasets VALUES (?,?,?,?,?,?,?,?,?,?)",
-                         (t, member, dataset, len(rows), updated, number, *bounds))
+                         (t, member, dataset, n, updated, number, *bounds))
         else:
             conn.execute("DELETE FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?", (t, member, dataset))
         self._update_contents(conn, t)
@@ -369,6 +388,7 @@ class GpkgStore:
     def delete(self, collection: Collection, member: str, dataset: str) -> int:
         with self._write() as conn:
             self._ensure(conn, collection)
+            self._archive_live(conn, collection, member, dataset)
             n = conn.execute(f'DELETE FROM "{collection.id}" WHERE member = ? AND dataset = ?', (member, dataset)).rowcount
             conn.execute("DELETE FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?", (collection.id, member, dataset))
             self._bump(conn)
@@ -492,20 +512,27 @@ def _lonlat_bounds(features: gpd.GeoDataFrame) -> tuple[float, float, float, flo
     return float(np.min(lon)), float(np.min(lat)), float(np.max(lon)), float(np.max(lat))
 
 
-def prepared_rows(collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame,
-                  encode) -> tuple[list[tuple], tuple]:
-    """Rows (encoded geometry, properties…, member, dataset) and lon/lat bounds for a replace;
-    ``encode`` turns the geometries into what the store writes."""
+def prepared_columns(collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame,
+                     encode) -> tuple[list, tuple]:
+    """Columns (encoded geometry, properties…, member, dataset) and lon/lat bounds for a replace;
+    ``encode`` turns the geometries into what the store writes. Rows are zip(*columns)."""
     if features.crs is not None and features.crs.to_epsg() != collection.epsg:
         raise StoreError(f"features must be in {collection.storage_crs}, got {features.crs}")
-    values = _rows(features, list(collection.properties), collection)
-    rows = [(g, *row, member, dataset) for g, row in zip(encode(features.geometry.values), values)]
-    bounds = _lonlat_bounds(features) if len(features) else (None, None, None, None)
-    return rows, bounds
+    n = len(features)
+    columns = [encode(features.geometry.values), *_columns(features, list(collection.properties), collection),
+               [member] * n, [dataset] * n]
+    bounds = _lonlat_bounds(features) if n else (None, None, None, None)
+    return columns, bounds
 
 
-def _rows(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[tuple]:
-    """Python values per row in column order; NaN/NaT become NULL (converted per column, not per value)."""
+def prepared_rows(collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame,
+                  encode) -> tuple[list[tuple], tuple]:
+    columns, bounds = prepared_columns(collection, member, dataset, features, encode)
+    return list(zip(*columns)), bounds
+
+
+def _columns(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[list]:
+    """Python values per column, in column order; NaN/NaT become NULL (converted per column, not per value)."""
     n = len(features)
     columns = []
     for name in props:
@@ -530,4 +557,4 @@ def _rows(features: gpd.GeoDataFrame, props: list[str], collection: Collection) 
             elif pd.api.types.infer_dtype(values[present], skipna=False) != "string":
                 values[present] = [str(v) for v in values[present]]
         columns.append(values.tolist())
-    return list(zip(*columns)) if columns else [() for _ in range(n)]
+    return columns

@@ -1,0 +1,50 @@
+"""Keeps the served map in step with the store while `gdi serve` runs.
+
+Uploads (over HTTP or with `gdi ingest`, from this or another server on the
+same store) only bump the store's data version; this thread notices within a
+few seconds and rebuilds the map in a child process, so the build's memory
+and CPU never sit in the supervisor and the build dies with the server.
+"""
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+
+from gdi import settings
+
+
+class MapRefresher(threading.Thread):
+    def __init__(self, env: dict[str, str], interval: float | None = None) -> None:
+        super().__init__(name="gdi-map", daemon=True)
+        self.env = env
+        self.interval = float(interval if interval is not None else settings.setting("viewer.refresh_seconds", 2))
+        self.stop_event = threading.Event()
+        self.child: subprocess.Popen | None = None
+
+    def stale(self) -> bool:
+        from gdi.store import open_store
+        from gdi.viewer_publish import built_for
+
+        return built_for() != str(open_store().data_version())
+
+    def run(self) -> None:
+        from gdi.server.jobs import _die_with_parent
+
+        while not self.stop_event.wait(self.interval):
+            try:
+                if not self.stale():
+                    continue
+                self.child = subprocess.Popen([sys.executable, "-m", "gdi.viewer_publish"], env=self.env,
+                                              preexec_fn=_die_with_parent)
+                code = self.child.wait()
+                if code != 0 and not self.stop_event.is_set():
+                    print(f"gdi: rebuilding the map failed (exit {code}); retrying", file=sys.stderr, flush=True)
+                    self.stop_event.wait(30)
+            except Exception as exc:  # noqa: BLE001 — the refresher must keep going
+                print(f"gdi: map refresher: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.child is not None and self.child.poll() is None:
+            self.child.terminate()
