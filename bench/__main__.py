@@ -7,13 +7,13 @@ Everything runs on 127.0.0.1, one service at a time, with bounded durations:
 2. ingest: ``ogr2ogr -t_srs EPSG:25832`` into a GeoPackage vs ``gdi ingest``
    (as a user runs it, and its normalise+store part alone);
 3. memory: max RSS of ``gdi ingest`` of 1,000,000 points;
-4. serving: a throwaway PostGIS, gdi (gunicorn, workers = cores) and tipg
-   (uvicorn[standard], workers = cores) on the same table, then gdi on the
-   GeoPackage store; wrk with 16 connections, 10 s per figure, random bboxes
-   from bench/bbox.lua;
+4. serving: a throwaway PostGIS; gdi (gunicorn, workers = cores) and tipg
+   (uvicorn[standard], workers = cores) on the same table and gdi on the
+   GeoPackage store, all three running, measured in interleaved rounds (wrk,
+   16 connections, 10 s each; random bboxes from bench/bbox.lua), medians;
 5. viewer: bench.viewer.run() (first draw of 10,000 points in Chromium).
 
-Environment knobs: BENCH_SECONDS (default 10), BENCH_CONNECTIONS (16),
+Environment knobs: BENCH_SECONDS (default 10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16),
 BENCH_MEMORY_POINTS (1000000), BENCH_SKIP (comma list of ingest,memory,serve,viewer).
 """
 from __future__ import annotations
@@ -26,6 +26,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,6 +43,7 @@ GDI = str(BIN / "gdi")
 WORK = Path(os.environ.get("BENCH_WORK", "/tmp/gdi-bench"))
 TIPG_VENV = Path(os.environ.get("BENCH_TIPG_VENV", WORK / "venv-tipg"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
 MEMORY_POINTS = int(os.environ.get("BENCH_MEMORY_POINTS", "1000000"))
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
@@ -106,14 +108,15 @@ def bench_ingest(zip100k: Path) -> Path:
     ogr_s = min(ogr)
     home = new_home("home-gpkg")
     load_boundaries(home)
-    total = gdi("ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points",
-                str(zip100k), home=home)
-    core = float(subprocess.run(
+    # best of two like ogr2ogr: the first run adds the dataset, the second replaces it (as a re-upload does)
+    total = min(gdi("ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points",
+                    str(zip100k), home=home) for _ in range(2))
+    core = min(float(subprocess.run(
         [sys.executable, "-c", _CORE_SNIPPET, str(zip100k)], env=env_for(home, None), check=True,
-        capture_output=True, text=True).stdout.strip().splitlines()[-1])
-    row("ingest 100k pts, SHP zip EPSG:31467 CP1252 (s), `gdi ingest` as run", f"{total:.2f}", f"{ogr_s:.2f} (ogr2ogr)",
+        capture_output=True, text=True).stdout.strip().splitlines()[-1]) for _ in range(2))
+    row("ingest 100k pts, SHP zip EPSG:31467 CP1252 (s), `gdi ingest` command (with Python start-up)", f"{total:.2f}", f"{ogr_s:.2f} (ogr2ogr)",
         f"{total / ogr_s:.2f}×", "≤ 1.5×")
-    row("ingest 100k: read+normalise+validate+store only (s)", f"{core:.2f}", f"{ogr_s:.2f} (ogr2ogr)",
+    row("ingest 100k: read+normalise+validate+store, in process (s)", f"{core:.2f}", f"{ogr_s:.2f} (ogr2ogr)",
         f"{core / ogr_s:.2f}×", "≤ 1.5×")
     return home
 
@@ -197,14 +200,30 @@ def stop(proc: subprocess.Popen) -> None:
             proc.wait(10)
 
 
-def measure(base: str, items_path: str, bbox: tuple[float, float, float, float]) -> dict:
-    url = base + items_path
-    wrk(url, seconds=2)                                   # warm up
-    items = wrk(url)
-    lua = (items_path, *(f"{v:.5f}" for v in bbox))
-    wrk(base, lua=lua, seconds=2)
-    boxes = wrk(base, lua=lua)
-    return {"items": items, "bbox": boxes}
+def measure_rounds(targets: dict[str, tuple[str, str]], bbox: tuple[float, float, float, float]) -> dict:
+    """wrk on every target in turn, ROUNDS times over (interleaved, so a slow spell of a shared
+    machine hits every server alike); per target and kind the median req/s, p99 and total errors.
+    targets: name → (base URL, items path)."""
+    runs: dict = {name: {"items": [], "bbox": []} for name in targets}
+    for name, (base, path) in targets.items():          # warm up: pools, caches, code paths
+        wrk(base + path, seconds=2)
+        wrk(base, lua=(path, *(f"{v:.5f}" for v in bbox)), seconds=2)
+    for r in range(ROUNDS):
+        for kind in ("items", "bbox"):
+            for name, (base, path) in targets.items():
+                if kind == "items":
+                    result = wrk(base + path)
+                else:
+                    result = wrk(base, lua=(path, *(f"{v:.5f}" for v in bbox)))
+                runs[name][kind].append(result)
+                log(f"round {r + 1} {kind:5s} {name:12s} {result['rps']:7.0f} req/s, p99 {result['p99']:.1f} ms, "
+                    f"{result['errors']} errors")
+    out: dict = {}
+    for name, kinds in runs.items():
+        out[name] = {kind: {"rps": statistics.median(x["rps"] for x in results),
+                            "p99": statistics.median(x["p99"] for x in results),
+                            "errors": sum(x["errors"] for x in results)} for kind, results in kinds.items()}
+    return out
 
 
 def serve_gdi(home: Path, store: str | None) -> tuple[subprocess.Popen, str]:
@@ -240,41 +259,45 @@ def serve_tipg(db_url: str) -> tuple[subprocess.Popen, str]:
 
 
 def bench_serving(zip100k: Path, gpkg_home: Path | None) -> None:
+    """gdi on PostGIS, tipg on the same table and gdi on the GeoPackage store, all running at once
+    and measured in interleaved rounds."""
     from gdi import devdb
 
     bbox = data.county_bbox_lonlat()
+    items = "/collections/supply_points/items?limit=100&f=json"
     db = devdb.start()
+    procs: list[subprocess.Popen] = []
     try:
         home = new_home("home-postgis")
         load_boundaries(home, db.url)
         gdi("ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points",
             str(zip100k), home=home, store=db.url)
-        proc, base = serve_gdi(home, db.url)
-        try:
-            ours = measure(base, "/collections/supply_points/items?limit=100&f=json", bbox)
-        finally:
-            stop(proc)
-        proc, base = serve_tipg(db.url)
-        try:
-            peer = measure(base, "/collections/gdi.supply_points/items?limit=100", bbox)
-        finally:
-            stop(proc)
+        subprocess.run(["psql", db.url, "-qc", "ANALYZE"], check=True, capture_output=True)
+        proc, gdi_pg = serve_gdi(home, db.url)
+        procs.append(proc)
+        proc, tipg = serve_tipg(db.url)
+        procs.append(proc)
+        targets = {"gdi/PostGIS": (gdi_pg, items), "tipg": (tipg, "/collections/gdi.supply_points/items?limit=100")}
+        if gpkg_home is not None:
+            proc, gdi_gpkg = serve_gdi(gpkg_home, None)
+            procs.append(proc)
+            targets["gdi/GeoPackage"] = (gdi_gpkg, items)
+        result = measure_rounds(targets, bbox)
     finally:
+        for proc in procs:
+            stop(proc)
         db.stop()
-    for kind, label in (("items", "`items?limit=100`"), ("bbox", "random `bbox` (limit 10)")):
+    ours, peer = result["gdi/PostGIS"], result["tipg"]
+    for kind, label in (("items", "`items?limit=100`"), ("bbox", "random `bbox`, limit 100")):
         a, b = ours[kind], peer[kind]
         row(f"PostGIS {label}, {CONNECTIONS} clients, {CORES} workers (req/s)", f"{a['rps']:.0f}",
             f"{b['rps']:.0f} (tipg)", f"{a['rps'] / b['rps']:.2f}×", "≥ 1.5×")
         row(f"PostGIS {label}: p99 ms / errors", f"{a['p99']:.1f} / {a['errors']}", f"{b['p99']:.1f} / {b['errors']}",
             "–", "< 100 ms / 0")
-    if gpkg_home is None:
+    if "gdi/GeoPackage" not in result:
         return
-    proc, base = serve_gdi(gpkg_home, None)
-    try:
-        mine = measure(base, "/collections/supply_points/items?limit=100&f=json", bbox)
-    finally:
-        stop(proc)
-    for kind, label in (("items", "`items?limit=100`"), ("bbox", "random `bbox` (limit 10)")):
+    mine = result["gdi/GeoPackage"]
+    for kind, label in (("items", "`items?limit=100`"), ("bbox", "random `bbox`, limit 100")):
         a, b = mine[kind], ours[kind]
         row(f"GeoPackage {label} (req/s; p99 ms / errors)",
             f"{a['rps']:.0f}; {a['p99']:.1f} / {a['errors']}", f"{b['rps']:.0f} (gdi on PostGIS)",

@@ -94,9 +94,10 @@ def refresh(store=None, collections: dict[str, Collection] | None = None, *, for
         return True
 
 
-def main() -> int:
-    """`python -m gdi.viewer_publish`: what the server's map refresher runs in a child process."""
-    rebuilt = refresh()
+def main(argv: list[str] | None = None) -> int:
+    """`python -m gdi.viewer_publish [--force]`: what `gdi serve` runs in a child process, at start
+    (forced: definitions or settings may have changed) and whenever the data moved on."""
+    rebuilt = refresh(force="--force" in (sys.argv[1:] if argv is None else argv))
     if rebuilt:
         print(f"gdi: map rebuilt for data version {built_for()}", flush=True)
     return 0

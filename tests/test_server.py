@@ -135,6 +135,54 @@ def test_viewer_is_served(server):
     assert not EXTERNAL.search(r.text)
 
 
+def test_the_map_follows_an_upload(server, monkeypatch):
+    """An upload only bumps the store's data version; the running server rebuilds the map by itself
+    (in a child process) within seconds — and again when the upload is withdrawn."""
+    import time
+
+    import geopandas as gpd
+    import shapely
+
+    from conftest import home_store
+    from gdi.collections import load_collections
+    from gdi.store import open_store
+    from gdi.store.base import VersionMeta
+
+    monkeypatch.setenv("GDI_HOME", str(server.home))
+    if home_store(server.home):
+        monkeypatch.setenv("GDI_STORE", home_store(server.home))
+    else:
+        monkeypatch.delenv("GDI_STORE", raising=False)
+    store = open_store()
+    collection = load_collections()["supply_points"]
+    name = "Karten-Test-Hofladen"
+    frame = gpd.GeoDataFrame({"name": [name], "category": ["farm_shop"]},
+                             geometry=gpd.GeoSeries([shapely.Point(483100, 5630100)], crs=collection.storage_crs))
+
+    def map_shows(expected: bool, within: float = 90) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < within:
+            if (name in server.get("/viewer").text) == expected:
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise AssertionError(f"the map did not {'show' if expected else 'drop'} {name} within {within} s")
+
+    assert name not in server.get("/viewer").text
+    try:
+        store.replace(collection, "06534", "map-test", frame, updated="2026-01-01T00:00:00Z", meta=VersionMeta())
+        map_shows(True)
+        stamp = server.home / "viewer" / "data-version"
+        for _ in range(20):         # the stamp is written right after the page
+            if stamp.read_text() == str(store.data_version()):
+                break
+            time.sleep(0.25)
+        assert stamp.read_text() == str(store.data_version())
+    finally:
+        store.replace(collection, "06534", "map-test", frame.iloc[:0], updated="2026-01-01T00:00:01Z",
+                      meta=VersionMeta())
+    map_shows(False)
+
+
 def test_gdal_oapif_driver_copies_every_collection(server, shared):
     n_points = sum(expected_points(shared).values())
     for cid, n in (("municipalities", N_MUNICIPALITIES), ("supply_points", n_points)):

@@ -3,8 +3,9 @@
 pygeoapi's own PostgreSQL provider breaks spatial CQL with a CRS84 storage CRS,
 swaps axes with EPSG:4326, answers 500 to a non-integer id and to an empty
 ``sortby``. This one keeps the data in EPSG:25832, transforms output itself,
-binds every literal as a parameter, and runs count and page in one
-REPEATABLE READ snapshot from a small connection pool.
+binds every literal as a parameter, and answers a page with its count and the
+data version in one statement (one snapshot); the rare rest (hits, pages past
+the end) runs count and page in one REPEATABLE READ transaction.
 """
 from __future__ import annotations
 
@@ -27,18 +28,21 @@ LOGGER = logging.getLogger(__name__)
 SCHEMA = "gdi"
 JSON_TYPES = {"text": "string", "bigint": "integer", "integer": "integer", "double precision": "number",
               "boolean": "boolean"}
-_pools: dict[str, ConnectionPool] = {}
+_pools: dict[tuple[str, bool], ConnectionPool] = {}
 _pools_lock = threading.Lock()
 _fields_cache: dict[tuple[str, str], dict] = {}
+_last_version: dict[str, int] = {}      # per store: the data version the previous request saw
 
 
-def _pool(url: str) -> ConnectionPool:
+def _pool(url: str, autocommit: bool = False) -> ConnectionPool:
+    """Connections per store; autocommit ones answer single statements without BEGIN/ROLLBACK
+    (two round trips less, ~0.3 ms per request)."""
     with _pools_lock:
-        pool = _pools.get(url)
+        pool = _pools.get((url, autocommit))
         if pool is None:
             pool = ConnectionPool(url, min_size=1, max_size=8, open=True, timeout=30,
-                                  kwargs={"autocommit": False, "connect_timeout": 10})
-            _pools[url] = pool
+                                  kwargs={"autocommit": autocommit, "connect_timeout": 10})
+            _pools[(url, autocommit)] = pool
         return pool
 
 
@@ -115,6 +119,15 @@ class PostgisProvider(StoreProvider):
         order = self._order(sortby)
         columns = self._columns(select_properties)
         table = f'{SCHEMA}."{self.table}"'
+        if resulttype != "hits" and limit > 0:
+            try:
+                found = self._page_at_once(table, where_sql, params, order, columns, int(limit), int(offset),
+                                           skip_geometry, crs_transform_spec)
+            except psycopg.Error as exc:
+                LOGGER.error("query failed: %s", exc)
+                raise ProviderQueryError(user_msg="query failed") from exc
+            if found is not None:
+                return found
         try:
             with _pool(self.url).connection() as conn:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
@@ -145,6 +158,45 @@ class PostgisProvider(StoreProvider):
         except psycopg.Error as exc:
             LOGGER.error("query failed: %s", exc)
             raise ProviderQueryError(user_msg="query failed") from exc
+        return {"type": "FeatureCollection", "features": features, "numberMatched": matched,
+                "numberReturned": len(features)}
+
+    def _page_at_once(self, table: str, where_sql: str, params: list, order: str, columns: list[str], limit: int,
+                      offset: int, skip_geometry: bool, spec) -> dict | None:
+        """The page, its numberMatched and the data version in one statement (one snapshot, one round
+        trip, autocommit). The count is a window over the matches, computed unless the count for the
+        data version the previous request saw is cached; None when the answer needs the full path
+        (no rows on this page, or the data changed and the count was not computed)."""
+        assumed = _last_version.get(self.url)
+        with _count_lock:
+            cached = _count_cache.get((self.url, self.table, assumed, where_sql, tuple(params)))
+        geom = "NULL" if skip_geometry else "ST_AsBinary(geom)"
+        cols = "".join(f', "{c}"' for c in columns)
+        version = f"(SELECT value FROM {SCHEMA}.state WHERE key = 'data_version')"
+        if cached is not None:
+            sql = (f"SELECT {version}, NULL::bigint, fid, {geom}{cols} FROM {table}{where_sql} "
+                   f"ORDER BY {order} LIMIT ? OFFSET ?")
+        else:   # count and choose the page on (fid, geom) only; fetch the other columns for the page alone
+            sql = (f"SELECT {version}, gdi_matched, fid, {geom}{cols} FROM (SELECT fid, count(*) OVER () AS gdi_matched "
+                   f"FROM {table}{where_sql} ORDER BY {order} LIMIT ? OFFSET ?) AS page JOIN {table} USING (fid) "
+                   f"ORDER BY {order}")
+        with _pool(self.url, autocommit=True).connection() as conn:
+            rows = conn.execute(_pg(sql), [*params, limit, offset]).fetchall()
+        if not rows:
+            return None
+        version, counted = rows[0][0], rows[0][1]
+        _last_version[self.url] = version
+        if counted is not None:
+            matched = int(counted)
+            with _count_lock:
+                if len(_count_cache) > 10000:
+                    _count_cache.clear()
+                _count_cache[(self.url, self.table, version, where_sql, tuple(params))] = matched
+        elif version == assumed:
+            matched = cached
+        else:
+            return None
+        features = self._features([r[2:] for r in rows], columns, skip_geometry, spec)
         return {"type": "FeatureCollection", "features": features, "numberMatched": matched,
                 "numberReturned": len(features)}
 

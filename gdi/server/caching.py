@@ -90,10 +90,9 @@ class DataVersion:
     def _pg(self) -> tuple[int, float]:
         from gdi.publish.provider_pg import _pool
 
-        with _pool(self.store_url).connection() as conn:
+        with _pool(self.store_url, autocommit=True).connection() as conn:
             row = conn.execute("SELECT (SELECT value FROM gdi.state WHERE key = 'data_version'), "
                                "(SELECT max(created) FROM gdi.versions)").fetchone()
-            conn.rollback()
         return int(row[0] or 0), _epoch(row[1])
 
 

@@ -21,6 +21,11 @@
   (their inputs are a few configured URIs), ``transform_bbox`` uses a cached
   transformer per thread (pyproj transformers are not thread-safe) and a
   cached EPSG code. Results are unchanged; only the repetition is gone.
+* Items responses are serialised with orjson (a sixth of a bbox request's
+  Python time was ``json.dumps``), with pygeoapi's own conversions for what
+  orjson does not take (its ``json_serial``) and its ``<``/``>`` escaping;
+  anything orjson refuses (e.g. integers beyond 64 bits) goes to pygeoapi's
+  ``to_json`` unchanged.
 """
 from __future__ import annotations
 
@@ -91,9 +96,17 @@ def fix_crs_caching() -> None:
     def get_crs(crs):
         return _crs_by_uri(crs) if isinstance(crs, str) else get_crs_orig(crs)
 
-    @functools.lru_cache(maxsize=256)
+    def _key(crs):
+        # a CRS object hashes by its WKT (~0.2 ms each time); its definition text is as good a key
+        return crs if isinstance(crs, str) else ("srs", crs.srs)
+
+    epsg_cache: dict = {}
+
     def _epsg(crs: pyproj.CRS):
-        return crs.to_epsg()
+        key = _key(crs)
+        if key not in epsg_cache:
+            epsg_cache[key] = crs.to_epsg()
+        return epsg_cache[key]
 
     local = threading.local()
 
@@ -101,7 +114,7 @@ def fix_crs_caching() -> None:
         cache = getattr(local, "transformers", None)
         if cache is None:
             cache = local.transformers = {}
-        key = (from_crs, to_crs, bool(always_xy))
+        key = (_key(from_crs), _key(to_crs), bool(always_xy))
         t = cache.get(key)
         if t is None:
             t = cache[key] = pyproj.Transformer.from_crs(from_crs, to_crs, always_xy=bool(always_xy))
@@ -174,9 +187,32 @@ class Middleware:
         return self.app(environ, geojson_start_response)
 
 
+def fix_json_speed() -> None:
+    import orjson
+    from pygeoapi.api import itemtypes
+    from pygeoapi.util import json_serial
+
+    if getattr(itemtypes.to_json, "_gdi", False):
+        return
+    original = itemtypes.to_json
+
+    def to_json(dict_: dict, pretty: bool = False) -> str:
+        if pretty:
+            return original(dict_, pretty)
+        try:
+            text = orjson.dumps(dict_, default=json_serial).decode("utf-8")
+        except (TypeError, orjson.JSONEncodeError):
+            return original(dict_, pretty)
+        return text.replace("<", "&lt;").replace(">", "&gt;")
+
+    to_json._gdi = True
+    itemtypes.to_json = to_json
+
+
 def install(flask_app) -> None:
     fix_conformance()
     fix_cql2_json_in_query()
     fix_crs_caching()
+    fix_json_speed()
     if not isinstance(flask_app.wsgi_app, Middleware):
         flask_app.wsgi_app = Middleware(flask_app.wsgi_app)

@@ -18,7 +18,7 @@ from gdi import settings
 def gunicorn_args(host: str, port: int, workers: int, threads: int, pidfile: Path) -> list[str]:
     gunicorn = Path(sys.executable).with_name("gunicorn")
     return [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
-            "--worker-class", "gthread", "--pid", str(pidfile), "--no-control-socket",
+            "--worker-class", "gdi.server.worker.BalancedThreadWorker", "--pid", str(pidfile), "--no-control-socket",
             "--access-logfile", "-", "--error-logfile", "-", "--log-level", "warning",
             "--graceful-timeout", "10", "--timeout", "120", "gdi.server.app:app"]
 
@@ -31,14 +31,20 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
     paths = settings.paths()
     url = os.environ.get("GDI_URL") or f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
     os.environ["GDI_URL"] = url
-    publish(url=url)
+    publish(url=url, viewer=False)
+    env = dict(os.environ, GDI_WSGI="1", GDI_HOME=str(paths.home),
+               PYGEOAPI_CONFIG=str(paths.pygeoapi_config), PYGEOAPI_OPENAPI=str(paths.openapi))
+    # the map is built before serving, in a child: a large build's memory never stays in this process
+    built = subprocess.run([sys.executable, "-m", "gdi.viewer_publish", "--force"], env=env,
+                           preexec_fn=jobs._die_with_parent)
+    if built.returncode != 0:
+        print("gdi: building the regional map failed; /viewer shows the last one (see above)", file=sys.stderr,
+              flush=True)
     failed = jobs.recover_interrupted()
     if failed:
         print(f"gdi: {failed} upload job(s) interrupted by the last stop were marked failed", flush=True)
     workers = workers or int(settings.setting("server.workers", 2))
     threads = int(settings.setting("server.threads", 4))
-    env = dict(os.environ, GDI_WSGI="1", GDI_HOME=str(paths.home),
-               PYGEOAPI_CONFIG=str(paths.pygeoapi_config), PYGEOAPI_OPENAPI=str(paths.openapi))
     print(f"gdi: serving OGC API Features at {url}/ , the regional map at {url}/viewer "
           f"and the upload page at {url}/upload", flush=True)
     server = subprocess.Popen(gunicorn_args(host, port, workers, threads, paths.home / f"server-{port}.pid"), env=env,
