@@ -46,7 +46,8 @@ def assign_ags(geoms: np.ndarray, municipalities: gpd.GeoDataFrame, tolerance: f
     """
     if municipalities.empty or len(geoms) == 0:
         return [None] * len(geoms)
-    points = shapely.point_on_surface(geoms)
+    is_point = shapely.get_type_id(geoms) == 0
+    points = geoms if is_point.all() else np.where(is_point, geoms, shapely.point_on_surface(geoms))
     xy = shapely.get_coordinates(points)
     present = ~shapely.is_empty(points) & ~shapely.is_missing(points)
     x = np.full(len(points), np.nan)
