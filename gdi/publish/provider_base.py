@@ -41,6 +41,12 @@ def _same_crs(a: str, b: str) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
+def _decimals(wkt: str) -> int:
+    """Output precision: ~1 cm in degrees, 1 mm in metres (no float noise)."""
+    return 7 if _crs(wkt).is_geographic else 3
+
+
+@functools.lru_cache(maxsize=64)
 def _lon_first(wkt: str) -> bool:
     crs = _crs(wkt)
     return bool(crs.is_geographic and crs.axis_info and crs.axis_info[0].direction.lower() == "east")
@@ -302,7 +308,7 @@ class StoreProvider(BaseProvider):
             t = decimals = None
             if spec is not None:
                 t = _transformer(spec.source_crs_wkt, spec.target_crs_wkt, bool(spec.always_xy))
-                decimals = 7 if t.target_crs.is_geographic else 3   # ~1 cm / 1 mm: no float noise
+                decimals = _decimals(spec.target_crs_wkt)
             shapes = _geojson_geometries(geoms, t, decimals)
         return [{"type": "Feature", "id": row[0], "geometry": shape, "properties": dict(zip(columns, row[2:]))}
                 for row, shape in zip(rows, shapes)]
