@@ -67,7 +67,12 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     os.environ["PYGEOAPI_CONFIG"] = str(paths.pygeoapi_config)
     # The OpenAPI document does not depend on the extents, which are what an upload usually changes:
     # it is regenerated (pygeoapi's get_oas, ~0.5 s with its imports) only when anything else did.
-    key = hashlib.sha256(yaml.safe_dump(_without_extents(cfg), sort_keys=True).encode()).hexdigest()
+    # get_oas also reads each provider's fields: the collection definitions and pygeoapi's version count too
+    import importlib.metadata
+
+    key = hashlib.sha256(yaml.safe_dump(
+        [_without_extents(cfg), {cid: c.raw for cid, c in collections.items()},
+         importlib.metadata.version("pygeoapi")], sort_keys=True).encode()).hexdigest()
     oas_key = paths.openapi.with_name(paths.openapi.name + ".key")
     if _read(oas_key) != key or not paths.openapi.exists():
         from pygeoapi.openapi import get_oas

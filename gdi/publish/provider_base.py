@@ -53,13 +53,11 @@ def _lon_first(wkt: str) -> bool:
 
 
 @functools.lru_cache(maxsize=64)
-def _area_of_use(wkt: str) -> shapely.Geometry | None:
+def _area_of_use(wkt: str) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north); a plain tuple: a cached *prepared* geometry would be shared by
+    request threads, and GEOS prepared geometries are not thread-safe."""
     aou = _crs(wkt).area_of_use
-    if aou is None:
-        return None
-    use = shapely.box(aou.west, aou.south, aou.east, aou.north)
-    shapely.prepare(use)
-    return use
+    return None if aou is None else (aou.west, aou.south, aou.east, aou.north)
 
 
 def _storage_wkt(storage_crs) -> str | None:
@@ -218,10 +216,13 @@ class StoreProvider(BaseProvider):
         if _lon_first(src_wkt):
             if raw[0] > raw[2]:       # crossing the antimeridian (OGC API Features 1, 7.15.3)
                 boxes = [shapely.box(raw[0], raw[1], 180, raw[3]), shapely.box(-180, raw[1], raw[2], raw[3])]
-            use = _area_of_use(dst_wkt)
-            if use is not None:       # outside its area of use a projection returns nonsense or inf
-                inside = [b for b in boxes if use.contains(b)]
+            aou = _area_of_use(dst_wkt)
+            if aou is not None:       # outside its area of use a projection returns nonsense or inf
+                w, s_, e, n = aou
+                inside = [b for b in boxes if w <= b.bounds[0] and s_ <= b.bounds[1] and b.bounds[2] <= e
+                          and b.bounds[3] <= n]
                 if len(inside) < len(boxes):
+                    use = shapely.box(w, s_, e, n)
                     boxes = [b.intersection(use) for b in boxes]
                     boxes = [b for b in boxes if not b.is_empty and b.area > 0]
         parts = []

@@ -72,6 +72,7 @@ def build_pygeoapi_templates(dest: Path, vendor_url: str) -> tuple[Path, Path]:
     key = f"pygeoapi {importlib.metadata.version('pygeoapi')} at {src_templates}; assets at {vendor_url}; {_packages_key()}"
     if stamp.exists() and stamp.read_text(encoding="utf-8") == key and templates_dir.is_dir() and static_dir.is_dir():
         return templates_dir, static_dir      # built already: never rewritten under a running server
+    stamp.unlink(missing_ok=True)             # an interrupted rebuild is never taken for a complete one
     for target, source in ((templates_dir, src_templates), (static_dir, src_static)):
         if target.exists():
             shutil.rmtree(target)

@@ -38,6 +38,7 @@ class BalancedThreadWorker(ThreadWorker):
         super().set_accept_enabled(enabled)
 
     def wait_for_and_dispatch_events(self, timeout: float) -> None:
-        if not self._accepting and self._resume_at:      # wake up in time to accept again
-            timeout = min(timeout, max(0.0, self._resume_at - time.monotonic()))
+        pause = self._resume_at - time.monotonic()
+        if not self._accepting and pause > 0:            # wake up in time to accept again
+            timeout = min(timeout, pause)
         super().wait_for_and_dispatch_events(timeout)

@@ -309,6 +309,7 @@ class GpkgStore:
         cols = collection.columns
         conn = connect(self.path, readonly=True)
         try:
+            conn.execute("BEGIN")           # one snapshot: the live check and the rows agree
             row = conn.execute("SELECT id FROM gdi_versions WHERE collection=? AND member=? AND dataset=? AND version=?",
                                (collection.id, member, dataset, version)).fetchone()
             if row is None:
@@ -324,6 +325,7 @@ class GpkgStore:
             else:
                 rows = conn.execute(f'SELECT "{GEOM}", {names} FROM "{ARCHIVE}{collection.id}" '
                                     "WHERE version_id = ? ORDER BY rowid", (row[0],)).fetchall()
+            conn.execute("COMMIT")
         finally:
             conn.close()
         data = {c: [r[i + 1] for r in rows] for i, c in enumerate(cols)}

@@ -6,7 +6,8 @@ GDAL's bulk loader, large writes therefore build the whole tree in memory
 (Sort-Tile-Recursive packing, numpy) and write SQLite's three shadow tables
 directly, in exactly the format the rtree module writes itself:
 
-* ``<name>_node(nodeno, data)``: 1228-byte blobs (51 cells of 2 dimensions);
+* ``<name>_node(nodeno, data)``: blobs of the size rtree.c chose (1228 bytes,
+  51 cells of 2 dimensions, for pages of 1292 bytes and more);
   bytes 0-1 the tree depth (root only), 2-3 the cell count, then per cell a
   big-endian int64 (row id, or child node) and four big-endian float32;
 * ``<name>_rowid(rowid, nodeno)``: the leaf holding each entry;
@@ -23,8 +24,8 @@ import sqlite3
 
 import numpy as np
 
-MAX_CELLS = 51                              # RTREE_MAXCELLS in rtree.c
-NODE_BYTES = 4 + MAX_CELLS * 24             # 1228 for two dimensions
+MAX_CELLS = 51                              # RTREE_MAXCELLS in rtree.c (fewer when pages < 1292 bytes)
+CELL_BYTES = 24                             # int64 id + 4 float32
 _RND_TOWARDS = 1.0 - 1.0 / 8388608.0        # rtree.c: RNDTOWARDS / RNDAWAY
 _RND_AWAY = 1.0 + 1.0 / 8388608.0
 _CELL = np.dtype([("id", ">i8"), ("box", ">f4", (4,))])
@@ -58,46 +59,47 @@ def as_cells(ids: np.ndarray, envelopes: np.ndarray) -> tuple[np.ndarray, np.nda
     return np.asarray(ids, dtype=np.int64), boxes
 
 
-def _str_groups(boxes: np.ndarray) -> list[np.ndarray]:
-    """Sort-Tile-Recursive: index groups of at most MAX_CELLS boxes that lie close together."""
+def _str_groups(boxes: np.ndarray, cells: int) -> list[np.ndarray]:
+    """Sort-Tile-Recursive: index groups of at most ``cells`` boxes that lie close together."""
     n = len(boxes)
-    nodes = math.ceil(n / MAX_CELLS)
+    nodes = math.ceil(n / cells)
     slices = math.ceil(math.sqrt(nodes))
     cx = (boxes[:, 0].astype(np.float64) + boxes[:, 1]) / 2
     cy = (boxes[:, 2].astype(np.float64) + boxes[:, 3]) / 2
     by_x = np.argsort(cx, kind="stable")
-    per_slice = slices * MAX_CELLS
+    per_slice = slices * cells
     groups = []
     for s in range(0, n, per_slice):
         part = by_x[s:s + per_slice]
         part = part[np.argsort(cy[part], kind="stable")]
-        groups += [part[k:k + MAX_CELLS] for k in range(0, len(part), MAX_CELLS)]
+        groups += [part[k:k + cells] for k in range(0, len(part), cells)]
     return groups
 
 
-def _blob(depth: int, ids: np.ndarray, boxes: np.ndarray) -> bytes:
+def _blob(depth: int, ids: np.ndarray, boxes: np.ndarray, node_bytes: int) -> bytes:
     cells = np.zeros(len(ids), dtype=_CELL)
     cells["id"], cells["box"] = ids, boxes
     head = depth.to_bytes(2, "big") + len(ids).to_bytes(2, "big")
     body = cells.tobytes()
-    return head + body + bytes(NODE_BYTES - 4 - len(body))
+    return head + body + bytes(node_bytes - 4 - len(body))
 
 
-def build(ids: np.ndarray, boxes: np.ndarray) -> tuple[list[tuple[int, bytes]], list[tuple[int, int]],
-                                                         list[tuple[int, int]]]:
-    """(node rows, rowid rows, parent rows) of a packed tree over float32 boxes."""
+def build(ids: np.ndarray, boxes: np.ndarray, node_bytes: int = 4 + MAX_CELLS * CELL_BYTES
+          ) -> tuple[list[tuple[int, bytes]], list[tuple[int, int]], list[tuple[int, int]]]:
+    """(node rows, rowid rows, parent rows) of a packed tree over float32 boxes, in nodes of node_bytes."""
+    cells = (node_bytes - 4) // CELL_BYTES
     nodes: list[tuple[int, bytes]] = []
     parents: list[tuple[int, int]] = []
-    if len(ids) <= MAX_CELLS:                # the root is the only leaf
-        nodes.append((1, _blob(0, ids, boxes)))
+    if len(ids) <= cells:                    # the root is the only leaf
+        nodes.append((1, _blob(0, ids, boxes, node_bytes)))
         return nodes, [(int(i), 1) for i in ids.tolist()], parents
     next_no = 2
     level_ids, level_boxes, depth = ids, boxes, 0
     rowids = np.empty(len(ids), dtype=np.int64)
     while True:
-        groups = _str_groups(level_boxes)
+        groups = _str_groups(level_boxes, cells)
         if len(groups) == 1:                 # these cells fit in the root
-            nodes.append((1, _blob(depth, level_ids[groups[0]], level_boxes[groups[0]])))
+            nodes.append((1, _blob(depth, level_ids[groups[0]], level_boxes[groups[0]], node_bytes)))
             if depth > 0:
                 parents += [(int(c), 1) for c in level_ids[groups[0]].tolist()]
             else:
@@ -108,7 +110,7 @@ def build(ids: np.ndarray, boxes: np.ndarray) -> tuple[list[tuple[int, bytes]], 
         up = np.empty((len(groups), 4), dtype=np.float32)
         for no, g in zip(numbers.tolist(), groups):
             b = level_boxes[g]
-            nodes.append((no, _blob(0, level_ids[g], b)))
+            nodes.append((no, _blob(0, level_ids[g], b, node_bytes)))
             up[no - numbers[0]] = (b[:, 0].min(), b[:, 1].max(), b[:, 2].min(), b[:, 3].max())
             if depth == 0:
                 rowids[g] = no
@@ -128,7 +130,9 @@ def rebuild(conn: sqlite3.Connection, name: str, ids: np.ndarray, boxes: np.ndar
         conn.setconfig(sqlite3.SQLITE_DBCONFIG_DEFENSIVE, False)
     conn.execute(f'DROP TABLE IF EXISTS "{name}"')
     conn.execute(f'CREATE VIRTUAL TABLE "{name}" USING rtree(id, minx, maxx, miny, maxy)')
-    nodes, rowids, parents = build(ids, boxes)
+    # the node size rtree.c chose for this database's page size (1228 bytes from 1292-byte pages up)
+    node_bytes = conn.execute(f'SELECT length(data) FROM "{name}_node" WHERE nodeno = 1').fetchone()[0]
+    nodes, rowids, parents = build(ids, boxes, node_bytes)
     conn.executemany(f'INSERT OR REPLACE INTO "{name}_node" (nodeno, data) VALUES (?, ?)', nodes)
     conn.executemany(f'INSERT INTO "{name}_rowid" (rowid, nodeno) VALUES (?, ?)', rowids)
     conn.executemany(f'INSERT INTO "{name}_parent" (nodeno, parentnode) VALUES (?, ?)', parents)
