@@ -51,7 +51,8 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     collections = load_collections()
     for c in collections.values():
         store.ensure(c)
-    url = url or server_url()
+    url = (url or os.environ.get("GDI_URL")
+           or (_published_url(paths.pygeoapi_config) if servers_running() else None) or server_url())
     templates = None
     try:
         from gdi.publish.templates import build_pygeoapi_templates
@@ -61,9 +62,9 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
         templates = None
     cfg = build_config(collections, store, url=url, templates=templates)
     text = yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
-    changed = _read(paths.pygeoapi_config) != text
-    if changed:
-        _atomic_write(paths.pygeoapi_config, text)
+    if _read(paths.pygeoapi_config) != text:
+        _atomic_write(paths.pygeoapi_config, text)     # extents alone: the workers follow without a restart
+    changed = False
     os.environ["PYGEOAPI_CONFIG"] = str(paths.pygeoapi_config)
     # The OpenAPI document does not depend on the extents, which are what an upload usually changes:
     # it is regenerated (pygeoapi's get_oas, ~0.5 s with its imports) only when anything else did.
@@ -92,6 +93,16 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     if changed:
         notify_server()
     return out
+
+
+def _published_url(config: Path) -> str | None:
+    """The URL a running server published under (`gdi serve --port` sets it): an upload from the
+    command line must not replace it with the configured default while that server runs."""
+    text = _read(config)
+    try:
+        return ((yaml.safe_load(text) or {}).get("server") or {}).get("url") if text else None
+    except yaml.YAMLError:
+        return None
 
 
 def _read(path: Path) -> str | None:

@@ -167,6 +167,8 @@ class PostgisProvider(StoreProvider):
         trip, autocommit). The count is a window over the matches, computed unless the count for the
         data version the previous request saw is cached; None when the answer needs the full path
         (no rows on this page, or the data changed and the count was not computed)."""
+        if offset > 2**53:          # beyond bigint arithmetic: the full path answers with the count
+            return None
         assumed = _last_version.get(self.url)
         with _count_lock:
             cached = _count_cache.get((self.url, self.table, assumed, where_sql, tuple(params)))

@@ -26,11 +26,18 @@
   orjson does not take (its ``json_serial``) and its ``<``/``>`` escaping;
   anything orjson refuses (e.g. integers beyond 64 bits) goes to pygeoapi's
   ``to_json`` unchanged.
+* Collection extents follow the configuration file without a restart: most
+  uploads change nothing but the extents, and restarting the workers for that
+  (gunicorn HUP) left no worker accepting while the new ones booted — with
+  uploads arriving every few seconds, requests hung (tests/test_load.py). Each
+  request compares the file's mtime and copies changed extents into pygeoapi's
+  live configuration; every other change still reloads the workers.
 """
 from __future__ import annotations
 
 import json
 import re
+import threading
 
 FEATURES3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
@@ -157,6 +164,37 @@ def fix_crs_caching() -> None:
             setattr(itemtypes, name, fn)
 
 
+_extents_seen: dict = {"mtime": None}
+_extents_lock = threading.Lock()
+
+
+def follow_extents() -> None:
+    """Copy the collections' extents from the configuration file into pygeoapi's live config
+    when the file changed since this worker last looked (one stat per request)."""
+    import os
+
+    path = os.environ.get("PYGEOAPI_CONFIG")
+    try:
+        mtime = os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        return
+    if mtime is None or mtime == _extents_seen["mtime"]:
+        return
+    with _extents_lock:
+        if mtime == _extents_seen["mtime"]:
+            return
+        import yaml
+        from pygeoapi import flask_app
+
+        with open(path, encoding="utf-8") as fh:
+            fresh = yaml.safe_load(fh) or {}
+        live = flask_app.CONFIG.get("resources", {})
+        for cid, resource in (fresh.get("resources") or {}).items():
+            if cid in live and "extents" in resource:
+                live[cid]["extents"] = resource["extents"]
+        _extents_seen["mtime"] = mtime
+
+
 class Middleware:
     """WSGI middleware: 400 instead of 500 for POST …/items without a Content-Type;
     GeoJSON responses labelled application/geo+json."""
@@ -165,6 +203,7 @@ class Middleware:
         self.app = app
 
     def __call__(self, environ, start_response):
+        follow_extents()
         if (environ.get("REQUEST_METHOD") == "POST" and not environ.get("CONTENT_TYPE")
                 and ITEMS.match(environ.get("PATH_INFO", ""))):
             body = json.dumps({
