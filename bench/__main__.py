@@ -22,14 +22,12 @@ import json
 import os
 import platform
 import re
-import resource
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -145,7 +143,6 @@ print(time.perf_counter() - t)
 def bench_memory(zip1m: Path) -> None:
     home = new_home("home-memory")
     load_boundaries(home)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     proc = subprocess.Popen([GDI, "ingest", "--collection", "supply_points", "--member", data.COUNTY,
                              "--dataset", "million", str(zip1m)], env=env_for(home, None),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -155,7 +152,6 @@ def bench_memory(zip1m: Path) -> None:
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError("gdi ingest of 1,000,000 points failed")
     rss_mb = usage.ru_maxrss / 1024
-    del before
     row(f"ingest {MEMORY_POINTS:,} pts: max RSS (MB) [{took:.0f} s]", f"{rss_mb:.0f}", "–",
         f"{rss_mb / 2048:.2f} of limit", "< 2048 MB")
     shutil.rmtree(home, ignore_errors=True)

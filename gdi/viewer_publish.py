@@ -77,6 +77,7 @@ def refresh(store=None, collections: dict[str, Collection] | None = None, *, for
     """
     from gdi.collections import load_collections
     from gdi.store import open_store
+    from gdi.viewer.build import _write_atomically
 
     paths = settings.paths()
     paths.viewer.mkdir(parents=True, exist_ok=True)
@@ -88,9 +89,7 @@ def refresh(store=None, collections: dict[str, Collection] | None = None, *, for
         if not force and built_for() == version and index.exists():
             return False
         build_from_store(store, collections or load_collections(), index)
-        tmp = paths.viewer / f".{STAMP}.tmp"
-        tmp.write_text(version, encoding="utf-8")
-        tmp.replace(paths.viewer / STAMP)
+        _write_atomically(paths.viewer / STAMP, version)
         return True
 
 

@@ -120,7 +120,6 @@ def test_invalid_polygon_is_repaired_and_reported(gdi_home, shared, tmp_path):
 def test_columnar_text_cleaning_equals_the_per_value_rule():
     """Text columns are cleaned in Arrow (ASCII) and per value (the rest); the result must be exactly
     coerce(v, 'string') of each value, whitespace of every kind, NFC and blanks included."""
-    import numpy as np
     import pandas as pd
 
     from gdi.collections import get_collection

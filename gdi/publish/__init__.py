@@ -117,22 +117,23 @@ def _without_extents(cfg: dict) -> dict:
     return {**cfg, "resources": resources}
 
 
-def servers_running() -> int:
-    """How many `gdi serve` of this GDI_HOME are alive (their gunicorn pid files)."""
-    alive = 0
+def _signal_servers(sig: int) -> int:
+    """Send sig to every `gdi serve` of this GDI_HOME (their gunicorn pid files); how many got it."""
+    reached = 0
     for pidfile in settings.paths().home.glob("server-*.pid"):
         try:
-            os.kill(int(pidfile.read_text().strip()), 0)
-            alive += 1
+            os.kill(int(pidfile.read_text().strip()), sig)
+            reached += 1
         except (OSError, ValueError):
             pass
-    return alive
+    return reached
+
+
+def servers_running() -> int:
+    """How many `gdi serve` of this GDI_HOME are alive."""
+    return _signal_servers(0)
 
 
 def notify_server() -> None:
-    """Ask every running `gdi serve` of this GDI_HOME to reload its workers (new config, new extents)."""
-    for pidfile in settings.paths().home.glob("server-*.pid"):
-        try:
-            os.kill(int(pidfile.read_text().strip()), signal.SIGHUP)
-        except (OSError, ValueError):
-            pass
+    """Ask every running `gdi serve` of this GDI_HOME to reload its workers (a new configuration)."""
+    _signal_servers(signal.SIGHUP)

@@ -25,7 +25,7 @@ from pygeoapi.provider.base import (
 )
 
 from gdi.publish.cql_sql import SqlFilter
-from gdi.publish.provider_base import StoreProvider, _count_cache, _count_lock
+from gdi.publish.provider_base import StoreProvider, cached_count, remember_count
 from gdi.store import gpkg_binary
 
 LOGGER = logging.getLogger(__name__)
@@ -215,14 +215,10 @@ class GpkgProvider(StoreProvider):
     # -- helpers ------------------------------------------------------------
     def _count(self, conn: sqlite3.Connection, version: int, where_sql: str, params: list) -> int:
         key = (self.path, self.table, version, where_sql, tuple(params))
-        with _count_lock:
-            if key in _count_cache:
-                return _count_cache[key]
-        n = conn.execute(f'SELECT count(*) FROM "{self.table}"{where_sql}', params).fetchone()[0]
-        with _count_lock:
-            if len(_count_cache) > 10000:
-                _count_cache.clear()
-            _count_cache[key] = n
+        n = cached_count(key)
+        if n is None:
+            n = conn.execute(f'SELECT count(*) FROM "{self.table}"{where_sql}', params).fetchone()[0]
+            remember_count(key, n)
         return n
 
     @staticmethod

@@ -24,6 +24,19 @@ _count_cache: dict[tuple, int] = {}
 _count_lock = threading.Lock()
 
 
+def cached_count(key: tuple) -> int | None:
+    """numberMatched remembered for (store, table, data version, WHERE, parameters)."""
+    with _count_lock:
+        return _count_cache.get(key)
+
+
+def remember_count(key: tuple, n: int) -> None:
+    with _count_lock:
+        if len(_count_cache) > 10000:
+            _count_cache.clear()
+        _count_cache[key] = n
+
+
 @functools.lru_cache(maxsize=64)
 def _crs(text: str) -> pyproj.CRS:
     return pyproj.CRS.from_user_input(text)
@@ -219,9 +232,8 @@ class StoreProvider(BaseProvider):
             aou = _area_of_use(dst_wkt)
             if aou is not None:       # outside its area of use a projection returns nonsense or inf
                 w, s_, e, n = aou
-                inside = [b for b in boxes if w <= b.bounds[0] and s_ <= b.bounds[1] and b.bounds[2] <= e
-                          and b.bounds[3] <= n]
-                if len(inside) < len(boxes):
+                if not all(w <= b.bounds[0] and s_ <= b.bounds[1] and b.bounds[2] <= e and b.bounds[3] <= n
+                           for b in boxes):
                     use = shapely.box(w, s_, e, n)
                     boxes = [b.intersection(use) for b in boxes]
                     boxes = [b for b in boxes if not b.is_empty and b.area > 0]
@@ -235,10 +247,6 @@ class StoreProvider(BaseProvider):
         if len(parts) == 1:
             return parts[0]
         return shapely.union_all(parts) if parts else shapely.Polygon()
-
-    def _storage_crs(self) -> pyproj.CRS | None:
-        wkt = _storage_wkt(self.storage_crs)
-        return _crs(wkt) if wkt else None
 
     def _filter_envelope(self, box: shapely.Geometry) -> shapely.Geometry:
         """A CQL2 BBOX literal, given in filter-crs (default CRS84), as an area in the storage CRS."""

@@ -22,7 +22,7 @@ from pygeoapi.provider.base import (
 )
 
 from gdi.publish.cql_sql import SqlFilter
-from gdi.publish.provider_base import StoreProvider, _count_cache, _count_lock
+from gdi.publish.provider_base import StoreProvider, cached_count, remember_count
 
 LOGGER = logging.getLogger(__name__)
 SCHEMA = "gdi"
@@ -119,30 +119,22 @@ class PostgisProvider(StoreProvider):
         order = self._order(sortby)
         columns = self._columns(select_properties)
         table = f'{SCHEMA}."{self.table}"'
-        if resulttype != "hits" and limit > 0:
-            try:
+        try:
+            if resulttype != "hits" and limit > 0:
                 found = self._page_at_once(table, where_sql, params, order, columns, int(limit), int(offset),
                                            skip_geometry, crs_transform_spec)
-            except psycopg.Error as exc:
-                LOGGER.error("query failed: %s", exc)
-                raise ProviderQueryError(user_msg="query failed") from exc
-            if found is not None:
-                return found
-        try:
+                if found is not None:
+                    return found
             with _pool(self.url).connection() as conn:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 conn.read_only = True
                 try:
                     version = conn.execute(f"SELECT value FROM {SCHEMA}.state WHERE key = 'data_version'").fetchone()[0]
                     key = (self.url, self.table, version, where_sql, tuple(params))
-                    with _count_lock:
-                        matched = _count_cache.get(key)
+                    matched = cached_count(key)
                     if matched is None:
                         matched = conn.execute(_pg(f"SELECT count(*) FROM {table}{where_sql}"), params).fetchone()[0]
-                        with _count_lock:
-                            if len(_count_cache) > 10000:
-                                _count_cache.clear()
-                            _count_cache[key] = matched
+                        remember_count(key, matched)
                     features: list = []
                     if resulttype != "hits" and limit > 0:
                         geom = "NULL" if skip_geometry else "ST_AsBinary(geom)"
@@ -170,8 +162,7 @@ class PostgisProvider(StoreProvider):
         if offset > 2**53:          # beyond bigint arithmetic: the full path answers with the count
             return None
         assumed = _last_version.get(self.url)
-        with _count_lock:
-            cached = _count_cache.get((self.url, self.table, assumed, where_sql, tuple(params)))
+        cached = cached_count((self.url, self.table, assumed, where_sql, tuple(params)))
         geom = "NULL" if skip_geometry else "ST_AsBinary(geom)"
         cols = "".join(f', "{c}"' for c in columns)
         version = f"(SELECT value FROM {SCHEMA}.state WHERE key = 'data_version')"
@@ -190,10 +181,7 @@ class PostgisProvider(StoreProvider):
         _last_version[self.url] = version
         if counted is not None:
             matched = int(counted)
-            with _count_lock:
-                if len(_count_cache) > 10000:
-                    _count_cache.clear()
-                _count_cache[(self.url, self.table, version, where_sql, tuple(params))] = matched
+            remember_count((self.url, self.table, version, where_sql, tuple(params)), matched)
         elif version == assumed:
             matched = cached
         else:

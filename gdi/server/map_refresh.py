@@ -27,6 +27,15 @@ def _background_child() -> None:
     os.nice(10)
 
 
+def build_map(env: dict[str, str], *, force: bool = False, background: bool = True) -> subprocess.Popen:
+    """Start `python -m gdi.viewer_publish` in a child that dies with the server; in the background
+    (niced) unless the server waits for it."""
+    from gdi.server.jobs import _die_with_parent
+
+    return subprocess.Popen([sys.executable, "-m", "gdi.viewer_publish", *(["--force"] if force else [])], env=env,
+                            preexec_fn=_background_child if background else _die_with_parent)
+
+
 class MapRefresher(threading.Thread):
     def __init__(self, env: dict[str, str], interval: float | None = None) -> None:
         super().__init__(name="gdi-map", daemon=True)
@@ -49,8 +58,7 @@ class MapRefresher(threading.Thread):
                 if not self.stale():
                     continue
                 started = time.monotonic()
-                self.child = subprocess.Popen([sys.executable, "-m", "gdi.viewer_publish"], env=self.env,
-                                              preexec_fn=_background_child)
+                self.child = build_map(self.env)
                 code = self.child.wait()
                 # while uploads keep coming, at most every other moment goes to the map: requests first
                 wait = max(self.interval, time.monotonic() - started)

@@ -26,7 +26,7 @@ def gunicorn_args(host: str, port: int, workers: int, threads: int, pidfile: Pat
 def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None) -> int:
     from gdi.publish import publish
     from gdi.server import jobs
-    from gdi.server.map_refresh import MapRefresher
+    from gdi.server.map_refresh import MapRefresher, build_map
 
     paths = settings.paths()
     url = os.environ.get("GDI_URL") or f"http://{'127.0.0.1' if host in {'0.0.0.0', '::'} else host}:{port}"
@@ -35,9 +35,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
     env = dict(os.environ, GDI_WSGI="1", GDI_HOME=str(paths.home),
                PYGEOAPI_CONFIG=str(paths.pygeoapi_config), PYGEOAPI_OPENAPI=str(paths.openapi))
     # the map is built before serving, in a child: a large build's memory never stays in this process
-    built = subprocess.run([sys.executable, "-m", "gdi.viewer_publish", "--force"], env=env,
-                           preexec_fn=jobs._die_with_parent)
-    if built.returncode != 0:
+    if build_map(env, force=True, background=False).wait() != 0:
         print("gdi: building the regional map failed; /viewer shows the last one (see above)", file=sys.stderr,
               flush=True)
     failed = jobs.recover_interrupted()

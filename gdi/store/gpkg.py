@@ -235,13 +235,8 @@ class GpkgStore:
         envelopes = gpkg_binary.envelopes(features.geometry.values)
 
         def rows_for(fids: np.ndarray):
-            # encoded and converted a chunk at a time: a million features never exist twice in memory
-            props = list(collection.properties)
-            for start in range(0, n, ROW_CHUNK):
-                part = features.iloc[start:start + ROW_CHUNK]
-                yield from zip(fids[start:start + ROW_CHUNK].tolist(),
-                               gpkg_binary.encode(part.geometry.values, collection.epsg),
-                               *_columns(part, props, collection), repeat(member), repeat(dataset))
+            return feature_rows(collection, member, dataset, features,
+                                lambda geoms: gpkg_binary.encode(geoms, collection.epsg), ids=fids)
         with self._write() as conn:
             self._ensure(conn, collection)
             number = self._next_version(conn, collection.id, member, dataset)
@@ -530,22 +525,26 @@ def _check_crs(collection: Collection, features: gpd.GeoDataFrame) -> None:
         raise StoreError(f"features must be in {collection.storage_crs}, got {features.crs}")
 
 
-def prepared_columns(collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame,
-                     encode) -> tuple[list, tuple]:
-    """Columns (encoded geometry, properties…, member, dataset) and lon/lat bounds for a replace;
-    ``encode`` turns the geometries into what the store writes. Rows are zip(*columns)."""
-    _check_crs(collection, features)
-    n = len(features)
-    columns = [encode(features.geometry.values), *_columns(features, list(collection.properties), collection),
-               [member] * n, [dataset] * n]
-    bounds = _lonlat_bounds(features) if n else (None, None, None, None)
-    return columns, bounds
+def feature_rows(collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame, encode, *,
+                 ids: np.ndarray | None = None) -> Iterator[tuple]:
+    """Rows (id when given, encoded geometry, properties…, member, dataset) for a replace; ``encode``
+    turns geometries into what the store writes. Encoded and converted a chunk at a time, so a
+    million features never exist twice in memory."""
+    props = list(collection.properties)
+    for start in range(0, len(features), ROW_CHUNK):
+        part = features.iloc[start:start + ROW_CHUNK]
+        columns = [encode(part.geometry.values), *_columns(part, props, collection), repeat(member), repeat(dataset)]
+        if ids is not None:
+            columns.insert(0, ids[start:start + ROW_CHUNK].tolist())
+        yield from zip(*columns)
 
 
 def prepared_rows(collection: Collection, member: str, dataset: str, features: gpd.GeoDataFrame,
                   encode) -> tuple[list[tuple], tuple]:
-    columns, bounds = prepared_columns(collection, member, dataset, features, encode)
-    return list(zip(*columns)), bounds
+    """All rows (as feature_rows) and the lon/lat bounds of a replace."""
+    _check_crs(collection, features)
+    bounds = _lonlat_bounds(features) if len(features) else (None, None, None, None)
+    return list(feature_rows(collection, member, dataset, features, encode)), bounds
 
 
 def _columns(features: gpd.GeoDataFrame, props: list[str], collection: Collection) -> list[list]:
