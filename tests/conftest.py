@@ -126,7 +126,8 @@ class Server:
         env.pop("GDI_STORE", None)
         if self.store:
             env["GDI_STORE"] = self.store
-        self.log = open(home / f"server-{port}.log", "w")
+        self.log_path = home / f"server-{port}.log"
+        self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([GDI, "serve", "--host", "127.0.0.1", "--port", str(port)],
                                      env=env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 90
@@ -144,6 +145,13 @@ class Server:
 
     def get(self, path: str, **kw) -> requests.Response:
         return requests.get(self.url + path, timeout=30, **kw)
+
+    def crash_lines(self) -> list[str]:
+        """Lines of the server log that tell of a worker killed or a corrupted heap."""
+        import re
+
+        crash = re.compile(r"was sent SIG|tcache|double free|Segmentation|Fatal Python error|corrupted|munmap_chunk")
+        return [line for line in self.log_path.read_text(errors="replace").splitlines() if crash.search(line)]
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -104,4 +104,5 @@ def test_readers_never_see_a_mix_or_an_error(kind, request, tmp_path, shared):
     assert stats["errors"] == []
     assert stats["mixes"] == []
     assert stats["seen"] == {"A", "B"}
+    assert srv.crash_lines() == []
     print(f"\n{kind}: {stats['requests']} requests, {stats['ingests']} ingests, 0 errors, 0 mixes")

@@ -7,6 +7,7 @@ the package and a transformation that would not use it is refused.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,17 +15,26 @@ import numpy as np
 import pyproj
 from pyproj.transformer import TransformerGroup
 
+from gdi.thread_cache import per_thread_lru_cache
+
 GRID_DIR = Path(__file__).resolve().parent.parent / "grids"
 DHDN_GK = {31466, 31467, 31468, 31469}
 # The CRSs German municipalities actually deliver, in order of preference when ranges overlap.
 CANDIDATES = (25832, 4326, 31467, 25833, 31466, 31468, 3857)
 
 
-@functools.cache
+_grids_lock = threading.Lock()
+
+
 def enable_grids() -> None:
-    """Put the shipped grids on PROJ's search path (once per process)."""
-    if str(GRID_DIR) not in pyproj.datadir.get_data_dir().split(":"):
-        pyproj.datadir.append_data_dir(str(GRID_DIR))
+    """Put the shipped grids on PROJ's search path (once per process).
+
+    Under a lock: changing the data directory re-initialises PROJ's global context, which
+    two request threads must never do at the same time (``functools.cache`` may run a
+    function twice when two threads call it at once)."""
+    with _grids_lock:
+        if str(GRID_DIR) not in pyproj.datadir.get_data_dir().split(":"):
+            pyproj.datadir.append_data_dir(str(GRID_DIR))
 
 
 @functools.cache
@@ -42,9 +52,11 @@ def epsg_of(crs: pyproj.CRS | str | int | None) -> int | None:
     return code
 
 
-@functools.cache
+@per_thread_lru_cache(maxsize=64)
 def transformer(src: int, dst: int) -> pyproj.Transformer:
-    """Best available transformation, x/y order; DHDN only through BeTA2007."""
+    """Best available transformation, x/y order; DHDN only through BeTA2007.
+
+    Kept per thread: a TransformerGroup's transformers are pyproj's non-thread-safe kind."""
     enable_grids()
     if src in DHDN_GK or dst in DHDN_GK:
         group = TransformerGroup(src, dst, always_xy=True)

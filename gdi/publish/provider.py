@@ -27,6 +27,7 @@ from pygeoapi.provider.base import (
 from gdi.publish.cql_sql import SqlFilter
 from gdi.publish.provider_base import StoreProvider, cached_count, remember_count
 from gdi.store import gpkg_binary
+from gdi.thread_cache import per_thread_lru_cache
 
 LOGGER = logging.getLogger(__name__)
 GEOM = "geom"
@@ -37,8 +38,11 @@ JSON_FORMATS = {"DATE": "date", "DATETIME": "date-time"}
 _local = threading.local()
 
 
-@functools.lru_cache(maxsize=512)
+@per_thread_lru_cache(maxsize=512)
 def _prepared(wkb: bytes) -> shapely.Geometry:
+    """The request's area, prepared once per thread: GEOS builds a prepared geometry's indexes
+    lazily on first use, and two request threads doing that at once on one shared object
+    corrupted the heap (workers aborted with "malloc(): unaligned tcache chunk detected")."""
     g = shapely.from_wkb(wkb)
     shapely.prepare(g)
     return g

@@ -6,12 +6,15 @@ assets) are added to pygeoapi's Flask app.
 """
 from __future__ import annotations
 
+import faulthandler
 import os
 
 from gdi import settings
 
 
 def create_app():
+    # a worker that dies of a native fault prints every thread's Python stack into the server log
+    faulthandler.enable()
     paths = settings.paths()
     if not paths.pygeoapi_config.exists():
         from gdi.publish import publish

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import sqlite3
 import struct
-from functools import lru_cache
 
 import numpy as np
 import shapely
+
+from gdi.thread_cache import per_thread_lru_cache
 
 _HEADER = struct.Struct("<2sBBi4d")          # magic, version, flags, srs_id, minx, maxx, miny, maxy
 _HEADER_DTYPE = np.dtype([("magic", "S2"), ("version", "u1"), ("flags", "u1"), ("srs_id", "<i4"),
@@ -86,8 +87,9 @@ def envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
     return (minx, maxx, miny, maxy)
 
 
-@lru_cache(maxsize=4096)
+@per_thread_lru_cache(maxsize=4096)
 def _geom(blob: bytes):
+    """A stored geometry, decoded once per thread (GEOS objects are never shared between threads)."""
     return shapely.from_wkb(wkb_of(blob))
 
 
