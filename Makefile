@@ -6,16 +6,19 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench lock clean
 
-$(BIN)/gdi: pyproject.toml
-	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), "gdi needs Python >= 3.12, found " + sys.version' 
+# Python packages at the versions the suite was green with (requirements.lock, see `make lock`)
+$(BIN)/gdi: pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 12), "gdi needs Python >= 3.12, found " + sys.version'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -r requirements.lock
+	$(BIN)/pip install -q --no-deps -e .
 	@touch $(BIN)/gdi
 
 viewer/vendor/.complete: viewer/assets.yml scripts/vendor_assets.py
+	@scripts/system_packages.sh assets
 	$(BIN)/python scripts/vendor_assets.py
 
 install: $(BIN)/gdi viewer/vendor/.complete
@@ -23,14 +26,22 @@ install: $(BIN)/gdi viewer/vendor/.complete
 demo: install
 	$(BIN)/gdi demo --host $(HOST) --port $(PORT)
 
+# the Debian packages the suite drives (chromium, gdal-bin, python3-qgis, postgresql + postgis) come first
 test: install
+	@scripts/system_packages.sh test
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-# gdi vs ogr2ogr and tipg (needs Debian's wrk and gdal-bin; tipg is installed into /tmp/gdi-bench/venv-tipg)
+# gdi vs ogr2ogr and tipg, and the soak (tipg is installed into /tmp/gdi-bench/venv-tipg)
 bench: install
-	@command -v wrk >/dev/null || { echo "make bench needs wrk: apt-get install -y wrk"; exit 2; }
+	@scripts/system_packages.sh bench
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python -m bench
+
+# re-resolve requirements.lock after a change of pyproject.toml's dependencies (pins kept where they fit)
+lock:
+	$(PYTHON) -m venv /tmp/gdi-piptools && /tmp/gdi-piptools/bin/pip install -q pip-tools
+	/tmp/gdi-piptools/bin/pip-compile -q --extra test --strip-extras --no-emit-index-url --no-emit-trusted-host \
+	  --no-emit-find-links -o requirements.lock pyproject.toml
 
 clean:
 	rm -rf $(VENV) var viewer/vendor

@@ -1,4 +1,4 @@
-"""Benchmark data, built from the real points and boundaries in ../shared/data.
+"""Benchmark data, built from the real points and boundaries bundled in data/.
 
 The real farm shops and supermarkets inside Marburg-Biedenkopf (county 06534)
 are scaled up to any number of points by jittering copies of them and keeping
@@ -8,13 +8,12 @@ CP1252 DBF and no .cpg, the way many municipal GIS exports arrive.
 """
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-DATA = Path(os.environ.get("GDI_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(__file__).resolve().parents[1] / "data"      # the bundled real data (data/SOURCES.md)
 COUNTY = "06534"
 CATEGORIES = ["Hofladen", "Supermarkt", "Bäckerei", "Metzgerei", "Dorfladen", "Wochenmarkt"]
 STREETS = ["Hauptstraße", "Bahnhofstraße", "Kirchweg", "Am Mühlbach", "Gießener Straße", "Lahnstraße"]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from gdi import settings
 from gdi.ingest.pipeline import Options, ingest
 
-DEMO_DIR = settings.repo_root() / "data" / "demo"
+DEMO_DIR = settings.repo_root() / "data"     # provenance and licences: data/SOURCES.md
 
 
 @dataclass(frozen=True)
@@ -18,12 +18,12 @@ class DemoUpload:
 
 
 UPLOADS = (
-    DemoUpload("vg250ew_gemeinden_marburg-biedenkopf.geojson", "municipalities", "06534", "vg250ew"),
-    DemoUpload("vg250ew_gemeinden_hoexter.geojson", "municipalities", "05762", "vg250ew"),
-    DemoUpload("farmshops_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "06534", "osm_farmshops"),
-    DemoUpload("farmshops_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "05762", "osm_farmshops"),
-    DemoUpload("lidl_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "06534", "osm_supermarkets"),
-    DemoUpload("lidl_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "05762", "osm_supermarkets"),
+    DemoUpload("boundaries/vg250ew_gemeinden_marburg-biedenkopf.geojson", "municipalities", "06534", "vg250ew"),
+    DemoUpload("boundaries/vg250ew_gemeinden_hoexter.geojson", "municipalities", "05762", "vg250ew"),
+    DemoUpload("poi/farmshops_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "06534", "osm_farmshops"),
+    DemoUpload("poi/farmshops_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "05762", "osm_farmshops"),
+    DemoUpload("poi/lidl_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "06534", "osm_supermarkets"),
+    DemoUpload("poi/lidl_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "05762", "osm_supermarkets"),
 )
 
 

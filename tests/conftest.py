@@ -1,4 +1,4 @@
-"""Shared fixtures: real data from ../shared/data, isolated GDI_HOMEs, a real server."""
+"""Shared fixtures: the real data bundled in data/, isolated GDI_HOMEs, a real server."""
 from __future__ import annotations
 
 import os
@@ -12,7 +12,7 @@ import pytest
 import requests
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared" / "data"
+DATA = REPO / "data"     # the real data the tests use, with its provenance (data/SOURCES.md)
 GDI = str(Path(sys.executable).with_name("gdi"))
 
 
@@ -23,9 +23,9 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def shared() -> Path:
-    assert SHARED.is_dir(), f"the shared real data is missing at {SHARED}"
-    return SHARED
+def real_data() -> Path:
+    assert DATA.is_dir(), f"the bundled real data is missing at {DATA}"
+    return DATA
 
 
 STORES = ["gpkg", "postgis"]

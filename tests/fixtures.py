@@ -1,4 +1,4 @@
-"""Messy member uploads built from the real shared data."""
+"""Messy member uploads built from the bundled real data."""
 from __future__ import annotations
 
 import json
@@ -15,8 +15,8 @@ def read_geojson(path: Path) -> gpd.GeoDataFrame:
     return gpd.read_file(path)
 
 
-def farmshops_of(shared: Path, ags_prefix: str) -> gpd.GeoDataFrame:
-    g = read_geojson(shared / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson")
+def farmshops_of(real_data: Path, ags_prefix: str) -> gpd.GeoDataFrame:
+    g = read_geojson(real_data / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson")
     return g[g["ags"].fillna("").str.startswith(ags_prefix)].reset_index(drop=True)
 
 

@@ -127,6 +127,13 @@ CQL_CASES = [
      {"Marburg"}),
     ("S_INTERSECTS(geometry, BBOX(8.76, 50.80, 8.78, 50.82))",
      {"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": [8.76, 50.80, 8.78, 50.82]}]}, {"Marburg"}),
+    ("BBOX(geometry, 8.76, 50.80, 8.78, 50.82)",
+     {"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": [8.76, 50.80, 8.78, 50.82]}]}, {"Marburg"}),
+    ("BBOX(geometry, 9.37, 51.76, 9.39, 51.78) OR BBOX(geometry, 8.76, 50.80, 8.78, 50.82)",
+     {"op": "or", "args": [
+         {"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": [9.37, 51.76, 9.39, 51.78]}]},
+         {"op": "s_intersects", "args": [{"property": "geometry"}, {"bbox": [8.76, 50.80, 8.78, 50.82]}]}]},
+     {"Marburg", "Höxter"}),
     ("S_CONTAINS(geometry, POINT(9.3804 51.7745))",
      {"op": "s_contains", "args": [{"property": "geometry"}, {"type": "Point", "coordinates": [9.3804, 51.7745]}]},
      {"Höxter"}),

@@ -25,13 +25,13 @@ def stored(home: Path, collection: str) -> gpd.GeoDataFrame:
 
 
 @pytest.fixture
-def boundaries(gdi_home, shared):
-    run_gdi("ingest", str(shared / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+def boundaries(gdi_home, real_data):
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
             "--dataset", "vg250ew", home=gdi_home, check=True)
     return gdi_home
 
 
-def test_geojson_boundaries_are_stored_exactly(boundaries, shared):
+def test_geojson_boundaries_are_stored_exactly(boundaries, real_data):
     g = stored(boundaries, "municipalities")
     assert len(g) == 22
     assert g["population"].sum() == 250_441
@@ -39,7 +39,7 @@ def test_geojson_boundaries_are_stored_exactly(boundaries, shared):
     assert row["name"] == "Amöneburg"
     assert row["member"] == "06534" and row["dataset"] == "vg250ew"
     assert g.crs.to_epsg() == 25832
-    src = gpd.read_file(shared / "boundaries" / MB)
+    src = gpd.read_file(real_data / "boundaries" / MB)
     x, y = shapely.get_coordinates(src[src["ags"] == "06534001"].geometry.iloc[0])[0]
     ex, ey = transformer(4326, 25832).transform(x, y)
     sx, sy = shapely.get_coordinates(row.geometry)[0]
@@ -47,8 +47,8 @@ def test_geojson_boundaries_are_stored_exactly(boundaries, shared):
     assert sorted(g["name"])[:3] == ["Amöneburg", "Angelburg", "Bad Endbach"]
 
 
-def test_geopackage_in_utm_with_own_field_names(gdi_home, shared, tmp_path):
-    src = gpd.read_file(shared / "boundaries" / HX)
+def test_geopackage_in_utm_with_own_field_names(gdi_home, real_data, tmp_path):
+    src = gpd.read_file(real_data / "boundaries" / HX)
     own = gpd.GeoDataFrame({"GEN": src["name"], "AGS": src["ags"], "EWZ": src["pop"]},
                            geometry=src.geometry, crs=4326).to_crs(25832)
     path = tmp_path / "hoexter.gpkg"
@@ -63,8 +63,8 @@ def test_geopackage_in_utm_with_own_field_names(gdi_home, shared, tmp_path):
     assert g["population"].sum() == 141_883
 
 
-def test_zipped_cp1252_shapefile_in_gauss_krueger(boundaries, shared, tmp_path):
-    shops = farmshops_of(shared, "06534")
+def test_zipped_cp1252_shapefile_in_gauss_krueger(boundaries, real_data, tmp_path):
+    shops = farmshops_of(real_data, "06534")
     frame = supply_frame_german(shops)
     path = zipped_shapefile(frame, tmp_path / "hofläden.zip", epsg=31467)
     report_file = tmp_path / "report.json"
@@ -98,16 +98,16 @@ def test_zipped_cp1252_shapefile_in_gauss_krueger(boundaries, shared, tmp_path):
     assert set(g["ags"].str[:5]) == {"06534"}
 
 
-def test_upload_replaces_only_its_own_collection_member_dataset(boundaries, shared, tmp_path):
-    run_gdi("ingest", str(shared / "boundaries" / HX), "--collection", "municipalities", "--member", "05762",
+def test_upload_replaces_only_its_own_collection_member_dataset(boundaries, real_data, tmp_path):
+    run_gdi("ingest", str(real_data / "boundaries" / HX), "--collection", "municipalities", "--member", "05762",
             "--dataset", "vg250ew", home=boundaries, check=True)
-    shops = farmshops_of(shared, "06534")
+    shops = farmshops_of(real_data, "06534")
     full = tmp_path / "full.geojson"
     shops.to_file(full, driver="GeoJSON")
     for dataset in ("farm", "other"):
         run_gdi("ingest", str(full), "--collection", "supply_points", "--member", "06534", "--dataset", dataset,
                 home=boundaries, check=True)
-    hx_shops = farmshops_of(shared, "05762")
+    hx_shops = farmshops_of(real_data, "05762")
     hx_file = tmp_path / "hx.geojson"
     hx_shops.to_file(hx_file, driver="GeoJSON")
     run_gdi("ingest", str(hx_file), "--collection", "supply_points", "--member", "05762", "--dataset", "farm",
@@ -130,13 +130,13 @@ def test_upload_replaces_only_its_own_collection_member_dataset(boundaries, shar
     assert len(stored(boundaries, "municipalities")) == 32
 
 
-def test_points_outside_the_territory_are_rejected_with_reason(boundaries, shared, tmp_path):
+def test_points_outside_the_territory_are_rejected_with_reason(boundaries, real_data, tmp_path):
     report_file = tmp_path / "r.json"
-    run_gdi("ingest", str(shared / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"),
+    run_gdi("ingest", str(real_data / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"),
             "--collection", "supply_points", "--member", "06534", "--report", str(report_file),
             home=boundaries, check=True)
     report = json.loads(report_file.read_text(encoding="utf-8"))
-    src = gpd.read_file(shared / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson")
+    src = gpd.read_file(real_data / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson")
     inside = int(src["ags"].fillna("").str.startswith("06534").sum())
     assert report["counts"] == {"read": 100, "accepted": inside, "repaired": 0, "rejected": 100 - inside}
     assert all("outside the territory of member 06534" in n["reason"] for n in report["rejected"])
@@ -145,8 +145,8 @@ def test_points_outside_the_territory_are_rejected_with_reason(boundaries, share
     assert sorted(g["ags"]) == sorted(src.loc[src["ags"].fillna("").str.startswith("06534"), "ags"])
 
 
-def test_unmappable_category_is_rejected_and_named(boundaries, shared, tmp_path):
-    shops = farmshops_of(shared, "06534")
+def test_unmappable_category_is_rejected_and_named(boundaries, real_data, tmp_path):
+    shops = farmshops_of(real_data, "06534")
     path = tmp_path / "shops.geojson"
     shops.to_file(path, driver="GeoJSON")
     report_file = tmp_path / "r.json"
@@ -157,9 +157,9 @@ def test_unmappable_category_is_rejected_and_named(boundaries, shared, tmp_path)
     assert reasons == ["category 'unknown' is not in the vocabulary"] * int((shops["farmshops_category"] == "unknown").sum())
 
 
-def test_dry_run_publishes_nothing(boundaries, shared):
+def test_dry_run_publishes_nothing(boundaries, real_data):
     before = store_text()
-    proc = run_gdi("ingest", str(shared / "boundaries" / HX), "--collection", "municipalities", "--member", "05762",
+    proc = run_gdi("ingest", str(real_data / "boundaries" / HX), "--collection", "municipalities", "--member", "05762",
                    "--dry-run", home=boundaries)
     assert proc.returncode == 0 and "dry run" in proc.stdout
     assert store_text() == before
@@ -172,9 +172,9 @@ def test_dry_run_publishes_nothing(boundaries, shared):
     (["{MB}", "--collection", "municipalities", "--member", "0653401X"], "member key '0653401X' is malformed"),
     (["{MB}", "--collection", "municipalities", "--member", "05762"], "none of the 22 features could be accepted"),
 ])
-def test_refusals_are_one_clear_line_and_change_nothing(boundaries, shared, args, message):
+def test_refusals_are_one_clear_line_and_change_nothing(boundaries, real_data, args, message):
     before = store_text()
-    args = [a.replace("{MB}", str(shared / "boundaries" / MB)) for a in args]
+    args = [a.replace("{MB}", str(real_data / "boundaries" / MB)) for a in args]
     proc = run_gdi("ingest", *args, home=boundaries)
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
@@ -183,8 +183,8 @@ def test_refusals_are_one_clear_line_and_change_nothing(boundaries, shared, args
     assert store_text() == before
 
 
-def test_points_before_boundaries_are_refused_clearly(gdi_home, shared):
-    proc = run_gdi("ingest", str(shared / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"),
+def test_points_before_boundaries_are_refused_clearly(gdi_home, real_data):
+    proc = run_gdi("ingest", str(real_data / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"),
                    "--collection", "supply_points", "--member", "06534", home=gdi_home)
     assert proc.returncode != 0
     assert "territory of member 06534 is unknown" in proc.stderr

@@ -16,8 +16,8 @@ PASSWD_MARK = "root:x:0:0"
 
 
 @pytest.fixture
-def boundaries(gdi_home, shared):
-    run_gdi("ingest", str(shared / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+def boundaries(gdi_home, real_data):
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
             "--dataset", "vg250ew", home=gdi_home, check=True)
     return gdi_home
 
@@ -62,8 +62,8 @@ def all_text_under(root: Path) -> str:
     return "\n".join(out)
 
 
-def shops_geojson(shared: Path) -> bytes:
-    shops = farmshops_of(shared, "06534")[["name", "farmshops_category", "ags", "geometry"]]
+def shops_geojson(real_data: Path) -> bytes:
+    shops = farmshops_of(real_data, "06534")[["name", "farmshops_category", "ags", "geometry"]]
     return shops.to_json().encode("utf-8")
 
 
@@ -74,9 +74,9 @@ def test_empty_file(boundaries, tmp_path):
     assert "leer.geojson is empty (0 bytes)" in line
 
 
-def test_truncated_geopackage(boundaries, shared, tmp_path):
+def test_truncated_geopackage(boundaries, real_data, tmp_path):
     full = tmp_path / "full.gpkg"
-    pyogrio.write_dataframe(supply_frame_german(farmshops_of(shared, "06534")), full, layer="shops")
+    pyogrio.write_dataframe(supply_frame_german(farmshops_of(real_data, "06534")), full, layer="shops")
     data = full.read_bytes()
     path = tmp_path / "abgeschnitten.gpkg"
     path.write_bytes(data[: len(data) // 3])
@@ -84,8 +84,8 @@ def test_truncated_geopackage(boundaries, shared, tmp_path):
     assert "abgeschnitten.gpkg" in line and "could not be read" in line
 
 
-def test_truncated_zip(boundaries, shared, tmp_path):
-    full = zipped_shapefile(supply_frame_german(farmshops_of(shared, "06534")), tmp_path / "full.zip", epsg=25832)
+def test_truncated_zip(boundaries, real_data, tmp_path):
+    full = zipped_shapefile(supply_frame_german(farmshops_of(real_data, "06534")), tmp_path / "full.zip", epsg=25832)
     data = full.read_bytes()
     path = tmp_path / "abgeschnitten.zip"
     path.write_bytes(data[: len(data) // 2])
@@ -107,11 +107,11 @@ def test_nonsense_txt(boundaries, tmp_path):
     assert "notizen.txt" in line and "no column separator" in line
 
 
-def test_zip_slip_parent_entry(boundaries, shared, tmp_path, scratch_tmp):
+def test_zip_slip_parent_entry(boundaries, real_data, tmp_path, scratch_tmp):
     path = tmp_path / "slip.zip"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("ok.geojson", shops_geojson(shared))
-        zf.writestr("../evil.geojson", shops_geojson(shared))
+        zf.writestr("ok.geojson", shops_geojson(real_data))
+        zf.writestr("../evil.geojson", shops_geojson(real_data))
     line = refused(boundaries, path)
     assert "'../evil.geojson' points outside the upload folder" in line
     assert not list(tmp_path.rglob("evil.geojson"))
@@ -120,11 +120,11 @@ def test_zip_slip_parent_entry(boundaries, shared, tmp_path, scratch_tmp):
     assert not any(scratch_tmp.iterdir()), "the extraction folder must be removed"
 
 
-def test_zip_absolute_entry(boundaries, shared, tmp_path, scratch_tmp):
+def test_zip_absolute_entry(boundaries, real_data, tmp_path, scratch_tmp):
     target = tmp_path / "abs-evil.geojson"
     path = tmp_path / "absolute.zip"
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(zipfile.ZipInfo(str(target)), shops_geojson(shared))
+        zf.writestr(zipfile.ZipInfo(str(target)), shops_geojson(real_data))
     assert zipfile.ZipFile(path).namelist() == [str(target)]
     line = refused(boundaries, path)
     assert "points outside the upload folder" in line
@@ -200,8 +200,8 @@ def test_kml_with_external_entity(boundaries, tmp_path, kind):
     assert PASSWD_MARK not in report.read_text(encoding="utf-8")
 
 
-def test_csv_without_coordinates(boundaries, shared, tmp_path):
-    shops = farmshops_of(shared, "06534")
+def test_csv_without_coordinates(boundaries, real_data, tmp_path):
+    shops = farmshops_of(real_data, "06534")
     path = tmp_path / "adressen.csv"
     supply_frame_german(shops).drop(columns="geometry").to_csv(path, sep=";", index=False)
     line = refused(boundaries, path)
@@ -209,27 +209,27 @@ def test_csv_without_coordinates(boundaries, shared, tmp_path):
     assert "BEZEICHNUNG" in line
 
 
-def test_file_larger_than_limit(boundaries, shared, tmp_path, small_limits):
+def test_file_larger_than_limit(boundaries, real_data, tmp_path, small_limits):
     path = tmp_path / "gross.geojson"
-    path.write_bytes((shared / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson").read_bytes())
+    path.write_bytes((real_data / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson").read_bytes())
     size = path.stat().st_size
     assert size > 100_000
     line = refused(boundaries, path)
     assert f"gross.geojson is {size:,} bytes, more than the limit of 100,000 bytes" in line
 
 
-def test_unknown_encoding_option(boundaries, shared, tmp_path):
+def test_unknown_encoding_option(boundaries, real_data, tmp_path):
     path = tmp_path / "shops.geojson"
-    path.write_bytes(shops_geojson(shared))
+    path.write_bytes(shops_geojson(real_data))
     line = refused(boundaries, path, "--encoding", "klingonisch")
     assert "unknown text encoding 'klingonisch'" in line
 
 
-def test_zip_entry_clashing_file_and_folder(boundaries, shared, tmp_path):
+def test_zip_entry_clashing_file_and_folder(boundaries, real_data, tmp_path):
     path = tmp_path / "clash.zip"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("daten", b"eine Datei")
-        zf.writestr("daten/shops.geojson", shops_geojson(shared))
+        zf.writestr("daten/shops.geojson", shops_geojson(real_data))
     line = refused(boundaries, path)
     assert "'daten/shops.geojson' is damaged" in line
 
@@ -268,8 +268,8 @@ def test_csv_in_undetectable_encoding_asks_for_encoding(boundaries, tmp_path):
 
 
 @pytest.mark.parametrize("crs,message", [("EPSG:999999", "unknown CRS 'EPSG:999999'"), ("Gauß-Krüger", "unknown CRS")])
-def test_unknown_crs_option(boundaries, shared, tmp_path, crs, message):
+def test_unknown_crs_option(boundaries, real_data, tmp_path, crs, message):
     path = tmp_path / "shops.geojson"
-    path.write_bytes(shops_geojson(shared))
+    path.write_bytes(shops_geojson(real_data))
     line = refused(boundaries, path, "--crs", crs)
     assert message in line

@@ -30,9 +30,9 @@ def report_of(tmp_path: Path, name: str = "r.json") -> dict:
     return json.loads((tmp_path / name).read_text(encoding="utf-8"))
 
 
-def test_official_bkg_gauss_krueger_shapefile_lands_within_centimetres(gdi_home, shared, tmp_path):
+def test_official_bkg_gauss_krueger_shapefile_lands_within_centimetres(gdi_home, real_data, tmp_path):
     """The BKG's own VG5000 Shapefile (EPSG:31467, UTF-8 .cpg), zipped as a member sends it."""
-    src = shared / "boundaries" / "vg5000_gk3"
+    src = real_data / "boundaries" / "vg5000_gk3"
     gem = pyogrio.read_dataframe(src / "VG5000_GEM.shp")
     mine = gem[gem["AGS"].str.startswith("06534")]
     work = tmp_path / "shp"
@@ -64,12 +64,12 @@ def test_official_bkg_gauss_krueger_shapefile_lands_within_centimetres(gdi_home,
         assert ((hx - tx) ** 2 + (hy - ty) ** 2) ** 0.5 > 0.3, "the grid must matter here, else this test proves nothing"
 
 
-def _boundaries(home, shared):
-    run_gdi("ingest", str(shared / MB), "--collection", "municipalities", "--member", "06534", home=home, check=True)
+def _boundaries(home, real_data):
+    run_gdi("ingest", str(real_data / MB), "--collection", "municipalities", "--member", "06534", home=home, check=True)
 
 
-def test_legacy_geojson_crs_member_z_and_duplicates(gdi_home, shared, tmp_path):
-    _boundaries(gdi_home, shared)
+def test_legacy_geojson_crs_member_z_and_duplicates(gdi_home, real_data, tmp_path):
+    _boundaries(gdi_home, real_data)
     t = pyproj.Transformer.from_crs(4326, 25832, always_xy=True)
     x, y = t.transform(8.7705, 50.8098)
     feats = [
@@ -98,8 +98,8 @@ def test_legacy_geojson_crs_member_z_and_duplicates(gdi_home, shared, tmp_path):
     assert set(g["ags"]) == {"06534014"}
 
 
-def test_invalid_polygon_is_repaired_and_reported(gdi_home, shared, tmp_path):
-    src = gpd.read_file(shared / MB)
+def test_invalid_polygon_is_repaired_and_reported(gdi_home, real_data, tmp_path):
+    src = gpd.read_file(real_data / MB)
     row = src[src["ags"] == "06534001"].iloc[0]
     minx, miny, maxx, maxy = row.geometry.bounds
     bowtie = shapely.Polygon([(minx, miny), (maxx, maxy), (maxx, miny), (minx, maxy), (minx, miny)])

@@ -1,5 +1,5 @@
 """`gdi ingest` of the same real supply points (farm shops, Landkreis Marburg-Biedenkopf) in every
-format members actually send: re-encoded, reprojected and renamed copies of the shared data."""
+format members actually send: re-encoded, reprojected and renamed copies of the bundled real data."""
 from __future__ import annotations
 
 import json
@@ -25,16 +25,16 @@ CATEGORIES = {"farm": "farm_shop", "vending_machine": "vending_machine", "market
 
 
 @pytest.fixture
-def boundaries(gdi_home, shared):
-    run_gdi("ingest", str(shared / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+def boundaries(gdi_home, real_data):
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
             "--dataset", "vg250ew", home=gdi_home, check=True)
     return gdi_home
 
 
 @pytest.fixture(scope="module")
 def shops() -> gpd.GeoDataFrame:
-    from conftest import SHARED
-    s = farmshops_of(SHARED, "06534")
+    from conftest import DATA
+    s = farmshops_of(DATA, "06534")
     assert len(s) == 42 and (s["farmshops_category"] != "unknown").all()
     assert s["name"].fillna("").str.contains("[äöüß]").any(), "the test data must contain umlauts"
     return s
@@ -202,10 +202,10 @@ def test_flatgeobuf_in_utm(boundaries, shops, tmp_path):
     check_stored(boundaries, shops, report)
 
 
-def test_geopackage_with_two_layers_needs_layer(boundaries, shops, shared, tmp_path):
+def test_geopackage_with_two_layers_needs_layer(boundaries, shops, real_data, tmp_path):
     path = tmp_path / "nahversorgung.gpkg"
     pyogrio.write_dataframe(supply_frame_german(shops).to_crs(25832), path, layer="hoflaeden")
-    pyogrio.write_dataframe(gpd.read_file(shared / "boundaries" / MB), path, layer="gemeinden", append=False)
+    pyogrio.write_dataframe(gpd.read_file(real_data / "boundaries" / MB), path, layer="gemeinden", append=False)
     assert sorted(str(n) for n, _ in pyogrio.list_layers(path)) == ["gemeinden", "hoflaeden"]
     before = store_text()
     proc = run_gdi("ingest", str(path), "--collection", "supply_points", "--member", "06534", home=boundaries)

@@ -21,8 +21,8 @@ SECONDS = 120          # "for minutes": bounded, and long enough to span many pu
 SIZES = {"A": 300, "B": 500}
 
 
-def version_file(shared: Path, tmp: Path, label: str, n: int) -> Path:
-    g = gpd.read_file(shared / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson")
+def version_file(real_data: Path, tmp: Path, label: str, n: int) -> Path:
+    g = gpd.read_file(real_data / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson")
     g = g[g["ags"].fillna("").str.startswith("06534")]
     rng = np.random.default_rng(n)
     idx = rng.integers(0, len(g), n)
@@ -35,14 +35,14 @@ def version_file(shared: Path, tmp: Path, label: str, n: int) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["gpkg", "postgis"])
-def test_readers_never_see_a_mix_or_an_error(kind, request, tmp_path, shared):
+def test_readers_never_see_a_mix_or_an_error(kind, request, tmp_path, real_data):
     home = tmp_path / "home"
     home.mkdir()
     store = fresh_store(kind, request)
     (home / "store-url").write_text(store or "")
-    run_gdi("ingest", str(shared / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
+    run_gdi("ingest", str(real_data / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
             "--collection", "municipalities", "--member", "06534", home=home, store=store, check=True)
-    files = {label: version_file(shared, tmp_path, label, n) for label, n in SIZES.items()}
+    files = {label: version_file(real_data, tmp_path, label, n) for label, n in SIZES.items()}
     run_gdi("ingest", str(files["A"]), "--collection", "supply_points", "--member", "06534", "--dataset", "wechsel",
             home=home, store=store, check=True)
     srv = Server(home, free_port())

@@ -25,11 +25,11 @@ def history(home, store):
     return [{k: v for k, v in h.items()} for h in json.loads(out)]
 
 
-def test_round_trip_keeps_data_and_versions(tmp_path, shared, request, monkeypatch):
+def test_round_trip_keeps_data_and_versions(tmp_path, real_data, request, monkeypatch):
     home = tmp_path / "a"
     home.mkdir()
     for args in ((MB, "municipalities", "vg"), (FARM, "supply_points", "shops"), (LIDL, "supply_points", "shops")):
-        run_gdi("ingest", str(shared / args[0]), "--collection", args[1], "--member", "06534", "--dataset", args[2],
+        run_gdi("ingest", str(real_data / args[0]), "--collection", args[1], "--member", "06534", "--dataset", args[2],
                 home=home, store=None, check=True)
     run_gdi("rollback", "--collection", "supply_points", "--member", "06534", "--dataset", "shops",
             home=home, store=None, check=True)

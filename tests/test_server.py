@@ -15,7 +15,7 @@ EXTERNAL = re.compile(
     r"""<link(?=[^>]*rel=["'](?:stylesheet|icon|preload|modulepreload|shortcut icon)["'])[^>]+href=["']https?://(?!127\.0\.0\.1)""",
     re.I)
 
-# Demo content (see data/demo/SOURCES.md): 22 + 10 municipalities; OSM points inside the counties:
+# Demo content (see data/SOURCES.md): 22 + 10 municipalities; OSM points inside the counties:
 # farm shops etc. 42 (06534) + 26 (05762), minus one 'unknown' category each; Lidl 10 + 6.
 N_MUNICIPALITIES = 32
 
@@ -27,7 +27,7 @@ def items(server, collection, **params):
     return r.json()
 
 
-def test_landing_and_collections(server, shared):
+def test_landing_and_collections(server, real_data):
     landing = server.get("/?f=json").json()
     rels = {link["rel"] for link in landing["links"]}
     assert {"self", "service-desc", "conformance", "data"} <= rels
@@ -37,7 +37,7 @@ def test_landing_and_collections(server, shared):
     bbox = mun["extent"]["spatial"]["bbox"][0]
     import geopandas as gpd
     import pandas as pd
-    src = pd.concat([gpd.read_file(shared / "boundaries" / f"vg250ew_gemeinden_{n}.geojson")
+    src = pd.concat([gpd.read_file(real_data / "boundaries" / f"vg250ew_gemeinden_{n}.geojson")
                      for n in ("marburg-biedenkopf", "hoexter")])
     assert bbox == pytest.approx(list(src.total_bounds), abs=1e-4)
     assert set(mun["crs"]) >= {CRS84, EPSG.format(25832), EPSG.format(4258), EPSG.format(4326), EPSG.format(3857)}
@@ -45,20 +45,20 @@ def test_landing_and_collections(server, shared):
     assert any(link["rel"] == "license" and "odbl" in link["href"] for link in colls["supply_points"]["links"])
 
 
-def expected_points(shared) -> dict[str, int]:
+def expected_points(real_data) -> dict[str, int]:
     """Per category: OSM points inside the two counties, as the demo loads them."""
     import geopandas as gpd
-    farm = gpd.read_file(shared / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson")
+    farm = gpd.read_file(real_data / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson")
     farm = farm[farm["ags"].fillna("").str[:5].isin(["06534", "05762"])]
     names = {"farm": "farm_shop", "vending_machine": "vending_machine", "marketplace": "market",
              "beekeeper": "beekeeper"}
     counts = farm["farmshops_category"].map(names).dropna().value_counts().to_dict()
-    lidl = gpd.read_file(shared / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson")
+    lidl = gpd.read_file(real_data / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson")
     counts["supermarket"] = int(lidl["ags"].fillna("").str[:5].isin(["06534", "05762"]).sum())
     return counts
 
 
-def test_all_municipalities_and_points_are_served(server, shared):
+def test_all_municipalities_and_points_are_served(server, real_data):
     mun = items(server, "municipalities", limit=1000)
     assert mun["numberMatched"] == N_MUNICIPALITIES == mun["numberReturned"]
     names = {f["properties"]["name"] for f in mun["features"]}
@@ -72,7 +72,7 @@ def test_all_municipalities_and_points_are_served(server, shared):
         assert f["properties"]["ags"][:5] in {"06534", "05762"}
         assert f["properties"]["member"] in {"06534", "05762"}
     assert pts["numberMatched"] == pts["numberReturned"] == sum(cats.values())
-    assert cats == expected_points(shared)
+    assert cats == expected_points(real_data)
     assert cats["supermarket"] == 16
 
 
@@ -183,8 +183,8 @@ def test_the_map_follows_an_upload(server, monkeypatch):
     map_shows(False)
 
 
-def test_gdal_oapif_driver_copies_every_collection(server, shared):
-    n_points = sum(expected_points(shared).values())
+def test_gdal_oapif_driver_copies_every_collection(server, real_data):
+    n_points = sum(expected_points(real_data).values())
     for cid, n in (("municipalities", N_MUNICIPALITIES), ("supply_points", n_points)):
         df = pyogrio.read_dataframe(f"OAPIF:{server.url}/collections/{cid}", PAGE_SIZE=20)
         assert len(df) == n
@@ -208,7 +208,7 @@ def test_owslib_reads_collections_and_items(server):
     assert {"Bad Driburg", "Bad Endbach"} <= {f["properties"]["name"] for f in hx["features"]}
 
 
-def test_demo_in_a_real_browser_offline(server, shared):
+def test_demo_in_a_real_browser_offline(server, real_data):
     """The served map and pygeoapi's HTML pages, with every request to another host blocked."""
     from playwright.sync_api import sync_playwright
 
@@ -219,7 +219,7 @@ def test_demo_in_a_real_browser_offline(server, shared):
             page.goto(server.url + "/viewer")
             page.wait_for_selector("html[data-gdi-ready='1']", timeout=15000)
             assert page.locator("path.gdi-boundary").count() == N_MUNICIPALITIES
-            assert page.evaluate("gdiMap.stats.points") == sum(expected_points(shared).values())
+            assert page.evaluate("gdiMap.stats.points") == sum(expected_points(real_data).values())
             layers = page.locator(".leaflet-control-layers-overlays").inner_text()
             for label in ("Supermarkt", "Hofladen", "Verkaufsautomat", "Wochenmarkt", "Imkerei"):
                 assert label in layers

@@ -8,12 +8,12 @@ import requests
 from conftest import Server, free_port, fresh_store, run_gdi
 
 
-def test_two_servers_share_one_database(tmp_path, shared, request):
+def test_two_servers_share_one_database(tmp_path, real_data, request):
     home = tmp_path / "home"
     home.mkdir()
     store = fresh_store("postgis", request)
     (home / "store-url").write_text(store)
-    run_gdi("ingest", str(shared / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
+    run_gdi("ingest", str(real_data / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
             "--collection", "municipalities", "--member", "06534", home=home, store=store, check=True)
     a, b = Server(home, free_port()), Server(home, free_port())
     try:
@@ -26,7 +26,7 @@ def test_two_servers_share_one_database(tmp_path, shared, request):
         assert count(a, "supply_points") == count(b, "supply_points") == 0
         secret = run_gdi("token", "create", "--member", "06534", home=home, store=store,
                          check=True).stdout.strip().splitlines()[-1]
-        lidl = shared / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"
+        lidl = real_data / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"
         with open(lidl, "rb") as fh:
             r = requests.post(f"{a.url}/uploads", headers={"Authorization": f"Bearer {secret}"},
                               data={"collection": "supply_points"}, files={"file": (lidl.name, fh)}, timeout=60)

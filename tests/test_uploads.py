@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import Server, free_port, fresh_store, launch_chromium, run_gdi
+from conftest import DATA, Server, free_port, fresh_store, launch_chromium, run_gdi
 
-SHARED_POI = "poi/lidl_marburg-biedenkopf_hoexter_umland.geojson"
+LIDL = "poi/lidl_marburg-biedenkopf_hoexter_umland.geojson"
 FARM = "poi/farmshops_marburg-biedenkopf_hoexter_umland.geojson"
 
 
@@ -34,16 +34,14 @@ def service(request, tmp_path_factory):
     home.mkdir(parents=True)
     store = fresh_store(request.param, request)
     (home / "store-url").write_text(store or "")
-    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
     for f, m in (("vg250ew_gemeinden_marburg-biedenkopf.geojson", "06534"), ("vg250ew_gemeinden_hoexter.geojson", "05762")):
-        run_gdi("ingest", str(shared / "boundaries" / f), "--collection", "municipalities", "--member", m,
+        run_gdi("ingest", str(DATA / "boundaries" / f), "--collection", "municipalities", "--member", m,
                 home=home, check=True, store=store)
     tokens = {"marburg": token(home, "06534014", "--name", "Stadt Marburg"),
               "hoexter": token(home, "05762020"),
               "admin": token(home, "06534", "--admin", "--name", "Kreis GIS")}
     srv = Server(home, free_port())
     srv.tokens = tokens
-    srv.shared = shared
     yield srv
     srv.stop()
 
@@ -90,7 +88,7 @@ def test_tokens_are_stored_as_hashes_and_can_be_revoked(service):
 
 
 def test_missing_or_wrong_token_is_401_forbidden_is_403(service):
-    lidl = service.shared / SHARED_POI
+    lidl = DATA / LIDL
     assert upload(service, None, lidl).status_code == 401
     assert upload(service, "gdi_nope_nope", lidl).status_code == 401
     assert upload(service, service.tokens["marburg"], lidl, member="05762020").status_code == 403
@@ -101,7 +99,7 @@ def test_missing_or_wrong_token_is_401_forbidden_is_403(service):
 
 def test_upload_job_report_and_versions(service):
     m = service.tokens["marburg"]
-    r = upload(service, m, service.shared / SHARED_POI, dataset="discounter")
+    r = upload(service, m, DATA / LIDL, dataset="discounter")
     assert r.status_code == 202
     jid = r.json()["id"]
     assert r.headers["Location"] == f"/uploads/{jid}"
@@ -109,7 +107,7 @@ def test_upload_job_report_and_versions(service):
     job = wait(service, m, jid)
     assert job["status"] == "accepted", job
     assert job["member"] == "06534014" and job["dataset"] == "discounter" and job["version"] == 1
-    src = gpd.read_file(service.shared / SHARED_POI)
+    src = gpd.read_file(DATA / LIDL)
     inside = int((src["ags"] == "06534014").sum())
     assert job["counts"] == {"read": 100, "accepted": inside, "repaired": 0, "rejected": 100 - inside}
     hrefs = {(link["type"], link.get("hreflang")): link["href"] for link in job["links"] if link["rel"] == "report"}
@@ -136,7 +134,7 @@ def test_upload_job_report_and_versions(service):
 
 def test_member_cannot_touch_another_members_dataset(service):
     m, h, admin = service.tokens["marburg"], service.tokens["hoexter"], service.tokens["admin"]
-    farm = service.shared / FARM
+    farm = DATA / FARM
     for secret in (m, h):
         assert wait(service, secret, upload(service, secret, farm, dataset="hof").json()["id"])["status"] == "accepted"
     before = items(service, dataset="hof")["numberMatched"]
@@ -151,7 +149,7 @@ def test_member_cannot_touch_another_members_dataset(service):
                         timeout=30).status_code == 403
     assert requests.post(f"{service.url}/datasets/supply_points/06534014/hof/rollback", timeout=30).status_code == 401
     # a second upload by Marburg of the same dataset name replaces only Marburg's
-    lidl = service.shared / SHARED_POI
+    lidl = DATA / LIDL
     assert wait(service, m, upload(service, m, lidl, dataset="hof").json()["id"])["status"] == "accepted"
     after = by_member()
     assert after["05762020"] == counts["05762020"] and after["06534014"] != counts["06534014"]
@@ -173,7 +171,7 @@ def test_refused_upload_changes_nothing(service, tmp_path):
 
 
 def test_two_members_uploading_at_the_same_time_both_land(service):
-    farm = service.shared / FARM
+    farm = DATA / FARM
     results = {}
 
     def go(name, secret):
@@ -197,8 +195,8 @@ def test_no_secret_in_the_logs(service):
         assert secret not in reports
 
 
-def _big_upload(path: Path, shared: Path, n: int = 300_000) -> Path:
-    g = gpd.read_file(shared / FARM)
+def _big_upload(path: Path, real_data: Path, n: int = 300_000) -> Path:
+    g = gpd.read_file(real_data / FARM)
     g = g[g["ags"].fillna("").str.startswith("06534014")]
     rng = np.random.default_rng(7)
     idx = rng.integers(0, len(g), n)
@@ -211,7 +209,7 @@ def _big_upload(path: Path, shared: Path, n: int = 300_000) -> Path:
 
 def test_kill_during_a_large_upload_leaves_everything_as_before(service, tmp_path):
     m = service.tokens["marburg"]
-    big = _big_upload(tmp_path / "gross.gpkg", service.shared)
+    big = _big_upload(tmp_path / "gross.gpkg", DATA)
     before = items(service)
     jid = upload(service, m, big, dataset="gross").json()["id"]
     deadline = time.time() + 120

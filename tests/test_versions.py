@@ -15,8 +15,8 @@ LIDL = "lidl_marburg-biedenkopf_hoexter_umland.geojson"
 
 
 @pytest.fixture
-def home(gdi_home, shared):
-    run_gdi("ingest", str(shared / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+def home(gdi_home, real_data):
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
             home=gdi_home, check=True)
     return gdi_home
 
@@ -26,11 +26,11 @@ def live(home):
     return g.drop(columns=["fid", "updated"]).sort_values(["name", "category"], na_position="first").reset_index(drop=True)
 
 
-def test_history_rollback_and_audit(home, shared):
-    run_gdi("ingest", str(shared / "poi" / FARM), "--collection", "supply_points", "--member", "06534",
+def test_history_rollback_and_audit(home, real_data):
+    run_gdi("ingest", str(real_data / "poi" / FARM), "--collection", "supply_points", "--member", "06534",
             "--dataset", "shops", home=home, check=True)
     first = live(home)
-    run_gdi("ingest", str(shared / "poi" / LIDL), "--collection", "supply_points", "--member", "06534",
+    run_gdi("ingest", str(real_data / "poi" / LIDL), "--collection", "supply_points", "--member", "06534",
             "--dataset", "shops", home=home, check=True)
     second = live(home)
     assert len(first) == 42 and len(second) == 10
@@ -57,8 +57,8 @@ def test_history_rollback_and_audit(home, shared):
         (1, "upload", None, False), (2, "upload", None, False), (3, "rollback", 1, False), (4, "rollback", 2, True)]
 
 
-def test_rollback_of_unknown_versions_is_refused(home, shared):
-    run_gdi("ingest", str(shared / "poi" / LIDL), "--collection", "supply_points", "--member", "06534",
+def test_rollback_of_unknown_versions_is_refused(home, real_data):
+    run_gdi("ingest", str(real_data / "poi" / LIDL), "--collection", "supply_points", "--member", "06534",
             "--dataset", "shops", home=home, check=True)
     before = live(home)
     for extra, message in ((["--to", "7"], "has no version 7 (has 1)"), ([], "has no version before 1")):
@@ -70,7 +70,7 @@ def test_rollback_of_unknown_versions_is_refused(home, shared):
     assert live(home).equals(before)
 
 
-def test_geopackage_rtree_matches_the_features_after_bulk_writes(tmp_path, monkeypatch, shared):
+def test_geopackage_rtree_matches_the_features_after_bulk_writes(tmp_path, monkeypatch, real_data):
     """Replace and rollback fill the R-tree in bulk (its triggers are off meanwhile): afterwards it holds
     exactly one entry per feature with that feature's bounds, and the six GeoPackage triggers are back,
     so other writers (GDAL, QGIS) keep it right too."""
@@ -82,12 +82,12 @@ def test_geopackage_rtree_matches_the_features_after_bulk_writes(tmp_path, monke
 
     monkeypatch.setenv("GDI_HOME", str(tmp_path))
     monkeypatch.delenv("GDI_STORE", raising=False)
-    run_gdi("ingest", str(shared / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
             home=tmp_path, store=None, check=True)
     for name in (FARM, LIDL, FARM):
-        run_gdi("ingest", str(shared / "poi" / name), "--collection", "supply_points", "--member", "06534",
+        run_gdi("ingest", str(real_data / "poi" / name), "--collection", "supply_points", "--member", "06534",
                 "--dataset", "shops", home=tmp_path, store=None, check=True)
-    run_gdi("ingest", str(shared / "poi" / LIDL), "--collection", "supply_points", "--member", "06534",
+    run_gdi("ingest", str(real_data / "poi" / LIDL), "--collection", "supply_points", "--member", "06534",
             "--dataset", "discount", home=tmp_path, store=None, check=True)
     run_gdi("rollback", "--collection", "supply_points", "--member", "06534", "--dataset", "shops",
             home=tmp_path, store=None, check=True)

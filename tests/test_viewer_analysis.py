@@ -13,6 +13,7 @@ import shapely
 import yaml
 from shapely.geometry import Point, box
 
+from conftest import DATA
 from gdi.assets import repo_root
 from gdi.viewer.analysis import (
     ANALYSIS_CRS,
@@ -27,7 +28,6 @@ from gdi.viewer.analysis import (
 )
 from gdi.viewer.build import density_classes, supply_table
 
-DATA = Path("/work/shared/data")
 
 
 def squares() -> gpd.GeoDataFrame:

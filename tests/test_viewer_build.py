@@ -20,18 +20,16 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import is_tile, launch_chromium, offline_page
+from conftest import DATA, is_tile, launch_chromium, offline_page
 from gdi.assets import repo_root, vendor_dir
 from gdi.viewer import build_viewer
 from gdi.viewer.offline import assert_offline
 
-DATA = Path("/work/shared/data")
 XSS_NAME = "<img src=x onerror=window.__xss=1>"
 CATEGORY_MAP = {"farm": "farm_shop", "marketplace": "market",
                 "vending_machine": "vending_machine", "beekeeper": "beekeeper"}
 GERMAN_LABELS = ["Gemeindegrenzen", "Hofladen", "Verkaufsautomat", "Wochenmarkt", "Imkerei"]
 
-assert DATA.is_dir(), f"the shared real data is missing at {DATA}"
 
 
 # ---- data ------------------------------------------------------------------------

@@ -164,7 +164,9 @@ class SqlFilter:
             op, prefilter = SPATIAL[type(node)]
             return self._spatial(op, node.lhs, node.rhs, prefilter)
         if isinstance(node, ast.BBox):
-            box = values.Envelope(node.minx, node.maxx, node.miny, node.maxy)
+            # in the field layout _geometry reads (x1, x2, y1, y2 = minx, miny, maxx, maxy, as pygeofilter's
+            # CQL2-JSON parser fills them); BBOX(geometry, 8.7, 50.8, 8.8, 50.9) once searched x 8.7–50.8
+            box = values.Envelope(node.minx, node.miny, node.maxx, node.maxy)
             return self._spatial("intersects", node.lhs, box, True)
         if isinstance(node, ast.Include):
             return "(FALSE)" if node.not_ else "(TRUE)"

@@ -39,6 +39,10 @@ import json
 import re
 import threading
 
+# The version these patches were written and tested against (requirements.lock pins it exactly;
+# tests/test_pygeoapi_patches.py proves each one took). Another version is refused at start-up.
+PYGEOAPI_SERIES = "0.24."
+
 FEATURES3 = "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/"
 CQL2 = "http://www.opengis.net/spec/cql2/1.0/conf/"
 NOT_IMPLEMENTED = {"http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete"}
@@ -57,8 +61,27 @@ ITEMS = re.compile(r"^/collections/[^/]+/items/?$")
 FEATURES = re.compile(r"^/collections/[^/]+/items(/[^/]+)?/?$")
 
 
+def require(module, *names: str) -> None:
+    """Stop at start-up, naming the attribute, when pygeoapi no longer has what a patch replaces:
+    a patch that silently stops applying would leave wrong answers behind."""
+    missing = [n for n in names if not hasattr(module, n)]
+    if missing:
+        raise RuntimeError(f"pygeoapi changed: {module.__name__} has no {', '.join(missing)}, which "
+                           "gdi/server/fixes.py patches; review the patch for this pygeoapi version")
+
+
+def check_version() -> None:
+    import pygeoapi
+
+    if not pygeoapi.__version__.startswith(PYGEOAPI_SERIES):
+        raise RuntimeError(f"gdi/server/fixes.py patches pygeoapi {PYGEOAPI_SERIES}x, found {pygeoapi.__version__}: "
+                           "install the versions of requirements.lock (make install)")
+
+
 def fix_conformance() -> None:
     from pygeoapi.api import itemtypes
+
+    require(itemtypes, "CONFORMANCE_CLASSES_FEATURES")
 
     classes = itemtypes.CONFORMANCE_CLASSES_FEATURES
     classes[:] = [c for c in classes if c not in NOT_IMPLEMENTED]
@@ -68,6 +91,7 @@ def fix_conformance() -> None:
 def fix_cql2_json_in_query() -> None:
     from pygeoapi.api import itemtypes
 
+    require(itemtypes, "parse_cql2_text", "parse_cql2_json")
     parse_text = itemtypes.parse_cql2_text
     if getattr(parse_text, "_gdi", False):
         return
@@ -91,6 +115,8 @@ def fix_crs_caching() -> None:
     from pygeoapi import crs as pcrs
     from pygeoapi.api import itemtypes
 
+    require(pcrs, "get_crs", "transform_bbox", "create_crs_transform_spec", "DEFAULT_STORAGE_CRS")
+    require(itemtypes, "transform_bbox", "create_crs_transform_spec")    # imported there by name
     if getattr(pcrs.get_crs, "_gdi", False):
         return
     get_crs_orig = pcrs.get_crs
@@ -158,10 +184,8 @@ def fix_crs_caching() -> None:
     pcrs.get_crs = get_crs
     pcrs.transform_bbox = transform_bbox
     pcrs.create_crs_transform_spec = create_crs_transform_spec
-    for name, fn in (("get_crs", get_crs), ("transform_bbox", transform_bbox),
-                     ("create_crs_transform_spec", create_crs_transform_spec)):
-        if hasattr(itemtypes, name):
-            setattr(itemtypes, name, fn)
+    itemtypes.transform_bbox = transform_bbox
+    itemtypes.create_crs_transform_spec = create_crs_transform_spec
 
 
 _extents_seen: dict = {"mtime": None}
@@ -229,8 +253,11 @@ class Middleware:
 def fix_json_speed() -> None:
     import orjson
     from pygeoapi.api import itemtypes
-    from pygeoapi.util import json_serial
+    from pygeoapi import util
 
+    require(itemtypes, "to_json")
+    require(util, "json_serial")
+    json_serial = util.json_serial
     if getattr(itemtypes.to_json, "_gdi", False):
         return
     original = itemtypes.to_json
@@ -248,7 +275,19 @@ def fix_json_speed() -> None:
     itemtypes.to_json = to_json
 
 
+def check_live_config() -> None:
+    """follow_extents edits pygeoapi's configuration in place: the API must read that very dict."""
+    from pygeoapi import flask_app
+
+    require(flask_app, "CONFIG", "api_")
+    if flask_app.api_.config is not flask_app.CONFIG:
+        raise RuntimeError("pygeoapi changed: its API no longer reads flask_app.CONFIG, which "
+                           "gdi/server/fixes.py (follow_extents) updates in place")
+
+
 def install(flask_app) -> None:
+    check_version()
+    check_live_config()
     fix_conformance()
     fix_cql2_json_in_query()
     fix_crs_caching()
