@@ -70,7 +70,8 @@ def wrk_soak(base: str, seconds: int, bbox: tuple[float, float, float, float]) -
     return {"requests": requests_, "socket_errors": socket_errors, "non2xx": non2xx, "p99": p99_ms, "raw": out}
 
 
-def soak_store(kind: str, seconds: int, debug: bool, zip100k: Path, db_url: str | None) -> dict:
+def soak_store(kind: str, seconds: int, debug: bool, zip100k: Path, db_url: str | None,
+               upload_every: float = UPLOAD_EVERY) -> dict:
     home = new_home(f"soak-{kind}")
     store = db_url if kind == "postgis" else None
     load_boundaries(home, store)
@@ -92,7 +93,7 @@ def soak_store(kind: str, seconds: int, debug: bool, zip100k: Path, db_url: str 
 
     def member() -> None:
         i = 0
-        while not halt.wait(UPLOAD_EVERY):
+        while upload_every > 0 and not halt.wait(upload_every):
             r = subprocess.run([GDI, "ingest", "--collection", "supply_points", "--member", MEMBER,
                                 "--dataset", "eigene_erhebung", str(files[i % 2])], env=env_for(home, store),
                                capture_output=True, text=True)
@@ -115,7 +116,7 @@ def soak_store(kind: str, seconds: int, debug: bool, zip100k: Path, db_url: str 
     return result
 
 
-def run(seconds: int, stores: list[str], debug: bool) -> list[dict]:
+def run(seconds: int, stores: list[str], debug: bool, upload_every: float = UPLOAD_EVERY) -> list[dict]:
     from gdi import devdb
 
     WORK.mkdir(parents=True, exist_ok=True)
@@ -124,9 +125,9 @@ def run(seconds: int, stores: list[str], debug: bool) -> list[dict]:
     results = []
     try:
         for kind in stores:
-            log(f"soak {kind}: {seconds} s, {CONNECTIONS} readers, an upload every {UPLOAD_EVERY:.0f} s"
+            log(f"soak {kind}: {seconds} s, {CONNECTIONS} readers, an upload every {upload_every:.0f} s (0: none)"
                 f"{' (MALLOC_CHECK_=3, PYTHONMALLOC=debug)' if debug else ''}")
-            r = soak_store(kind, seconds, debug, zip100k, db.url if db else None)
+            r = soak_store(kind, seconds, debug, zip100k, db.url if db else None, upload_every)
             r["store"] = kind
             results.append(r)
             label = "GeoPackage" if kind == "gpkg" else "PostGIS"
@@ -148,8 +149,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("SOAK_SECONDS", "600")))
     parser.add_argument("--stores", default="gpkg,postgis")
     parser.add_argument("--debug", action="store_true", help="MALLOC_CHECK_=3 and PYTHONMALLOC=debug in the server")
+    parser.add_argument("--upload-every", type=float, default=UPLOAD_EVERY, help="seconds; 0: readers only")
     args = parser.parse_args()
-    results = run(args.seconds, [s for s in args.stores.split(",") if s], args.debug)
+    results = run(args.seconds, [s for s in args.stores.split(",") if s], args.debug, args.upload_every)
     from bench.__main__ import table
 
     print(table())
