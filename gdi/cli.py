@@ -69,9 +69,14 @@ def _cli_user() -> str:
 
 def _collection_and_member(args: argparse.Namespace):
     from gdi.collections import CollectionError, get_collection
+    from gdi.datasets import check_dataset_name, version_number
     from gdi.ingest.territory import check_member_key
 
     try:
+        if getattr(args, "dataset", None) is not None:
+            check_dataset_name(args.dataset)
+        if getattr(args, "to", None) is not None and args.func is _cmd_rollback:
+            version_number(args.to)
         return get_collection(args.collection), check_member_key(args.member)
     except (CollectionError, ValueError) as exc:
         raise SystemExit(f"gdi: {exc}")

@@ -273,3 +273,56 @@ def test_unknown_crs_option(boundaries, real_data, tmp_path, crs, message):
     path.write_bytes(shops_geojson(real_data))
     line = refused(boundaries, path, "--crs", crs)
     assert message in line
+
+
+@pytest.mark.parametrize("name", ["..", ".", "..."])
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_dataset_names_of_dots_never_leave_the_members_folder(boundaries, real_data, tmp_path, name, dry_run):
+    path = tmp_path / "shops.geojson"
+    path.write_bytes(shops_geojson(real_data))
+    line = refused(boundaries, path, "--dataset", name, *(["--dry-run"] if dry_run else []))
+    assert line == (f"gdi: refused: dataset name '{name}' refused: 1 to 100 letters, digits, '.', '_' or '-', "
+                    f"not only dots / Datensatzname '{name}' abgelehnt: 1 bis 100 Buchstaben, Ziffern, '.', '_' "
+                    "oder '-', nicht nur Punkte")
+    assert not (boundaries / "originals" / "supply_points").exists()
+
+
+def test_a_long_dataset_name_is_refused_and_echoed_in_part(boundaries, real_data, tmp_path):
+    path = tmp_path / "shops.geojson"
+    path.write_bytes(shops_geojson(real_data))
+    line = refused(boundaries, path, "--dataset", "x" * 500)
+    assert f"dataset name '{'x' * 40}… (500)' refused: 1 to 100 letters" in line and "x" * 41 not in line
+
+
+def test_umlauts_in_a_dataset_name_are_welcome(boundaries, real_data, tmp_path):
+    path = tmp_path / "Hofläden.geojson"
+    path.write_bytes(shops_geojson(real_data))
+    run_gdi("ingest", str(path), "--collection", "supply_points", "--member", "06534", home=boundaries, check=True)
+    assert "Hofläden" in run_gdi("datasets", home=boundaries, check=True).stdout
+
+
+@pytest.mark.parametrize("kind", ["directory", "device", "fifo"])
+def test_only_regular_files_are_read(boundaries, tmp_path, kind):
+    """`gdi ingest /etc` printed a traceback and `gdi ingest /dev/zero` never ended."""
+    import os
+
+    path = {"directory": Path("/etc"), "device": Path("/dev/zero"), "fifo": tmp_path / "rohr"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    line = refused(boundaries, path)
+    assert line == (f"gdi: refused: not a regular file (a directory, device or pipe): {path} / "
+                    f"keine gewöhnliche Datei (ein Ordner, Gerät oder eine Pipe): {path}")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["history", "--dataset", ".."], "dataset name '..' refused"),
+    (["rollback", "--dataset", ".."], "dataset name '..' refused"),
+    (["rollback", "--dataset", "vg250ew", "--to", "99999999999999999999"], "'to' must be a version number from 1 to"),
+    (["rollback", "--dataset", "vg250ew", "--to", "0"], "'to' must be a version number from 1 to 2147483647"),
+])
+def test_history_and_rollback_refuse_bad_names_and_versions(boundaries, args, message):
+    before = store_text()
+    proc = run_gdi(*args, "--collection", "municipalities", "--member", "06534", home=boundaries)
+    assert proc.returncode != 0 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert store_text() == before

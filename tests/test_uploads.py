@@ -281,3 +281,50 @@ def test_html_upload_page_in_a_browser(service, tmp_path):
             assert blocked == [] and errors == []
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("name", ["..", ".", "x" * 101])
+def test_a_bad_dataset_name_is_refused_at_the_door(service, name):
+    m = service.tokens["marburg"]
+    before = {p for p in (service.home / "originals").rglob("*")} if (service.home / "originals").exists() else set()
+    r = upload(service, m, DATA / LIDL, dataset=name)
+    assert r.status_code == 400 and r.headers["Content-Type"] == "application/json"
+    shown = name if len(name) <= 40 else name[:40] + f"… ({len(name)})"
+    assert r.json()["description"] == (
+        f"form field 'dataset': dataset name '{shown}' refused: 1 to 100 letters, digits, '.', '_' or '-', "
+        f"not only dots / Datensatzname '{shown}' abgelehnt: 1 bis 100 Buchstaben, Ziffern, '.', '_' oder '-', "
+        "nicht nur Punkte")
+    after = {p for p in (service.home / "originals").rglob("*")} if (service.home / "originals").exists() else set()
+    assert after == before
+
+
+@pytest.mark.parametrize("path", ["/datasets/supply_points/06534014/%2E%2E/versions",
+                                  "/datasets/supply_points/06534014/%2E%2E/rollback"])
+def test_dataset_routes_refuse_dot_names(service, path):
+    """Sent as they are (http.client does not fold '..' the way a browser or requests would)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", service.port, timeout=30)
+    conn.request("POST" if path.endswith("rollback") else "GET", path,
+                 headers={"Authorization": f"Bearer {service.tokens['admin']}"})
+    r = conn.getresponse()
+    body = json.loads(r.read())
+    assert r.status == 400 and body["description"].startswith("dataset name '..' refused: 1 to 100 letters")
+
+
+@pytest.mark.parametrize("body", ['{"to": 1e400}', '{"to": -1}', '{"to": 1.5}', '{"to": "zwei"}', '{"to": true}',
+                                  '{"to": 99999999999999999999}', '[1, 2]', '"to"'])
+def test_rollback_with_a_malformed_version_is_400(service, body):
+    before = requests.get(f"{service.url}/datasets/municipalities/06534/versions",
+                          headers=bearer(service.tokens["admin"]), timeout=30).json()
+    r = requests.post(f"{service.url}/datasets/municipalities/06534/vg250ew_gemeinden_marburg-biedenkopf/rollback",
+                      data=body, headers={**bearer(service.tokens["admin"]), "Content-Type": "application/json"},
+                      timeout=30)
+    if body.startswith(("[", '"')):      # not an object: no 'to' given, so the previous version is meant
+        assert r.status_code == 404 and "no version before" in r.json()["description"].lower(), r.text
+    else:
+        assert r.status_code == 400, r.text
+        assert r.json()["description"] == ("'to' must be a version number from 1 to 2147483647 / "
+                                           "'to' muss eine Versionsnummer von 1 bis 2147483647 sein")
+    assert requests.get(f"{service.url}/datasets/municipalities/06534/versions",
+                        headers=bearer(service.tokens["admin"]), timeout=30).json() == before

@@ -28,6 +28,7 @@ from gdi.ingest.fields import map_columns, plan_mapping
 from gdi.ingest.geometry import conform_many
 from gdi.ingest.read import read_upload
 from gdi.ingest.report import FeatureNote, Report
+from gdi.datasets import DatasetNameError, check_dataset_name
 from gdi.ingest.territory import assign_ags, check_member_key, inside, territory
 from gdi.store import open_store
 from gdi.store.base import Store, VersionMeta
@@ -111,9 +112,13 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
             raise IngestRefused(str(exc)) from exc
     if not path.exists():
         raise IngestRefused(f"file not found: {path}")
-    dataset = options.dataset or dataset_name(path)
-    if not re.fullmatch(r"[\w.-]{1,100}", dataset):
-        raise IngestRefused(f"dataset name '{dataset}' may only hold letters, digits, '.', '_' and '-'")
+    if not path.is_file():       # a directory, device or pipe: never read (/dev/zero would never end)
+        raise IngestRefused(f"not a regular file (a directory, device or pipe): {path} / "
+                            f"keine gewöhnliche Datei (ein Ordner, Gerät oder eine Pipe): {path}")
+    try:
+        dataset = check_dataset_name(options.dataset or dataset_name(path))
+    except DatasetNameError as exc:
+        raise IngestRefused(str(exc)) from None
     report.dataset = dataset
     report.size = path.stat().st_size
     report.sha256 = sha256_of(path)

@@ -14,9 +14,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from gdi import settings
 from gdi.collections import load_collections
+from gdi.datasets import DatasetNameError, check_dataset_name, version_number
 from gdi.ingest.pipeline import now_iso
 from gdi.ingest.territory import check_member_key
 from gdi.server import jobs, tokens
+
 
 bp = Blueprint("gdi_uploads", __name__)
 PAGE = Path(__file__).with_name("upload_page.html")
@@ -91,6 +93,11 @@ def create_upload():
     if jobs.active_count(member) >= limit:
         return _error(429, f"member {member} already has {limit} uploads waiting or running; try again later")
     options = {k: (form.get(k) or "").strip() for k in ("dataset", "crs", "encoding", "layer")}
+    try:
+        if options["dataset"]:
+            check_dataset_name(options["dataset"])
+    except DatasetNameError as exc:
+        return _error(400, f"form field 'dataset': {exc}")
     options["dry_run"] = (form.get("dry_run") or "").lower() in {"1", "true", "yes", "on"}
     jid = jobs.submit(token_id=token.id, member=member, uploader=f"token:{token.id}" + (f" ({token.name})" if token.name else ""),
                       collection=collection, file_name=upload.filename, save=upload.save, options=options)
@@ -144,10 +151,15 @@ def get_report(jid: str):
     return response
 
 
-def _dataset_access(collection: str, member: str):
+def _dataset_access(collection: str, member: str, dataset: str | None = None):
     token = _token()
     if token is None:
         return None, None, _error(401, "a valid upload token is required (Authorization: Bearer …)")
+    if dataset is not None:
+        try:
+            check_dataset_name(dataset)
+        except DatasetNameError as exc:
+            return None, None, _error(400, str(exc))
     colls = load_collections()
     if collection not in colls:
         return None, None, _error(404, f"unknown collection '{collection}'")
@@ -159,7 +171,7 @@ def _dataset_access(collection: str, member: str):
 @bp.route("/datasets/<collection>/<member>/versions")
 @bp.route("/datasets/<collection>/<member>/<dataset>/versions")
 def versions(collection: str, member: str, dataset: str | None = None):
-    token, coll, err = _dataset_access(collection, member)
+    token, coll, err = _dataset_access(collection, member, dataset)
     if err:
         return err
     from gdi.store import open_store
@@ -169,15 +181,15 @@ def versions(collection: str, member: str, dataset: str | None = None):
 
 @bp.route("/datasets/<collection>/<member>/<dataset>/rollback", methods=["POST"])
 def rollback(collection: str, member: str, dataset: str):
-    token, coll, err = _dataset_access(collection, member)
+    token, coll, err = _dataset_access(collection, member, dataset)
     if err:
         return err
-    body = request.get_json(silent=True) or {}
-    to = body.get("to", request.form.get("to"))
+    body = request.get_json(silent=True)
+    body = body if isinstance(body, dict) else {}
     try:
-        to = int(to) if to not in (None, "") else None
-    except (TypeError, ValueError):
-        return _error(400, "'to' must be a version number")
+        to = version_number(body.get("to", request.form.get("to")))
+    except ValueError as exc:
+        return _error(400, str(exc))
     from gdi.publish import publish
     from gdi.store import open_store
     from gdi.store.base import VersionNotFound
