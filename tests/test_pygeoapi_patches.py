@@ -31,6 +31,7 @@ def patched():
     fixes.fix_cql2_json_in_query()
     fixes.fix_crs_caching()
     fixes.fix_json_speed()
+    fixes.fix_csv_formulas()
     return originals
 
 
@@ -78,6 +79,16 @@ def test_items_are_serialised_with_orjson_and_escaped_like_pygeoapi(patched):
     assert itemtypes.to_json(doc) == '{"name":"&lt;b&gt;Hofladen&lt;/b&gt;","n":3}'
     assert json.loads(itemtypes.to_json(doc).replace("&lt;", "<").replace("&gt;", ">")) == doc
     assert itemtypes.to_json({"big": 2**70}) == patched["to_json"]({"big": 2**70})
+
+
+def test_csv_goes_through_the_formula_safe_formatter():
+    from pygeoapi.plugin import PLUGINS, load_plugin
+
+    from gdi.publish.csv_formatter import FormulaSafeCSVFormatter
+
+    assert PLUGINS["formatter"]["CSV"] == fixes.CSV_FORMATTER
+    formatter = load_plugin("formatter", {"name": "CSV", "geom": True})     # as pygeoapi loads it per collection
+    assert isinstance(formatter, FormulaSafeCSVFormatter) and formatter.f == "csv" and formatter.name == "csv"
 
 
 def test_a_missing_patch_target_stops_start_up():

@@ -26,6 +26,8 @@
   orjson does not take (its ``json_serial``) and its ``<``/``>`` escaping;
   anything orjson refuses (e.g. integers beyond 64 bits) goes to pygeoapi's
   ``to_json`` unchanged.
+* ``f=csv`` neutralises spreadsheet formulas (gdi/publish/csv_formatter.py),
+  registered under pygeoapi's own formatter name ``CSV``.
 * Collection extents follow the configuration file without a restart: most
   uploads change nothing but the extents, and restarting the workers for that
   (gunicorn HUP) left no worker accepting while the new ones booted — with
@@ -285,9 +287,25 @@ def check_live_config() -> None:
                            "gdi/server/fixes.py (follow_extents) updates in place")
 
 
+CSV_FORMATTER = "gdi.publish.csv_formatter.FormulaSafeCSVFormatter"
+
+
+def fix_csv_formulas() -> None:
+    """``f=csv`` through our formula-safe formatter: pygeoapi looks its CSV formatter up by the
+    name "CSV" in its plugin registry for every collection."""
+    from pygeoapi import plugin
+
+    require(plugin, "PLUGINS")
+    if "CSV" not in plugin.PLUGINS.get("formatter", {}):
+        raise RuntimeError("pygeoapi changed: its plugin registry has no CSV formatter, which "
+                           "gdi/server/fixes.py replaces with a formula-safe one")
+    plugin.PLUGINS["formatter"]["CSV"] = CSV_FORMATTER
+
+
 def install(flask_app) -> None:
     check_version()
     check_live_config()
+    fix_csv_formulas()
     fix_conformance()
     fix_cql2_json_in_query()
     fix_crs_caching()
