@@ -3,7 +3,6 @@ geometries, and cross-checks against direct shapely computations on the real dat
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -13,7 +12,6 @@ import shapely
 import yaml
 from shapely.geometry import Point, box
 
-from conftest import DATA
 from gdi.assets import repo_root
 from gdi.viewer.analysis import (
     ANALYSIS_CRS,

@@ -22,13 +22,13 @@ import shapely
 
 from gdi import settings
 from gdi.collections import Collection, CollectionError, get_collection, load_collections
+from gdi.datasets import DatasetNameError, check_dataset_name
 from gdi.ingest import IngestRefused
 from gdi.ingest import crs as crsmod
 from gdi.ingest.fields import map_columns, plan_mapping
 from gdi.ingest.geometry import conform_many
 from gdi.ingest.read import read_upload
 from gdi.ingest.report import FeatureNote, Report
-from gdi.datasets import DatasetNameError, check_dataset_name
 from gdi.ingest.territory import assign_ags, check_member_key, inside, territory
 from gdi.store import open_store
 from gdi.store.base import Store, VersionMeta
