@@ -328,3 +328,30 @@ def test_rollback_with_a_malformed_version_is_400(service, body):
                                            "'to' muss eine Versionsnummer von 1 bis 2147483647 sein")
     assert requests.get(f"{service.url}/datasets/municipalities/06534/versions",
                         headers=bearer(service.tokens["admin"]), timeout=30).json() == before
+
+
+def test_a_burst_of_uploads_never_queues_more_than_the_limit(service):
+    """12 uploads by one member at the same moment, limit 5 waiting or running (config/gdi.yml)."""
+    h = service.tokens["hoexter"]
+    folders = service.home / "uploads"
+    before = {d.name for d in folders.iterdir()} if folders.exists() else set()
+    barrier = threading.Barrier(12)
+    answers: list = [None] * 12
+
+    def send(i: int) -> None:
+        barrier.wait()
+        answers[i] = upload(service, h, DATA / FARM, member="05762020", dataset=f"welle{i}", dry_run="true")
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    codes = sorted(r.status_code for r in answers)
+    assert codes == [202] * 5 + [429] * 7, codes
+    refused = [r.json()["description"] for r in answers if r.status_code == 429]
+    assert set(refused) == {"member 05762020 already has 5 uploads waiting or running; try again later"}
+    queued = {r.json()["id"] for r in answers if r.status_code == 202}
+    assert {d.name for d in folders.iterdir()} - before <= queued      # a refused upload leaves no file behind
+    for jid in queued:
+        assert wait(service, h, jid, timeout=300)["status"] == "accepted"

@@ -12,6 +12,7 @@ import ctypes
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,8 +35,17 @@ def _safe_filename(name: str) -> str:
     return name[:150]
 
 
-def submit(*, token_id: str, member: str, uploader: str, collection: str, file_name: str, save, options: dict) -> str:
-    """Queue an upload; ``save(path)`` writes the uploaded bytes."""
+class QueueFull(Exception):
+    """The member already has as many uploads waiting or running as it may."""
+
+
+def submit(*, token_id: str, member: str, uploader: str, collection: str, file_name: str, save, options: dict,
+           limit: int) -> str:
+    """Queue an upload; ``save(path)`` writes the uploaded bytes.
+
+    The member's queue limit is checked and the job inserted in one write transaction
+    (BEGIN IMMEDIATE), so a burst of simultaneous uploads, on any worker, never queues more
+    than ``limit``: a separate count-then-insert let every request of a burst pass the count."""
     jid = uuid.uuid4().hex[:16]
     folder = settings.paths().home / "uploads" / jid
     folder.mkdir(parents=True, exist_ok=True)
@@ -43,11 +53,19 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
     save(target)
     conn = service_db.connect()
     try:
+        conn.execute("BEGIN IMMEDIATE")
+        active = conn.execute("SELECT count(*) FROM jobs WHERE member = ? AND status IN ('queued','running')",
+                              (member,)).fetchone()[0]
+        if active >= limit:
+            conn.execute("ROLLBACK")
+            shutil.rmtree(folder, ignore_errors=True)
+            raise QueueFull(f"member {member} already has {limit} uploads waiting or running; try again later")
         conn.execute(
             "INSERT INTO jobs (id, member, token_id, uploader, collection, dataset, file, path, options, status, "
             "created) VALUES (?,?,?,?,?,?,?,?,?,'queued',?)",
             (jid, member, token_id, uploader, collection, options.get("dataset"), file_name, str(target),
              json.dumps(options), now_iso()))
+        conn.execute("COMMIT")
     finally:
         conn.close()
     return jid
@@ -73,15 +91,6 @@ def list_jobs(member: str | None = None, limit: int = 200) -> list[dict]:
     finally:
         conn.close()
     return [dict(r) for r in rows]
-
-
-def active_count(member: str) -> int:
-    conn = service_db.connect()
-    try:
-        return conn.execute("SELECT count(*) FROM jobs WHERE member = ? AND status IN ('queued','running')",
-                            (member,)).fetchone()[0]
-    finally:
-        conn.close()
 
 
 def _update(jid: str, **fields) -> None:

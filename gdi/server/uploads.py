@@ -90,8 +90,6 @@ def create_upload():
     if upload is None or not upload.filename:
         return _error(400, "no file in the form field 'file'")
     limit = int(settings.setting("uploads.max_queued_per_member", 5))
-    if jobs.active_count(member) >= limit:
-        return _error(429, f"member {member} already has {limit} uploads waiting or running; try again later")
     options = {k: (form.get(k) or "").strip() for k in ("dataset", "crs", "encoding", "layer")}
     try:
         if options["dataset"]:
@@ -99,8 +97,13 @@ def create_upload():
     except DatasetNameError as exc:
         return _error(400, f"form field 'dataset': {exc}")
     options["dry_run"] = (form.get("dry_run") or "").lower() in {"1", "true", "yes", "on"}
-    jid = jobs.submit(token_id=token.id, member=member, uploader=f"token:{token.id}" + (f" ({token.name})" if token.name else ""),
-                      collection=collection, file_name=upload.filename, save=upload.save, options=options)
+    try:
+        jid = jobs.submit(token_id=token.id, member=member,
+                          uploader=f"token:{token.id}" + (f" ({token.name})" if token.name else ""),
+                          collection=collection, file_name=upload.filename, save=upload.save, options=options,
+                          limit=limit)
+    except jobs.QueueFull as exc:
+        return _error(429, str(exc))
     response = jsonify(_job_json(jobs.get(jid)))
     response.status_code = 202
     response.headers["Location"] = f"/uploads/{jid}"
