@@ -363,7 +363,7 @@ def main() -> int:
     if "soak" not in SKIP:
         from bench import soak
 
-        soak.run(int(os.environ.get("SOAK_SECONDS", "600")), ["gpkg", "postgis"], debug=False)
+        soak.run(soak.SECONDS, ["gpkg", "postgis"], debug=False)
     out = table()
     stamp = time.strftime("%Y-%m-%d")
     text = f"{out}\n\nMachine: {machine()}; run {stamp}, {time.perf_counter() - started:.0f} s.\n"

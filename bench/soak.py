@@ -32,6 +32,7 @@ from bench.__main__ import (CONNECTIONS, GDI, REPO, WORK, env_for, free_port, gd
 
 CRASH = re.compile(r"was sent SIG|tcache|double free|Segmentation|Fatal Python error|corrupted|munmap_chunk|free\(\)")
 UPLOAD_EVERY = 10.0
+SECONDS = int(os.environ.get("SOAK_SECONDS", "600"))     # per store
 MEMBER = "06534014"          # Marburg: a municipality uploading its own points
 POINTS = 100_000
 
@@ -146,7 +147,7 @@ def run(seconds: int, stores: list[str], debug: bool, upload_every: float = UPLO
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak")
-    parser.add_argument("--seconds", type=int, default=int(os.environ.get("SOAK_SECONDS", "600")))
+    parser.add_argument("--seconds", type=int, default=SECONDS)
     parser.add_argument("--stores", default="gpkg,postgis")
     parser.add_argument("--debug", action="store_true", help="MALLOC_CHECK_=3 and PYTHONMALLOC=debug in the server")
     parser.add_argument("--upload-every", type=float, default=UPLOAD_EVERY, help="seconds; 0: readers only")

@@ -19,7 +19,6 @@ from gdi.ingest.pipeline import now_iso
 from gdi.ingest.territory import check_member_key
 from gdi.server import jobs, tokens
 
-
 bp = Blueprint("gdi_uploads", __name__)
 PAGE = Path(__file__).with_name("upload_page.html")
 
