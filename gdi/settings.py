@@ -9,9 +9,10 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,31 +32,86 @@ def store_url() -> str | None:
     return os.environ.get("GDI_STORE") or None
 
 
-def collections_dir() -> Path:
-    return Path(os.environ.get("GDI_COLLECTIONS") or REPO_ROOT / "collections")
+def collections_dirs() -> list[Path]:
+    """The folders of collection definitions: ``GDI_COLLECTIONS`` (several joined by ``:``) or collections/."""
+    given = os.environ.get("GDI_COLLECTIONS")
+    if not given:
+        return [REPO_ROOT / "collections"]
+    return [Path(p) for p in given.split(os.pathsep) if p]
 
 
 def config_file() -> Path:
     return Path(os.environ.get("GDI_CONFIG") or REPO_ROOT / "config" / "gdi.yml")
 
 
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Region(_Section):
+    name: str = "GDI"
+
+
+class Server(_Section):
+    url: str = "http://127.0.0.1:5000"      # public base URL; `gdi serve --port` adjusts the port when unchanged
+    workers: int = Field(2, ge=1, le=64)
+    threads: int = Field(2, ge=1, le=64)
+    limit_default: int = Field(10, ge=1)
+    limit_max: int = Field(10000, ge=1)
+
+
+class Ingest(_Section):
+    territory_tolerance_m: float = Field(50, ge=0, le=10000)
+    max_file_bytes: int = Field(500 * 2**20, ge=1)
+    max_unpacked_bytes: int = Field(2**30, ge=1)
+    max_zip_entries: int = Field(10000, ge=1)
+
+
+class Uploads(_Section):
+    max_bytes: int = Field(500 * 2**20, ge=1)
+    max_parallel_jobs: int = Field(2, ge=1)
+    per_member_jobs: int = Field(1, ge=1)
+    max_queued_per_member: int = Field(5, ge=1)
+
+
+class Viewer(_Section):
+    basemap: Literal["osm", "basemap.de", "none"] = "osm"
+    refresh_seconds: float = Field(2, gt=0)
+
+
+class Settings(_Section):
+    """config/gdi.yml, validated: the one place every setting and its default is declared.
+
+    A misspelt key or a wrong type is an error at start-up naming the key, instead of a
+    default silently taking its place.
+    """
+
+    region: Region = Region()
+    server: Server = Server()
+    ingest: Ingest = Ingest()
+    uploads: Uploads = Uploads()
+    viewer: Viewer = Viewer()
+
+
+class SettingsError(ValueError):
+    pass
+
+
 @functools.cache
-def _load_config(path: str) -> dict[str, Any]:
+def _load(path: str, mtime_ns: int) -> Settings:
     with open(path, encoding="utf-8") as fh:
-        return yaml.safe_load(fh) or {}
+        doc = yaml.safe_load(fh) or {}
+    try:
+        return Settings.model_validate(doc)
+    except ValidationError as exc:
+        lines = [f"{path}: {'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise SettingsError("\n".join(lines)) from None
 
 
-def config() -> dict[str, Any]:
-    return _load_config(str(config_file()))
-
-
-def setting(dotted: str, default: Any = None) -> Any:
-    node: Any = config()
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
+def get() -> Settings:
+    """The installation's settings (GDI_CONFIG or config/gdi.yml), read again when the file changed."""
+    path = config_file()
+    return _load(str(path), path.stat().st_mtime_ns)
 
 
 @dataclass(frozen=True)
