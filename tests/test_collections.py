@@ -36,7 +36,7 @@ def test_fold_matches_how_people_write(a, b):
     ("unknown", None), ("", None), (None, None),
 ])
 def test_category_spellings(spelling, expected):
-    index = get_collection("supply_points").category_index()
+    index = get_collection("supply_points").vocabulary_index("categories")
     assert map_category(spelling, index) == expected
 
 
@@ -56,12 +56,20 @@ def test_unknown_collection_is_a_clear_error():
         get_collection("parcels")
 
 
-def test_a_third_collection_is_one_yaml(tmp_path: Path):
+def test_a_third_collection_is_one_yaml_beside_the_others(tmp_path: Path, monkeypatch):
     (tmp_path / "a.yml").write_text(
         "id: playgrounds\ntitle: {de: Spielplätze, en: Playgrounds}\ngeometry_type: Point\n"
         "properties:\n  name: {type: string, required: true, aliases: [name, bezeichnung]}\n", encoding="utf-8")
-    colls = load_collections(tmp_path)
+    monkeypatch.setenv("GDI_COLLECTIONS", f"{Path(__file__).parent.parent / 'collections'}:{tmp_path}")
+    colls = load_collections()
+    assert list(colls) == ["municipalities", "supply_points", "playgrounds"]
     assert colls["playgrounds"].columns == ["name", "member", "dataset"]
+    assert colls["playgrounds"].write == "members"
+    # alone, members could not write it: their rights rest on a territory
+    with pytest.raises(CollectionError, match="^playgrounds are written by members, whose rights rest on a "
+                                              "territory: declare one collection with role: territory$"):
+        load_collections(tmp_path)
     (tmp_path / "b.yml").write_text("id: bad\ntitle: {de: x}\ngeometry_type: Blob\nproperties: {}\n")
-    with pytest.raises(CollectionError, match="geometry_type 'Blob'"):
+    with pytest.raises(CollectionError, match="^b.yml: geometry_type: 'Blob' is not one of .*\n"
+                                              "b.yml: properties: missing: declare at least one property$"):
         load_collections(tmp_path)
