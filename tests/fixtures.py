@@ -8,7 +8,7 @@ from pathlib import Path
 import geopandas as gpd
 import pyogrio
 
-from gdi.ingest.crs import enable_grids
+from gdi.crs import enable_grids
 
 
 def read_geojson(path: Path) -> gpd.GeoDataFrame:

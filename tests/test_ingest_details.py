@@ -14,7 +14,7 @@ from pyproj.transformer import TransformerGroup
 
 from conftest import run_gdi
 from gdi.collections import get_collection
-from gdi.ingest.crs import GRID_DIR, enable_grids
+from gdi.crs import GRID_DIR, enable_grids
 from gdi.store import open_store
 
 MB = "boundaries/vg250ew_gemeinden_marburg-biedenkopf.geojson"
@@ -44,7 +44,7 @@ def test_official_bkg_gauss_krueger_shapefile_lands_within_centimetres(gdi_home,
     with zipfile.ZipFile(archive, "w") as zf:
         for f in work.iterdir():
             zf.write(f, f"vg5000/{f.name}")
-    run_gdi("ingest", str(archive), "--collection", "municipalities", "--member", "06534", "--report",
+    run_gdi("ingest", str(archive), "--collection", "municipalities", "--member", "06534", "--admin", "--report",
             str(tmp_path / "r.json"), home=gdi_home, check=True)
     rep = report_of(tmp_path)
     assert rep["crs"]["epsg"] == 31467 and rep["encoding"]["name"] == "utf-8"
@@ -65,7 +65,7 @@ def test_official_bkg_gauss_krueger_shapefile_lands_within_centimetres(gdi_home,
 
 
 def _boundaries(home, real_data):
-    run_gdi("ingest", str(real_data / MB), "--collection", "municipalities", "--member", "06534", home=home, check=True)
+    run_gdi("ingest", str(real_data / MB), "--collection", "municipalities", "--member", "06534", "--admin", home=home, check=True)
 
 
 def test_legacy_geojson_crs_member_z_and_duplicates(gdi_home, real_data, tmp_path):
@@ -107,7 +107,7 @@ def test_invalid_polygon_is_repaired_and_reported(gdi_home, real_data, tmp_path)
                               geometry=[bowtie], crs=4326)
     path = tmp_path / "kaputt.geojson"
     broken.to_file(path, driver="GeoJSON")
-    run_gdi("ingest", str(path), "--collection", "municipalities", "--member", "06534", "--report",
+    run_gdi("ingest", str(path), "--collection", "municipalities", "--member", "06534", "--admin", "--report",
             str(tmp_path / "r.json"), home=gdi_home, check=True)
     rep = report_of(tmp_path)
     assert rep["counts"] == {"read": 1, "accepted": 1, "repaired": 1, "rejected": 0}

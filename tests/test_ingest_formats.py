@@ -16,7 +16,7 @@ import shapely
 from conftest import run_gdi, store_text
 from fixtures import GERMAN, farmshops_of, supply_frame_german, zipped_shapefile
 from gdi.collections import get_collection
-from gdi.ingest.crs import enable_grids, transformer
+from gdi.crs import enable_grids, transformer
 from gdi.store import open_store
 
 MB = "vg250ew_gemeinden_marburg-biedenkopf.geojson"
@@ -26,7 +26,7 @@ CATEGORIES = {"farm": "farm_shop", "vending_machine": "vending_machine", "market
 
 @pytest.fixture
 def boundaries(gdi_home, real_data):
-    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534", "--admin",
             "--dataset", "vg250ew", home=gdi_home, check=True)
     return gdi_home
 

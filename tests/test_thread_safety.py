@@ -15,7 +15,7 @@ import threading
 
 import shapely
 
-from gdi.ingest import crs
+from gdi import crs
 from gdi.publish import provider
 from gdi.store import gpkg_binary
 

@@ -19,7 +19,7 @@ import shapely
 
 from gdi.ingest import IngestRefused
 from gdi.ingest import encoding as enc
-from gdi.ingest.crs import epsg_of
+from gdi.crs import epsg_of
 from gdi.ingest.unpack import safe_extract
 
 VECTOR_EXT = {".shp": "ESRI Shapefile", ".gpkg": "GeoPackage", ".geojson": "GeoJSON", ".json": "GeoJSON",

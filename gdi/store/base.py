@@ -80,6 +80,15 @@ def rollback_target(name: str, versions: list[tuple], live: int | None, to_versi
     return match[0]
 
 
+def indexed_properties(collection: Collection) -> list[str]:
+    """The properties clients filter and sort by: the title, the time, vocabularies and territory keys."""
+    names = [collection.title_field, collection.time_field,
+             collection.territory.key if collection.territory else None,
+             *collection.computed("territory_key"),
+             *(p.name for p in collection.properties.values() if p.vocabulary)]
+    return list(dict.fromkeys(n for n in names if n))
+
+
 class Store(Protocol):
     kind: str
 

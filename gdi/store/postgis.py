@@ -18,14 +18,14 @@ import psycopg
 import shapely
 
 from gdi.collections import Collection
-from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound, rollback_target
-from gdi.store.gpkg import prepared_rows
+from gdi.store.base import (DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound, indexed_properties,
+                            rollback_target)
+from gdi.store.rows import prepared_rows
 
 SCHEMA = "gdi"
 SCHEMA_VERSION = 1
 SQL_TYPES = {"string": "text", "integer": "bigint", "number": "double precision", "boolean": "boolean",
-             "date": "text", "datetime": "text"}
-INDEXED = ("category", "ags", "name", "updated")   # attribute indexes where a collection has these
+             "date": "text", "datetime": "text", "uri": "text"}
 
 _BOOKKEEPING = f"""
 CREATE EXTENSION IF NOT EXISTS postgis;
@@ -106,7 +106,7 @@ class PostgisStore:
         idx = [f"CREATE INDEX IF NOT EXISTS {_ident(collection.id + '_geom_gist')} ON {SCHEMA}.{t} USING gist (geom)",
                f"CREATE INDEX IF NOT EXISTS {_ident(collection.id + '_member_dataset')} ON {SCHEMA}.{t} (member, dataset)",
                f"CREATE INDEX IF NOT EXISTS {_ident('archive_' + collection.id + '_version')} ON {SCHEMA}.{a} (version_id)"]
-        for name in INDEXED:
+        for name in indexed_properties(collection):
             if name in collection.properties:
                 idx.append(f"CREATE INDEX IF NOT EXISTS {_ident(collection.id + '_' + name)} ON {SCHEMA}.{t} ({_ident(name)})")
         for stmt in idx:

@@ -17,7 +17,7 @@ from pyproj.transformer import TransformerGroup
 
 from gdi.thread_cache import per_thread_lru_cache
 
-GRID_DIR = Path(__file__).resolve().parent.parent / "grids"
+GRID_DIR = Path(__file__).resolve().parent / "grids"
 DHDN_GK = {31466, 31467, 31468, 31469}
 # The CRSs German municipalities actually deliver, in order of preference when ranges overlap.
 CANDIDATES = (25832, 4326, 31467, 25833, 31466, 31468, 3857)
