@@ -91,7 +91,7 @@ def new_home(name: str) -> Path:
 
 
 def load_boundaries(home: Path, store: str | None = None) -> None:
-    gdi("ingest", "--collection", "municipalities", "--member", data.COUNTY, "--dataset", "vg250ew",
+    gdi("ingest", "--collection", "municipalities", "--member", data.COUNTY, "--admin", "--dataset", "vg250ew",
         str(data.municipalities_file()), home=home, store=store)
 
 
@@ -136,7 +136,7 @@ import sys, time
 from pathlib import Path
 from gdi.ingest.pipeline import Options, ingest
 t = time.perf_counter()
-r = ingest(Path(sys.argv[1]), Options("supply_points", "06534", "points", publish=False))
+r = ingest(Path(sys.argv[1]), Options("supply_points", "06534", "points"))
 assert r.status == "accepted", r.refusal
 print(time.perf_counter() - t)
 """

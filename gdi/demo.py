@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
+
 from gdi import settings
 from gdi.ingest.pipeline import Options, ingest
 
@@ -15,16 +17,13 @@ class DemoUpload:
     collection: str
     member: str
     dataset: str
+    admin: bool = False
 
 
-UPLOADS = (
-    DemoUpload("boundaries/vg250ew_gemeinden_marburg-biedenkopf.geojson", "municipalities", "06534", "vg250ew"),
-    DemoUpload("boundaries/vg250ew_gemeinden_hoexter.geojson", "municipalities", "05762", "vg250ew"),
-    DemoUpload("poi/farmshops_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "06534", "osm_farmshops"),
-    DemoUpload("poi/farmshops_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "05762", "osm_farmshops"),
-    DemoUpload("poi/lidl_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "06534", "osm_supermarkets"),
-    DemoUpload("poi/lidl_marburg-biedenkopf_hoexter_umland.geojson", "supply_points", "05762", "osm_supermarkets"),
-)
+def uploads() -> list[DemoUpload]:
+    """The demo's uploads, declared in data/demo.yml beside the data they name."""
+    with open(DEMO_DIR / "demo.yml", encoding="utf-8") as fh:
+        return [DemoUpload(**u) for u in yaml.safe_load(fh)["uploads"]]
 
 
 def load_demo(*, force: bool = False, echo=print) -> bool:
@@ -35,8 +34,9 @@ def load_demo(*, force: bool = False, echo=print) -> bool:
     if store.datasets() and not force:
         echo("gdi: data already loaded in " + str(settings.paths().home) + " (use --reload to load again)")
         return False
-    for up in UPLOADS:
-        report = ingest(DEMO_DIR / up.file, Options(up.collection, up.member, up.dataset, publish=False), store)
+    for up in uploads():
+        report = ingest(DEMO_DIR / up.file, Options(up.collection, up.member, up.dataset,
+                                                    admin=up.admin), store)
         c = report.counts
         echo(f"gdi: {up.collection:<15} member {up.member} {up.file}: {report.status}, "
              f"{c['accepted']} accepted, {c['rejected']} rejected")

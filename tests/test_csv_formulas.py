@@ -22,7 +22,7 @@ def test_formula_safe_is_owasps_rule():
 
 def test_items_as_csv_neutralise_formulas_and_keep_numbers(gdi_home, tmp_path):
     run_gdi("ingest", str(DATA / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"), "--collection",
-            "municipalities", "--member", "06534", home=gdi_home, check=True)
+            "municipalities", "--member", "06534", "--admin", home=gdi_home, check=True)
     feats = [{"type": "Feature", "properties": {"name": name, "category": "Hofladen"},
               "geometry": {"type": "Point", "coordinates": [8.7705 + i * 0.001, 50.8098]}}
              for i, name in enumerate(HOSTILE)]

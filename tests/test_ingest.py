@@ -12,7 +12,7 @@ import shapely
 from conftest import run_gdi, store_text
 from fixtures import farmshops_of, supply_frame_german, zipped_shapefile
 from gdi.collections import get_collection
-from gdi.ingest.crs import transformer
+from gdi.crs import transformer
 from gdi.store import open_store
 
 MB = "vg250ew_gemeinden_marburg-biedenkopf.geojson"
@@ -26,7 +26,7 @@ def stored(home: Path, collection: str) -> gpd.GeoDataFrame:
 
 @pytest.fixture
 def boundaries(gdi_home, real_data):
-    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534", "--admin",
             "--dataset", "vg250ew", home=gdi_home, check=True)
     return gdi_home
 
@@ -53,7 +53,7 @@ def test_geopackage_in_utm_with_own_field_names(gdi_home, real_data, tmp_path):
                            geometry=src.geometry, crs=4326).to_crs(25832)
     path = tmp_path / "hoexter.gpkg"
     pyogrio.write_dataframe(own, path, layer="gemeinden")
-    proc = run_gdi("ingest", str(path), "--collection", "municipalities", "--member", "05762", home=gdi_home)
+    proc = run_gdi("ingest", str(path), "--collection", "municipalities", "--member", "05762", "--admin", home=gdi_home)
     assert proc.returncode == 0, proc.stderr
     assert "10 accepted" in proc.stdout
     g = stored(gdi_home, "municipalities")
@@ -99,7 +99,7 @@ def test_zipped_cp1252_shapefile_in_gauss_krueger(boundaries, real_data, tmp_pat
 
 
 def test_upload_replaces_only_its_own_collection_member_dataset(boundaries, real_data, tmp_path):
-    run_gdi("ingest", str(real_data / "boundaries" / HX), "--collection", "municipalities", "--member", "05762",
+    run_gdi("ingest", str(real_data / "boundaries" / HX), "--collection", "municipalities", "--member", "05762", "--admin",
             "--dataset", "vg250ew", home=boundaries, check=True)
     shops = farmshops_of(real_data, "06534")
     full = tmp_path / "full.geojson"
@@ -159,18 +159,18 @@ def test_unmappable_category_is_rejected_and_named(boundaries, real_data, tmp_pa
 
 def test_dry_run_publishes_nothing(boundaries, real_data):
     before = store_text()
-    proc = run_gdi("ingest", str(real_data / "boundaries" / HX), "--collection", "municipalities", "--member", "05762",
+    proc = run_gdi("ingest", str(real_data / "boundaries" / HX), "--collection", "municipalities", "--member", "05762", "--admin",
                    "--dry-run", home=boundaries)
     assert proc.returncode == 0 and "dry run" in proc.stdout
     assert store_text() == before
 
 
 @pytest.mark.parametrize("args,message", [
-    (["/nonexistent/gemeinden.geojson", "--collection", "municipalities", "--member", "06534"], "file not found"),
+    (["/nonexistent/gemeinden.geojson", "--collection", "municipalities", "--member", "06534", "--admin"], "file not found"),
     (["{MB}", "--collection", "parcels", "--member", "06534"], "unknown collection 'parcels'"),
-    (["{MB}", "--collection", "municipalities", "--member", "6534"], "member key '6534' is malformed"),
-    (["{MB}", "--collection", "municipalities", "--member", "0653401X"], "member key '0653401X' is malformed"),
-    (["{MB}", "--collection", "municipalities", "--member", "05762"], "none of the 22 features could be accepted"),
+    (["{MB}", "--collection", "municipalities", "--member", "6534", "--admin"], "member key '6534' is malformed"),
+    (["{MB}", "--collection", "municipalities", "--member", "0653401X", "--admin"], "member key '0653401X' is malformed"),
+    (["{MB}", "--collection", "municipalities", "--member", "05762", "--admin"], "none of the 22 features could be accepted"),
 ])
 def test_refusals_are_one_clear_line_and_change_nothing(boundaries, real_data, args, message):
     before = store_text()

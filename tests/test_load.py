@@ -41,7 +41,7 @@ def test_readers_never_see_a_mix_or_an_error(kind, request, tmp_path, real_data)
     store = fresh_store(kind, request)
     (home / "store-url").write_text(store or "")
     run_gdi("ingest", str(real_data / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
-            "--collection", "municipalities", "--member", "06534", home=home, store=store, check=True)
+            "--collection", "municipalities", "--member", "06534", "--admin", home=home, store=store, check=True)
     files = {label: version_file(real_data, tmp_path, label, n) for label, n in SIZES.items()}
     run_gdi("ingest", str(files["A"]), "--collection", "supply_points", "--member", "06534", "--dataset", "wechsel",
             home=home, store=store, check=True)

@@ -14,7 +14,7 @@ def test_two_servers_share_one_database(tmp_path, real_data, request):
     store = fresh_store("postgis", request)
     (home / "store-url").write_text(store)
     run_gdi("ingest", str(real_data / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
-            "--collection", "municipalities", "--member", "06534", home=home, store=store, check=True)
+            "--collection", "municipalities", "--member", "06534", "--admin", home=home, store=store, check=True)
     a, b = Server(home, free_port()), Server(home, free_port())
     try:
         def count(srv, collection):

@@ -35,7 +35,7 @@ def service(request, tmp_path_factory):
     store = fresh_store(request.param, request)
     (home / "store-url").write_text(store or "")
     for f, m in (("vg250ew_gemeinden_marburg-biedenkopf.geojson", "06534"), ("vg250ew_gemeinden_hoexter.geojson", "05762")):
-        run_gdi("ingest", str(DATA / "boundaries" / f), "--collection", "municipalities", "--member", m,
+        run_gdi("ingest", str(DATA / "boundaries" / f), "--collection", "municipalities", "--member", m, "--admin",
                 home=home, check=True, store=store)
     tokens = {"marburg": token(home, "06534014", "--name", "Stadt Marburg"),
               "hoexter": token(home, "05762020"),
@@ -65,6 +65,14 @@ def wait(srv, secret, jid: str, timeout: float = 120) -> dict:
             return job
         time.sleep(0.3)
     raise AssertionError(f"job {jid} did not finish: {job}")
+
+
+def report_of(srv, secret, job: dict) -> dict:
+    """The JSON report of a finished job, as its link serves it."""
+    href = next(link["href"] for link in job["links"] if link["rel"] == "report" and link["type"] == "application/json")
+    r = requests.get(srv.url + href, headers=bearer(secret), timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()
 
 
 def items(srv, **params):

@@ -16,7 +16,7 @@ LIDL = "lidl_marburg-biedenkopf_hoexter_umland.geojson"
 
 @pytest.fixture
 def home(gdi_home, real_data):
-    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534", "--admin",
             home=gdi_home, check=True)
     return gdi_home
 
@@ -82,7 +82,7 @@ def test_geopackage_rtree_matches_the_features_after_bulk_writes(tmp_path, monke
 
     monkeypatch.setenv("GDI_HOME", str(tmp_path))
     monkeypatch.delenv("GDI_STORE", raising=False)
-    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
+    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534", "--admin",
             home=tmp_path, store=None, check=True)
     for name in (FARM, LIDL, FARM):
         run_gdi("ingest", str(real_data / "poi" / name), "--collection", "supply_points", "--member", "06534",

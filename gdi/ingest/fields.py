@@ -7,9 +7,12 @@ fields are named in the report and kept in the stored original upload.
 """
 from __future__ import annotations
 
+import datetime as dt
 import math
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -97,7 +100,83 @@ def coerce(value: object, ptype: str) -> object:
         if key in {"0", "false", "nein", "no", "n", "falsch"}:
             return False
         raise ValueError(f"'{value}' is not yes/no")
+    if ptype == "date":
+        return _date(value)
+    if ptype == "datetime":
+        return _datetime(value)
+    if ptype == "uri":
+        return _uri(clean_text(str(value)))
     return clean_text(str(value))
+
+
+_LOCAL = ZoneInfo("Europe/Berlin")      # members' files give local times without a zone
+_GERMAN_DATE = re.compile(r"(\d{1,2})\.(\d{1,2})\.(\d{4})")
+_HOST = re.compile(r"(?:[\w-]+\.)+[a-z]{2,}(?:[/?#]\S*)?", re.IGNORECASE)
+
+
+def _date(value: object) -> str:
+    """YYYY-MM-DD from a date, a timestamp, ISO text or German DD.MM.YYYY."""
+    if isinstance(value, (dt.datetime, pd.Timestamp)):
+        return value.date().isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    text = str(value).strip()
+    m = _GERMAN_DATE.fullmatch(text)
+    try:
+        if m:
+            return dt.date(int(m[3]), int(m[2]), int(m[1])).isoformat()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return dt.date.fromisoformat(text).isoformat()
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}[T ]00:00(:00)?", text):
+            return dt.date.fromisoformat(text[:10]).isoformat()
+    except ValueError:
+        pass
+    raise ValueError(f"'{_short(text)}' is not a date (YYYY-MM-DD or DD.MM.YYYY)")
+
+
+def _datetime(value: object) -> str:
+    """The UTC form YYYY-MM-DDTHH:MM:SSZ (what the API filters on); times without zone are local."""
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day)
+    else:
+        text = str(value).strip()
+        m = re.fullmatch(r"(\d{1,2})\.(\d{1,2})\.(\d{4})(?:[ ,]+(\d{1,2}):(\d{2})(?::(\d{2}))?)?", text)
+        try:
+            if m:
+                moment = dt.datetime(int(m[3]), int(m[2]), int(m[1]), int(m[4] or 0), int(m[5] or 0), int(m[6] or 0))
+            else:
+                moment = dt.datetime.fromisoformat(text.replace("z", "Z"))
+        except ValueError:
+            raise ValueError(f"'{_short(text)}' is not a date and time (ISO 8601 or DD.MM.YYYY HH:MM)") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=_LOCAL)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _uri(text: str) -> str:
+    """An absolute http(s), ftp or mailto URI; a bare host name (www.hof.de) gets https://."""
+    if _HOST.fullmatch(text):
+        text = "https://" + text
+    parts = urlsplit(text)
+    if (parts.scheme in {"http", "https", "ftp"} and parts.netloc and " " not in text) or \
+            (parts.scheme == "mailto" and "@" in parts.path):
+        return text
+    raise ValueError(f"'{_short(text)}' is not a web address (https://…)")
+
+
+def _short(text: str, limit: int = 40) -> str:
+    """A value as shown in a message: never the whole of a huge one."""
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _too_long(values: np.ndarray, limit: int) -> np.ndarray:
+    """Rows whose text value is longer than limit characters."""
+    lengths = pd.Series(values, dtype=object).map(lambda v: len(v) if isinstance(v, str) else 0).to_numpy()
+    return np.nonzero(lengths > limit)[0]
 
 
 # -- columnar mapping (the ingest hot path) -----------------------------------
@@ -218,7 +297,6 @@ class MappedColumns:
 
 def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMapping) -> MappedColumns:
     """Each source row as schema values, with the reasons it cannot be accepted (columnar, per distinct value)."""
-    index = collection.category_index()
     n = len(frame)
     sources_cache: dict[str, np.ndarray] = {}
     missing_cache: dict[str, np.ndarray] = {}
@@ -258,6 +336,7 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
     for prop in collection.input_properties():
         sources = mapping.sources.get(prop.name, [])
         if prop.vocabulary:
+            index = collection.vocabulary_index(prop.vocabulary)
             mapped = np.full(n, None, dtype=object)
             for s in reversed(sources):
                 m = _per_value(col(s), lambda v: map_category(v, index))
@@ -278,9 +357,14 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
             for s in reversed(sources):
                 present = ~missing(s)
                 vals[present] = text(s)[present]
+            if prop.max_length:
+                for i in _too_long(vals, prop.max_length).tolist():
+                    problems.setdefault(i, []).append(
+                        f"{prop.name} is longer than {prop.max_length} characters ({len(vals[i]):,})")
+                    vals[i] = _short(vals[i])
             if prop.pattern:
                 for i in _pattern_failures(vals, prop.pattern).tolist():
-                    problems.setdefault(i, []).append(f"{prop.name} '{vals[i]}' does not match the required form")
+                    problems.setdefault(i, []).append(f"{prop.name} '{_short(vals[i])}' does not match the required form")
             values[prop.name] = vals
             if prop.required:
                 for i in np.nonzero(np.equal(vals, None))[0].tolist():
@@ -295,8 +379,11 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
             except (ValueError, TypeError) as exc:
                 found.append(f"{prop.name}: {exc}")
                 value = None
-            if value is not None and prop.pattern and not re.fullmatch(prop.pattern, str(value)):
-                found.append(f"{prop.name} '{value}' does not match the required form")
+            if isinstance(value, str) and prop.max_length and len(value) > prop.max_length:
+                found.append(f"{prop.name} is longer than {prop.max_length} characters ({len(value):,})")
+                value = _short(value)
+            elif value is not None and prop.pattern and not re.fullmatch(prop.pattern, str(value)):
+                found.append(f"{prop.name} '{_short(str(value))}' does not match the required form")
             return value, tuple(found)
 
         codes, results = _factorized(raw, convert)

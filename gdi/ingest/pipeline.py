@@ -1,16 +1,22 @@
 """One member upload, from file to published features.
 
-read → CRS → fields → geometry → territory → store → publish. A refusal at any
-step raises IngestRefused before the store is touched, so a bad upload never
-changes what is published.
+The stages of ``_run``, each a function with a typed result: target (member, collection
+and the write right, the file, the dataset name) → the published territory → read (and
+CRS) → fields → check_features (geometry, values, duplicates; gdi.ingest.validate) →
+territory (keys of the territory itself, or members' features inside their territory) →
+derive (computed properties) → store. A refusal at any stage raises IngestRefused
+before the store is touched, so a bad upload never changes what is published.
+Publishing the result is the next stage's work (gdi.upload runs both).
 """
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,15 +27,17 @@ import pandas as pd
 import shapely
 
 from gdi import settings
-from gdi.collections import Collection, CollectionError, get_collection, load_collections
+from gdi.collections import Collection, CollectionError, load_collections, territory_collection
 from gdi.datasets import DatasetNameError, check_dataset_name
+from gdi.files import now_iso
 from gdi.ingest import IngestRefused
-from gdi.ingest import crs as crsmod
-from gdi.ingest.fields import map_columns, plan_mapping
-from gdi.ingest.geometry import conform_many
+from gdi.ingest import authority
+from gdi import crs as crsmod
+from gdi.ingest.fields import MappedColumns, map_columns, plan_mapping
 from gdi.ingest.read import read_upload
-from gdi.ingest.report import FeatureNote, Report
-from gdi.ingest.territory import assign_ags, check_member_key, inside, territory
+from gdi.ingest.report import Report
+from gdi.ingest.territory import assign_keys, check_member_key, split_keys, territory
+from gdi.ingest.validate import Checked, check_features, check_inside, check_keys_of_member
 from gdi.store import open_store
 from gdi.store.base import Store, VersionMeta
 
@@ -44,13 +52,9 @@ class Options:
     layer: str | None = None
     dry_run: bool = False
     report_file: Path | None = None
-    publish: bool = True
     uploader: str | None = None
+    admin: bool = False                 # the county's authority (an admin token, `gdi ingest --admin`)
     progress: Callable[[str, float], None] | None = None    # (stage, 0…1), for jobs and terminals
-
-
-def now_iso() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def dataset_name(path: Path) -> str:
@@ -80,7 +84,8 @@ def ingest(path: Path, options: Options, store: Store | None = None) -> Report:
                     dataset=options.dataset, started=started, dry_run=options.dry_run)
     paths = settings.paths()
     try:
-        _run(path, options, report, store)
+        with _territory_lock(options.collection):
+            _run(path, options, report, store)
     except IngestRefused as exc:
         report.status = "refused"
         report.refusal = str(exc)
@@ -95,15 +100,97 @@ def ingest(path: Path, options: Options, store: Store | None = None) -> Report:
     return report
 
 
+@contextlib.contextmanager
+def _territory_lock(cid: str) -> Iterator[None]:
+    """Uploads into the territory run one at a time: its key checks and the write must see
+    the same published keys (two uploads checked at once could each add the same key)."""
+    try:
+        coll = load_collections().get(cid)
+    except CollectionError:
+        coll = None
+    if coll is None or not coll.is_territory:
+        yield
+        return
+    with open(settings.paths().home / "territory.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
+@dataclass(frozen=True)
+class Target:
+    """What an upload is for, checked before a byte of it is read."""
+
+    member: str
+    collections: dict[str, Collection]
+    collection: Collection
+    dataset: str
+    given_epsg: int | None
+
+
+@dataclass(frozen=True)
+class PublishedTerritory:
+    """The published boundaries an upload is checked against (None when none are published)."""
+
+    collection: Collection | None
+    boundaries: gpd.GeoDataFrame | None
+    area: object | None           # the union of the member's territory features
+
+    @property
+    def key(self) -> str | None:
+        return self.collection.territory.key if self.collection is not None else None
+
+
 def _run(path: Path, options: Options, report: Report, store: Store | None) -> None:
+    """The stages of one upload; each refusal raises IngestRefused before the store is written."""
+    target = _target(path, options)
+    report.dataset = target.dataset
+    report.size = path.stat().st_size
+    report.sha256 = sha256_of(path)
+    store = store or open_store()
+    step = options.progress or (lambda stage, fraction: None)
+    step("reading", 0.05)
+    known = _territory(store, target)
+    frame, geoms = _read(path, options, target, known, report)
+    step("fields", 0.4)
+    cols = _fields(frame, target.collection, report)
+    step("geometry", 0.55)
+    checked = check_features(geoms, cols, target.collection.geometry_type)
+    del geoms
+    step("territory", 0.7)
+    _check_territory(checked, cols, target, known, store)
+    report.rejected = sorted(report.rejected + checked.rejected, key=lambda n: n.index)
+    report.repaired = checked.repaired
+    report.counts.update(accepted=len(checked.accepted), rejected=len(report.rejected),
+                         repaired=len(report.repaired))
+    if not len(checked.accepted):
+        raise IngestRefused(f"none of the {len(frame)} features could be accepted (see the rejected list)")
+    del frame
+    updated = now_iso()
+    result = _derive(checked, cols, target.collection, known, updated)
+    del cols, checked
+    if options.dry_run:
+        report.status = "accepted"
+        return
+    step("storing", 0.8)
+    _store(path, result, target, options, report, store, updated)
+
+
+def _target(path: Path, options: Options) -> Target:
+    """Member, collection and write right, CRS option, the file itself and the dataset name."""
     try:
         member = check_member_key(options.member)
     except ValueError as exc:
         raise IngestRefused(str(exc)) from exc
     try:
-        collection = get_collection(options.collection)
+        collections = load_collections()
     except CollectionError as exc:
         raise IngestRefused(str(exc)) from exc
+    if options.collection not in collections:
+        known = ", ".join(sorted(collections)) or "keine / none"
+        raise IngestRefused(f"unbekannte Sammlung '{options.collection[:40]}' (bekannt: {known}) / "
+                            f"unknown collection '{options.collection[:40]}' (known: {known})")
+    collection = collections[options.collection]
+    authority.check_write_right(collection, options.admin)
     given_epsg = None
     if options.crs:
         try:
@@ -119,39 +206,42 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
         dataset = check_dataset_name(options.dataset or dataset_name(path))
     except DatasetNameError as exc:
         raise IngestRefused(str(exc)) from None
-    report.dataset = dataset
-    report.size = path.stat().st_size
-    report.sha256 = sha256_of(path)
-    store = store or open_store()
-    step = options.progress or (lambda stage, fraction: None)
-    step("reading", 0.05)
+    return Target(member, collections, collection, dataset, given_epsg)
 
-    municipalities = store.read(load_collections()["municipalities"]) if "municipalities" in load_collections() else None
-    area = territory(municipalities, member) if municipalities is not None and not municipalities.empty else None
 
+def _territory(store: Store, target: Target) -> PublishedTerritory:
+    coll = territory_collection(target.collections)
+    boundaries = store.read(coll) if coll is not None else None
+    area = (territory(boundaries, coll.territory.key, target.member)
+            if boundaries is not None and not boundaries.empty else None)
+    return PublishedTerritory(coll, boundaries, area)
+
+
+def _read(path: Path, options: Options, target: Target, known: PublishedTerritory,
+          report: Report) -> tuple[pd.DataFrame, np.ndarray]:
+    """The attribute table and the geometries in the storage CRS (the source geometries are freed:
+    ≈100 MB per million points)."""
+    limits = settings.get().ingest
     with tempfile.TemporaryDirectory(prefix="gdi-ingest-") as tmp:
-        raw = read_upload(
-            path, workdir=Path(tmp), layer=options.layer, encoding=options.encoding,
-            max_bytes=int(settings.setting("ingest.max_file_bytes", 500 * 2**20)),
-            max_unpacked=int(settings.setting("ingest.max_unpacked_bytes", 2**30)),
-            max_entries=int(settings.setting("ingest.max_zip_entries", 10000)),
-        )
+        raw = read_upload(path, workdir=Path(tmp), layer=options.layer, encoding=options.encoding,
+                          max_bytes=limits.max_file_bytes, max_unpacked=limits.max_unpacked_bytes,
+                          max_entries=limits.max_zip_entries)
     frame = raw.frame
+    raw.frame = None
     report.format, report.layer, report.archive_members = raw.format, raw.layer, raw.members
     report.encoding = {"name": raw.encoding, "source": raw.encoding_source}
     report.warnings.extend(raw.messages)
     report.counts["read"] = len(frame)
     if len(frame) == 0:
         raise IngestRefused(f"{path.name} contains no features")
-
-    step("coordinates", 0.25)
     geoms = np.asarray(frame.geometry.values, dtype=object)
-    epsg = _decide_crs(geoms, raw.declared_epsg, given_epsg, frame, area, report)
-    geoms = _to_storage(geoms, epsg, collection, report)
-    # from here on only the attribute columns: the source geometries go (≈100 MB per million points)
-    frame = pd.DataFrame(frame.drop(columns=frame.geometry.name))
-    raw.frame = None
+    epsg = _decide_crs(geoms, raw.declared_epsg, target.given_epsg, frame, known.area, report)
+    geoms = _to_storage(geoms, epsg, target.collection, report)
+    return pd.DataFrame(frame.drop(columns=frame.geometry.name)), geoms
 
+
+def _fields(frame: pd.DataFrame, collection: Collection, report: Report) -> MappedColumns:
+    """The file's fields mapped onto the declared properties (a missing required one refuses the file)."""
     mapping = plan_mapping(list(frame.columns), collection)
     report.field_mapping = mapping.sources
     report.unknown_fields = mapping.unknown
@@ -160,121 +250,73 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
         raise IngestRefused(
             f"no field for required {', '.join(missing)} found; columns in the file: "
             f"{', '.join(frame.columns)}")
-    step("fields", 0.4)
-    cols = map_columns(frame, collection, mapping)
-    step("geometry", 0.55)
+    return map_columns(frame, collection, mapping)
 
-    tolerance = float(settings.setting("ingest.territory_tolerance_m", 50))
-    fixed_all, notes, reasons = conform_many(geoms, collection.geometry_type)
-    # A feature is rejected for its geometry first, then for its values (as one message).
-    bad = np.zeros(len(frame), dtype=bool)
-    for i in sorted(set(np.nonzero(np.not_equal(reasons, None))[0].tolist()) | set(cols.problems)):
-        problems = list(cols.problems.get(i, []))
-        if reasons[i]:
-            problems.insert(0, reasons[i])
-        report.rejected.append(FeatureNote(i, "; ".join(problems), _shown(cols.row(i))))
-        bad[i] = True
-    candidates = np.nonzero(~bad)[0]
-    duplicate_of = _duplicates(fixed_all[candidates], {k: v[candidates] for k, v in cols.values.items()})
-    for j in np.nonzero(duplicate_of >= 0)[0].tolist():
-        i = int(candidates[j])
-        report.rejected.append(FeatureNote(i, f"exact duplicate of feature {int(candidates[duplicate_of[j]])}",
-                                           _shown(cols.row(i))))
-    accepted = candidates[duplicate_of < 0]
-    for i in np.nonzero(np.not_equal(notes[accepted], None))[0].tolist():
-        report.repaired.append(FeatureNote(int(accepted[i]), notes[accepted[i]], _shown(cols.row(int(accepted[i])))))
-    out_geoms_arr = fixed_all[accepted]
 
-    step("territory", 0.7)
-    keep = np.ones(len(accepted), dtype=bool)
-    tfield = collection.territory_field
-    if tfield:
-        values = cols.values.get(tfield, np.full(len(frame), None, dtype=object))[accepted]
-        text = pd.Series(values, dtype=object).fillna("").astype(str)
-        keep = text.str.startswith(member).to_numpy(dtype=bool)
-        for j in np.nonzero(~keep)[0].tolist():
-            i = int(accepted[j])
-            report.rejected.append(FeatureNote(
-                i, f"{tfield} {text.iloc[j]} is not in the territory of member {member}", _shown(cols.row(i))))
-    else:
-        if area is None:
-            raise IngestRefused(
-                f"the territory of member {member} is unknown: no municipalities with a key starting "
-                f"{member} are published yet (upload the boundaries first)")
-        keep = inside(out_geoms_arr, area, tolerance) if len(out_geoms_arr) else np.zeros(0, bool)
-        for j in np.nonzero(~keep)[0].tolist():
-            i = int(accepted[j])
-            report.rejected.append(FeatureNote(
-                i, f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)",
-                _shown(cols.row(i))))
-    accepted = accepted[keep]
-    accepted_idx = accepted.tolist()
-    out_geoms_arr = out_geoms_arr[keep] if len(out_geoms_arr) else out_geoms_arr
-    report.rejected.sort(key=lambda n: n.index)
-    accepted_set = set(accepted_idx)
-    report.repaired = [n for n in report.repaired if n.index in accepted_set]
-    report.counts.update(accepted=len(accepted_idx), rejected=len(report.rejected), repaired=len(report.repaired))
-    if not accepted_idx:
-        raise IngestRefused(f"none of the {len(frame)} features could be accepted (see the rejected list)")
-
-    updated = now_iso()
-    none = np.full(len(accepted), None, dtype=object)
-    data = {name: (cols.values[name][accepted] if name in cols.values else none.copy()) for name in collection.properties}
-    if "ags" in collection.properties and collection.properties["ags"].computed:
-        data["ags"] = assign_ags(out_geoms_arr, municipalities, tolerance) if municipalities is not None else [None] * len(accepted_idx)
-    if "updated" in collection.properties and collection.properties["updated"].computed:
-        data["updated"] = [updated] * len(accepted_idx)
-    result = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(out_geoms_arr, crs=collection.storage_crs))
-    # the source table and the per-row intermediates are no longer needed: free them before the
-    # store builds its rows (keeps a 1,000,000-feature upload well under 2 GB resident)
-    del raw, frame, geoms, cols, fixed_all, notes, reasons, data
-
-    if options.dry_run:
-        report.status = "accepted"
+def _check_territory(checked: Checked, cols: MappedColumns, target: Target, known: PublishedTerritory, store: Store) -> None:
+    """The territory's own keys (the county's), or the members' features inside their territory."""
+    if target.collection.is_territory:
+        keys = check_keys_of_member(checked, cols, target.collection, target.member)
+        _check_territory_keys(keys, target.collection, target.collections, store, target.member, target.dataset,
+                              known.boundaries)
         return
-    step("storing", 0.8)
-    original = _keep_original(path, collection, member, dataset, report)
+    if known.area is None:
+        what = known.collection.label("de") if known.collection is not None else "Gebietsgrenzen"
+        raise IngestRefused(
+            f"das Gebiet des Mitglieds {target.member} ist unbekannt: noch keine {what} mit einem Schlüssel, "
+            f"der mit {target.member} beginnt (zuerst die Grenzen hochladen) / the territory of member "
+            f"{target.member} is unknown: no boundaries with a key starting {target.member} are published yet "
+            f"(upload the boundaries first)")
+    check_inside(checked, cols, target.member, known.area, settings.get().ingest.territory_tolerance_m)
+
+
+def _derive(checked: Checked, cols: MappedColumns, collection: Collection, known: PublishedTerritory,
+            updated: str) -> gpd.GeoDataFrame:
+    """The accepted features with every declared property, the computed ones derived."""
+    n = len(checked.accepted)
+    data = {name: (cols.values[name][checked.accepted] if name in cols.values else np.full(n, None, dtype=object))
+            for name in collection.properties}
+    for name in collection.computed("territory_key"):
+        data[name] = (assign_keys(checked.geoms, known.boundaries, known.key,
+                                  settings.get().ingest.territory_tolerance_m)
+                      if known.boundaries is not None else [None] * n)
+    for name in collection.computed("publish_time"):
+        data[name] = [updated] * n
+    return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(checked.geoms, crs=collection.storage_crs))
+
+
+def _store(path: Path, result: gpd.GeoDataFrame, target: Target, options: Options, report: Report, store: Store,
+           updated: str) -> None:
+    """Keep the original, then replace the dataset as a new version in one transaction."""
+    original = _keep_original(path, target.collection, target.member, target.dataset, report)
     meta = VersionMeta(uploader=options.uploader, file=path.name, sha256=report.sha256, report=report.id,
                        original=str(original.relative_to(settings.paths().home)), counts=dict(report.counts))
-    info = store.replace(collection, member, dataset, result, updated=updated, meta=meta)
+    info = store.replace(target.collection, target.member, target.dataset, result, updated=updated, meta=meta)
     report.version = info.version
     report.status = "accepted"
     report.published = True
-    if options.publish:
-        step("publishing", 0.92)
-        from gdi.publish import publish
-        try:
-            publish(store=store, viewer=False)      # a running server refreshes the map
-        except Exception as exc:  # noqa: BLE001 — the data are stored; say so rather than fail the upload
-            report.warnings.append(f"the data are published as version {info.version}, but regenerating the "
-                                   f"configuration and map failed ({type(exc).__name__}: {exc}); run gdi publish")
-    step("done", 1.0)
 
 
-def _duplicates(geoms: np.ndarray, values: dict[str, np.ndarray]) -> np.ndarray:
-    """For each feature the position of the earlier identical one (same geometry WKB and
-    values), or -1. Only features sharing their exact geometry (found by hashing the WKB,
-    no loop per feature) can be duplicates; just those are compared on all values."""
-    n = len(geoms)
-    out = np.full(n, -1, dtype=np.int64)
-    if n == 0:
-        return out
-    wkb = shapely.to_wkb(geoms)
-    maybe = np.nonzero(pd.Series(pd.util.hash_array(wkb, categorize=False)).duplicated(keep=False).to_numpy())[0]
-    if len(maybe) == 0:
-        return out
-    key = {"__wkb": wkb[maybe]}
-    for name in sorted(values):
-        key[name] = pd.Series(values[name][maybe], dtype=object).astype(str).to_numpy(dtype=object)
-    frame = pd.DataFrame(key)
-    groups = frame.groupby(list(frame.columns), sort=False, dropna=False).ngroup().to_numpy()
-    first_pos = pd.Series(maybe).groupby(groups).transform("min").to_numpy()
-    out[maybe] = np.where(first_pos < maybe, first_pos, -1)
-    return out
-
-
-def _shown(values: dict) -> dict:
-    return {k: v for k, v in values.items() if v is not None}
+def _check_territory_keys(keys: list[str], collection: Collection, collections: dict[str, Collection],
+                          store: Store, member: str, dataset: str, published) -> None:
+    """The territory stays consistent: unique keys, and no key dropped that other features use."""
+    key = collection.territory.key
+    taken: dict[str, str] = {}
+    old: list[str] = []
+    if published is not None and not published.empty:
+        mine = (published["member"] == member) & (published["dataset"] == dataset)
+        old = published.loc[mine, key].astype(str).tolist()
+        for k, m, d in published.loc[~mine, [key, "member", "dataset"]].itertuples(index=False):
+            taken.setdefault(str(k), f"{m}/{d}")
+    authority.check_unique_keys(keys, key, taken)
+    if set(old) - set(keys):
+        referenced = {}
+        for cid, other in collections.items():
+            names = other.computed("territory_key")
+            if names and cid != collection.id:
+                frame = store.read(other)
+                referenced[cid] = {k for n in names for v in frame[n].dropna().tolist() for k in split_keys(v)}
+        authority.check_kept_keys(keys, old, key, referenced)
 
 
 def _decide_crs(geoms: np.ndarray, declared: int | None, given: int | None, frame: gpd.GeoDataFrame,
@@ -349,3 +391,27 @@ def _keep_original(path: Path, collection: Collection, member: str, dataset: str
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(path, target)
     return target
+
+
+def rollback(collection: Collection, member: str, dataset: str, *, to_version: int | None, admin: bool,
+             uploader: str | None, store: Store | None = None):
+    """Restore an earlier version of a dataset under the same rights and territory checks as an upload.
+
+    Raises IngestRefused (rights, territory keys) or store.base.VersionNotFound; returns the DatasetInfo.
+    """
+    from gdi.store.base import rollback_target
+
+    authority.check_write_right(collection, admin)
+    store = store or open_store()
+    with _territory_lock(collection.id):
+        if collection.is_territory:
+            history = store.history(collection, member, dataset)
+            live = next((v.version for v in history if v.live), None)
+            _, number = rollback_target(f"{collection.id}/{member}/{dataset}",
+                                        [(v.version, v.version) for v in history], live, to_version)
+            restored = store.version_features(collection, member, dataset, number)
+            keys = restored[collection.territory.key].astype(str).tolist()
+            _check_territory_keys(keys, collection, load_collections(), store, member, dataset,
+                                  store.read(collection))
+        return store.rollback(collection, member, dataset, to_version=to_version, updated=now_iso(),
+                              uploader=uploader)

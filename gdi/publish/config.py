@@ -45,8 +45,9 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
     }
     if collection.title_field:
         provider["title_field"] = collection.title_field
-    if "updated" in collection.properties:
-        provider["time_field"] = "updated"
+    if collection.time_field:
+        provider["time_field"] = collection.time_field
+    provider["options"] = {"properties": property_schemas(collection)}
     description = dict(collection.description)
     if collection.attribution:
         description = {k: f"{v} Quelle/Source: {collection.attribution}" for k, v in description.items()}
@@ -61,6 +62,32 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
     }
 
 
+JSON_TYPES = {"string": ("string", None), "integer": ("integer", None), "number": ("number", None),
+              "boolean": ("boolean", None), "date": ("string", "date"), "datetime": ("string", "date-time"),
+              "uri": ("string", "uri")}
+
+
+def property_schemas(collection: Collection) -> dict[str, dict[str, Any]]:
+    """The JSON Schema of each property as declared (queryables and the OpenAPI document use it):
+    a date is a string of format date, a uri one of format uri, a vocabulary an enum of its term ids."""
+    out: dict[str, dict[str, Any]] = {}
+    for name, p in collection.properties.items():
+        jtype, fmt = JSON_TYPES[p.type]
+        schema: dict[str, Any] = {"type": jtype, "title": p.label("de")}
+        if fmt:
+            schema["format"] = fmt
+        if p.max_length:
+            schema["maxLength"] = p.max_length
+        if p.pattern:
+            schema["pattern"] = p.pattern
+        if p.vocabulary:
+            schema["values"] = list(collection.vocabularies.get(p.vocabulary, {}))   # pygeoapi: enum
+        out[name] = schema
+    for name in ("member", "dataset"):
+        out[name] = {"type": "string", "title": {"member": "Mitglied", "dataset": "Datensatz"}[name]}
+    return out
+
+
 def build_config(collections: dict[str, Collection], store, *, url: str, templates: tuple[Path, Path] | None) -> dict:
     server: dict[str, Any] = {
         "bind": {"host": "127.0.0.1", "port": 5000},
@@ -72,8 +99,8 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
         "languages": ["de-DE", "en-US"],
         "pretty_print": False,
         "limits": {
-            "default_items": int(settings.setting("server.limit_default", 10)),
-            "max_items": int(settings.setting("server.limit_max", 10000)),
+            "default_items": settings.get().server.limit_default,
+            "max_items": settings.get().server.limit_max,
             "on_exceed": "throttle",
         },
         "map": {"url": "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
@@ -81,7 +108,7 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
     }
     if templates:
         server["templates"] = {"path": str(templates[0]), "static": str(templates[1])}
-    region = settings.setting("region.name", "GDI")
+    region = settings.get().region.name
     return {
         "server": server,
         "logging": {"level": "ERROR"},
@@ -92,7 +119,8 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
                     "de": "Gemeinsame Geodateninfrastruktur des Kreises und seiner Mitgliedskommunen (OGC API Features).",
                     "en": "Shared geodata infrastructure of the county and its member municipalities (OGC API Features).",
                 },
-                "keywords": {"de": ["Geodaten", "Nahversorgung", "Gemeinden"], "en": ["geodata", "local supply", "municipalities"]},
+                "keywords": {"de": ["Geodaten", *(c.label("de") for c in collections.values())],
+                             "en": ["geodata", *(c.label("en") for c in collections.values())]},
                 "keywords_type": "theme",
                 "terms_of_service": "https://www.govdata.de/dl-de/by-2-0",
                 "url": url.rstrip("/") + "/viewer",

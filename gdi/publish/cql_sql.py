@@ -69,7 +69,7 @@ class SqlFilter:
         if isinstance(node, ast.Attribute):
             return self._attr(node)
         if isinstance(node, bool):
-            self.params.append(1 if node else 0)
+            self.params.append(node)        # SQLite stores it as 1/0, PostgreSQL compares it with a boolean
         elif isinstance(node, int) and not -2**63 <= node < 2**63:
             self.params.append(float(node) if abs(node) < 2**1023 else (1 if node > 0 else -1) * float("inf"))
         elif isinstance(node, (int, float, str)):

@@ -137,7 +137,7 @@ class GpkgProvider(StoreProvider):
     # -- schema -------------------------------------------------------------
     def get_fields(self) -> dict:
         if not self._fields:
-            self._fields = _table_fields(self.path, self.table)
+            self._fields = self._declared(_table_fields(self.path, self.table))
         return self._fields
 
     # -- queries ------------------------------------------------------------

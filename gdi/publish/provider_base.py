@@ -79,7 +79,7 @@ def _storage_wkt(storage_crs) -> str | None:
 
 @functools.lru_cache(maxsize=64)
 def _transformer(src_wkt: str, dst_wkt: str, always_xy: bool) -> pyproj.Transformer:
-    from gdi.ingest.crs import enable_grids
+    from gdi.crs import enable_grids
 
     enable_grids()
     return pyproj.Transformer.from_crs(pyproj.CRS.from_wkt(src_wkt), pyproj.CRS.from_wkt(dst_wkt), always_xy=always_xy)
@@ -136,6 +136,13 @@ class StoreProvider(BaseProvider):
     NULLS = {False: "", True: ""}      # how NULLs sort, per direction (descending?)
 
     TEXT_CONTAINS = ""                 # SQL testing that column {col} contains the bound term
+
+    def _declared(self, stored: dict) -> dict:
+        """The stored columns typed as the collection declares them (``options.properties`` in the
+        provider config, written by gdi.publish.config): a date column is a string of format date,
+        not just text. Columns the definition does not know keep the type read from the table."""
+        declared = (self.options or {}).get("properties") or {}
+        return {name: dict(declared.get(name, spec)) for name, spec in stored.items()}
 
     @staticmethod
     def _decode(blobs: list) -> np.ndarray:
@@ -298,17 +305,23 @@ class StoreProvider(BaseProvider):
         field = self.time_field
         if not field or field not in self.fields:
             raise ProviderInvalidQueryError(user_msg="this collection has no time property for datetime")
+        days = self.fields[field].get("format") == "date"      # stored YYYY-MM-DD: compare whole days
+
+        def instant(text: str, *, end: bool) -> str:
+            full = _instant(text, end=end)
+            return full[:10] if days else full
+
         if "/" in value:
             start, end = value.split("/", 1)
             clauses, args = [], []
             if start not in {"", ".."}:
                 clauses.append(f'"{field}" >= ?')
-                args.append(_instant(start, end=False))
+                args.append(instant(start, end=False))
             if end not in {"", ".."}:
                 clauses.append(f'"{field}" <= ?')
-                args.append(_instant(end, end=True))
+                args.append(instant(end, end=True))
             return ("(" + " AND ".join(clauses) + ")" if clauses else "(TRUE)"), args
-        return f'("{field}" >= ? AND "{field}" <= ?)', [_instant(value, end=False), _instant(value, end=True)]
+        return f'("{field}" >= ? AND "{field}" <= ?)', [instant(value, end=False), instant(value, end=True)]
 
     def _features(self, rows: list, columns: list[str], skip_geometry: bool, spec) -> list[dict]:
         shapes: list = [None] * len(rows)

@@ -106,7 +106,7 @@ class PostgisProvider(StoreProvider):
                         continue
                     fields[name] = {"type": JSON_TYPES.get(dtype, "string")}
                 _fields_cache[key] = fields
-            self._fields = dict(_fields_cache[key])
+            self._fields = self._declared(_fields_cache[key])
         return self._fields
 
     def query(self, offset: int = 0, limit: int = 10, resulttype: str = "results", bbox: list | None = None,

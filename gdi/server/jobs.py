@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from gdi import settings
-from gdi.ingest.pipeline import now_iso
+from gdi.files import now_iso
 from gdi.server import service_db
 
 STATUSES = ("queued", "running", "accepted", "rejected", "failed")
@@ -116,7 +116,8 @@ def recover_interrupted() -> int:
 # -- the job process ----------------------------------------------------------
 def run_job(jid: str) -> int:
     """Run one queued job (in its own process); returns the exit code."""
-    from gdi.ingest.pipeline import Options, ingest
+    from gdi.ingest.pipeline import Options
+    from gdi.upload import ingest_and_publish
 
     job = get(jid)
     if job is None:
@@ -132,10 +133,11 @@ def run_job(jid: str) -> int:
             _update(jid, stage=stage, progress=round(fraction, 3))
 
     try:
-        report = ingest(Path(job["path"]), Options(
+        report = ingest_and_publish(Path(job["path"]), Options(
             collection=job["collection"], member=job["member"], dataset=opts.get("dataset") or None,
             crs=opts.get("crs") or None, encoding=opts.get("encoding") or None, layer=opts.get("layer") or None,
-            dry_run=bool(opts.get("dry_run")), uploader=job["uploader"], progress=progress))
+            dry_run=bool(opts.get("dry_run")), uploader=job["uploader"], admin=opts.get("admin") is True,
+            progress=progress))
     except Exception as exc:  # noqa: BLE001 — a job must always end with a status
         _update(jid, status="failed", finished=now_iso(), message=f"internal error: {type(exc).__name__}")
         return 1
@@ -165,8 +167,8 @@ class Runner(threading.Thread):
         self.env = env
         self.stop_event = threading.Event()
         self.children: dict[str, subprocess.Popen] = {}
-        self.max_jobs = int(settings.setting("uploads.max_parallel_jobs", 2))
-        self.per_member = int(settings.setting("uploads.per_member_jobs", 1))
+        self.max_jobs = settings.get().uploads.max_parallel_jobs
+        self.per_member = settings.get().uploads.per_member_jobs
 
     def run(self) -> None:
         while not self.stop_event.is_set():

@@ -28,11 +28,11 @@ def _background_child() -> None:
 
 
 def build_map(env: dict[str, str], *, force: bool = False, background: bool = True) -> subprocess.Popen:
-    """Start `python -m gdi.viewer_publish` in a child that dies with the server; in the background
+    """Start `python -m gdi.publish.map_build` in a child that dies with the server; in the background
     (niced) unless the server waits for it."""
     from gdi.server.jobs import _die_with_parent
 
-    return subprocess.Popen([sys.executable, "-m", "gdi.viewer_publish", *(["--force"] if force else [])], env=env,
+    return subprocess.Popen([sys.executable, "-m", "gdi.publish.map_build", *(["--force"] if force else [])], env=env,
                             preexec_fn=_background_child if background else _die_with_parent)
 
 
@@ -40,13 +40,13 @@ class MapRefresher(threading.Thread):
     def __init__(self, env: dict[str, str], interval: float | None = None) -> None:
         super().__init__(name="gdi-map", daemon=True)
         self.env = env
-        self.interval = float(interval if interval is not None else settings.setting("viewer.refresh_seconds", 2))
+        self.interval = float(interval if interval is not None else settings.get().viewer.refresh_seconds)
         self.stop_event = threading.Event()
         self.child: subprocess.Popen | None = None
 
     def stale(self) -> bool:
         from gdi.store import open_store
-        from gdi.viewer_publish import built_for
+        from gdi.publish.map_build import built_for
 
         return built_for() != str(open_store().data_version())
 

@@ -41,8 +41,8 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
     failed = jobs.recover_interrupted()
     if failed:
         print(f"gdi: {failed} upload job(s) interrupted by the last stop were marked failed", flush=True)
-    workers = workers or int(settings.setting("server.workers", 2))
-    threads = int(settings.setting("server.threads", 4))
+    workers = workers or settings.get().server.workers
+    threads = settings.get().server.threads
     print(f"gdi: serving OGC API Features at {url}/ , the regional map at {url}/viewer "
           f"and the upload page at {url}/upload", flush=True)
     server = subprocess.Popen(gunicorn_args(host, port, workers, threads, paths.home / f"server-{port}.pid"), env=env,

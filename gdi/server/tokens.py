@@ -10,7 +10,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from gdi.ingest.pipeline import now_iso
+from gdi.files import now_iso
 from gdi.ingest.territory import check_member_key
 from gdi.server import service_db
 

@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from gdi import settings
 from gdi.collections import load_collections
 from gdi.datasets import DatasetNameError, check_dataset_name, version_number
-from gdi.ingest.pipeline import now_iso
+from gdi.ingest import IngestRefused, authority
 from gdi.ingest.territory import check_member_key
 from gdi.server import jobs, tokens
 
@@ -83,12 +83,17 @@ def create_upload():
     if not token.may_act_for(member):
         return _error(403, f"this token writes only for member {token.member}, not {member}")
     collection = (form.get("collection") or "").strip()
-    if collection not in load_collections():
-        return _error(400, f"unknown collection '{collection}'")
+    colls = load_collections()
+    if collection not in colls:
+        return _error(400, f"unknown collection '{collection[:40]}'")
+    try:
+        authority.check_write_right(colls[collection], token.admin)
+    except IngestRefused as exc:
+        return _error(403, str(exc))
     upload = files.get("file")
     if upload is None or not upload.filename:
         return _error(400, "no file in the form field 'file'")
-    limit = int(settings.setting("uploads.max_queued_per_member", 5))
+    limit = settings.get().uploads.max_queued_per_member
     options = {k: (form.get(k) or "").strip() for k in ("dataset", "crs", "encoding", "layer")}
     try:
         if options["dataset"]:
@@ -96,6 +101,7 @@ def create_upload():
     except DatasetNameError as exc:
         return _error(400, f"form field 'dataset': {exc}")
     options["dry_run"] = (form.get("dry_run") or "").lower() in {"1", "true", "yes", "on"}
+    options["admin"] = token.admin
     try:
         jid = jobs.submit(token_id=token.id, member=member,
                           uploader=f"token:{token.id}" + (f" ({token.name})" if token.name else ""),
@@ -196,19 +202,24 @@ def rollback(collection: str, member: str, dataset: str):
     from gdi.store import open_store
     from gdi.store.base import VersionNotFound
 
+    from gdi.ingest import IngestRefused
+    from gdi.ingest.pipeline import rollback as checked_rollback
+
     store = open_store()
     try:
-        info = store.rollback(coll, member, dataset, to_version=to, updated=now_iso(),
-                              uploader=f"token:{token.id}")
+        info = checked_rollback(coll, member, dataset, to_version=to, admin=token.admin,
+                                uploader=f"token:{token.id}", store=store)
     except VersionNotFound as exc:
         return _error(404, str(exc))
+    except IngestRefused as exc:
+        return _error(403 if coll.write == "county" and not token.admin else 409, str(exc))
     publish(store=store, viewer=False)      # the server's map refresher follows
     return jsonify({"collection": collection, "member": member, "dataset": dataset, "version": info.version,
                     "count": info.count})
 
 
 def install(app) -> None:
-    app.config["MAX_CONTENT_LENGTH"] = int(settings.setting("uploads.max_bytes", 500 * 2**20))
+    app.config["MAX_CONTENT_LENGTH"] = settings.get().uploads.max_bytes
     app.register_blueprint(bp)
 
     @app.errorhandler(RequestEntityTooLarge)
