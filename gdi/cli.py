@@ -12,12 +12,13 @@ from pathlib import Path
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from gdi.ingest.pipeline import Options, ingest
+    from gdi.ingest.pipeline import Options
+    from gdi.upload import ingest_and_publish
 
-    report = ingest(Path(args.path), Options(
+    report = ingest_and_publish(Path(args.path), Options(
         collection=args.collection, member=args.member, dataset=args.dataset, crs=args.crs,
         encoding=args.encoding, layer=args.layer, dry_run=args.dry_run,
-        report_file=Path(args.report) if args.report else None, uploader=_cli_user(),
+        report_file=Path(args.report) if args.report else None, uploader=_cli_user(), admin=args.admin,
         progress=_progress_bar() if sys.stderr.isatty() else None,
     ))
     if sys.stderr.isatty():
@@ -105,7 +106,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
-    from gdi.ingest.pipeline import now_iso
+    from gdi.ingest import IngestRefused
+    from gdi.ingest.pipeline import rollback
     from gdi.publish import publish
     from gdi.store import open_store
     from gdi.store.base import VersionNotFound
@@ -113,9 +115,9 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     collection, member = _collection_and_member(args)
     store = open_store()
     try:
-        info = store.rollback(collection, member, args.dataset, to_version=args.to, updated=now_iso(),
-                              uploader=_cli_user())
-    except VersionNotFound as exc:
+        info = rollback(collection, member, args.dataset, to_version=args.to, admin=args.admin,
+                        uploader=_cli_user(), store=store)
+    except (VersionNotFound, IngestRefused) as exc:
         print(f"gdi: refused: {exc}", file=sys.stderr)
         return 2
     publish(store=store, viewer=False)
@@ -207,7 +209,7 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 def _cmd_viewer(args: argparse.Namespace) -> int:
     from gdi.collections import load_collections
     from gdi.store import open_store
-    from gdi.viewer_publish import build_from_store
+    from gdi.publish.map_build import build_from_store
 
     out = build_from_store(open_store(), load_collections(), Path(args.out), inline_assets=True, lang=args.lang)
     print(f"gdi: wrote {out}")
@@ -232,7 +234,7 @@ def parser() -> argparse.ArgumentParser:
 
     i = sub.add_parser("ingest", help="normalise, validate, store and publish a member upload")
     i.add_argument("path")
-    i.add_argument("--collection", required=True, help="collection id, e.g. supply_points")
+    i.add_argument("--collection", required=True, help="collection id (see collections/*.yml)")
     i.add_argument("--member", required=True, help="uploading member: 8-digit AGS or 5-digit county key")
     i.add_argument("--dataset", help="dataset name (default: file name without extension)")
     i.add_argument("--crs", help="CRS of the file when it declares none or a wrong one, e.g. EPSG:31467")
@@ -240,7 +242,15 @@ def parser() -> argparse.ArgumentParser:
     i.add_argument("--layer", help="layer (GeoPackage) or file (zip) to read")
     i.add_argument("--dry-run", action="store_true", help="check and report only; publish nothing")
     i.add_argument("--report", help="also write the report here (.json or .html)")
+    i.add_argument("--admin", action="store_true",
+                   help="act with the county's authority, as an admin token does (needed for collections "
+                        "declared write: county, such as the territory)")
     i.set_defaults(func=_cmd_ingest)
+
+    # `gdi collection new|check`: see gdi/collection_cli.py
+    from gdi.collection_cli import add_parser as add_collection_parser
+
+    add_collection_parser(sub)
 
     pb = sub.add_parser("publish", help="regenerate the pygeoapi config, OpenAPI document and viewer")
     pb.set_defaults(func=_cmd_publish)
@@ -285,6 +295,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--member", required=True)
     r.add_argument("--dataset", required=True)
     r.add_argument("--to", type=int, help="version number to restore (default: the one before the live version)")
+    r.add_argument("--admin", action="store_true", help="act with the county's authority (collections declared write: county)")
     r.set_defaults(func=_cmd_rollback)
 
     d = sub.add_parser("datasets", help="list the stored datasets per collection and member")
