@@ -22,27 +22,27 @@ def run(n: int = 10_000, runs: int = 3) -> dict:
     import geopandas as gpd
     import numpy as np
     import pandas as pd
-    import yaml
     from playwright.sync_api import sync_playwright
 
     from gdi.assets import repo_root, vendor_dir
+    from gdi.collections import load_collections
     from gdi.viewer import build_viewer
 
-    collections = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8"))
-                   for p in sorted((repo_root() / "collections").glob("*.yml"))}
+    collections = load_collections(repo_root() / "collections")   # the demo's: municipalities, supply points
     mun = pd.concat([gpd.read_file(DATA / "boundaries" / f"vg250ew_gemeinden_{s}.geojson")
                      for s in ("marburg-biedenkopf", "hoexter")], ignore_index=True)
     mun = gpd.GeoDataFrame(mun.rename(columns={"pop": "population"}), crs=4326)
     rng = np.random.default_rng(42)
     west, south, east, north = mun.total_bounds
-    cats = list(collections["supply_points"]["categories"])
+    cats = list(collections["supply_points"].categories)
     pts = gpd.GeoDataFrame({"name": [f"Punkt {i}" for i in range(n)], "category": [cats[i % len(cats)] for i in range(n)]},
                            geometry=gpd.points_from_xy(rng.uniform(west, east, n), rng.uniform(south, north, n)), crs=4326)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         (root / "vendor").symlink_to(vendor_dir(), target_is_directory=True)
         started = time.perf_counter()
-        out = build_viewer(mun, pts, collections, root / "index.html", basemap="none")
+        out = build_viewer({"municipalities": mun, "supply_points": pts}, collections, root / "index.html",
+                           basemap="none")
         build_s = time.perf_counter() - started
         handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
         http.server.SimpleHTTPRequestHandler.log_message = lambda *a: None  # type: ignore[method-assign]

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import shapely
-import yaml
 from shapely.geometry import Point, box
 
 from gdi.assets import repo_root
+from gdi.collections import load_collections
 from gdi.viewer.analysis import (
     ANALYSIS_CRS,
-    assign_municipality,
-    counts_by_municipality,
+    assign_territory,
+    counts_by_territory,
     county_outlines,
     coverage,
     food_categories,
@@ -24,7 +24,10 @@ from gdi.viewer.analysis import (
     reach,
     supply_picture,
 )
-from gdi.viewer.build import density_classes, supply_table
+from gdi.viewer.supply import density_classes, supply_table
+
+RADII = (1000, 3000, 5000)
+COLUMNS = {"key": "ags", "field": "category", "population": "population", "label": "name"}  # the demo's
 
 
 
@@ -44,8 +47,7 @@ def pts(coords, cats) -> gpd.GeoDataFrame:
 
 @pytest.fixture(scope="module")
 def collections() -> dict:
-    return {p.stem: yaml.safe_load(p.read_text(encoding="utf-8"))
-            for p in sorted((repo_root() / "collections").glob("*.yml"))}
+    return load_collections(repo_root() / "collections")
 
 
 # ---- hand-made geometries ------------------------------------------------------------
@@ -60,11 +62,11 @@ def test_counts_per_municipality_and_category() -> None:
     mun = squares()
     p = pts([(5000, 5000), (1000, 1000), (15000, 5000), (10_000, 5000), (55_000, 1), (99_000, 0)],
             ["bakery", "pharmacy", "bakery", "market", "unknown", "bakery"])
-    table = counts_by_municipality(mun, p, ["bakery", "market", "pharmacy"])
+    table = counts_by_territory(mun, p, "category", ["bakery", "market", "pharmacy"])
     # the point on the shared edge (10000, 5000) counts once, for the first municipality
     assert table.to_dict("list") == {"bakery": [1, 1, 0], "market": [1, 0, 0], "pharmacy": [1, 0, 0],
                                      "total": [3, 1, 1]}
-    assert assign_municipality(mun, p).tolist() == [0, 0, 1, 0, 2, -1]
+    assert assign_territory(mun, p).tolist() == [0, 0, 1, 0, 2, -1]
 
 
 def test_per_thousand() -> None:
@@ -111,7 +113,7 @@ def test_coverage_shares_and_bands_on_squares() -> None:
 
 
 def test_county_outline_is_the_union_per_five_digit_key() -> None:
-    counties = county_outlines(squares())
+    counties = county_outlines(squares(), "ags")
     assert counties["kreis"].tolist() == ["05762", "06534"]
     assert counties.geometry.iloc[1].equals(box(0, 0, 20_000, 10_000).normalize()) or \
         counties.geometry.iloc[1].symmetric_difference(box(0, 0, 20_000, 10_000)).area < 1e-6
@@ -120,7 +122,7 @@ def test_county_outline_is_the_union_per_five_digit_key() -> None:
 def test_supply_picture_and_table_on_squares() -> None:
     mun = squares().to_crs(4326)  # any CRS in, metric inside
     p = pts([(5000, 5000), (1000, 1000), (15000, 5000)], ["bakery", "pharmacy", "bakery"]).to_crs(4326)
-    pic = supply_picture(mun, p, ["bakery", "pharmacy"], ["bakery"])
+    pic = supply_picture(mun, p, ["bakery", "pharmacy"], ["bakery"], RADII, **COLUMNS)
     assert pic.counts["total"].tolist() == [2, 1, 0]
     assert pic.rate == [1.0, None, 0.0]
     assert pic.unassigned == 0
@@ -152,8 +154,7 @@ def demo(demo_home):
     try:
         cols = load_collections()
         store = open_store()
-        return store.read(cols["municipalities"]), store.read(cols["supply_points"]), \
-            {k: v.raw for k, v in cols.items()}
+        return store.read(cols["municipalities"]), store.read(cols["supply_points"]), cols
     finally:
         os.environ.pop("GDI_STORE", None)
         if old_store is not None:
@@ -166,8 +167,8 @@ def demo(demo_home):
 
 def test_real_counts_match_a_direct_shapely_computation(demo) -> None:
     mun, points, raw = demo
-    cats = list(raw["supply_points"]["categories"])
-    pic = supply_picture(mun, points, cats, food_categories(raw))
+    cats = list(raw["supply_points"].categories)
+    pic = supply_picture(mun, points, cats, food_categories(raw), RADII, **COLUMNS)
     m = mun.to_crs(ANALYSIS_CRS).reset_index(drop=True)
     p = points.to_crs(ANALYSIS_CRS)
     assert len(m) == 32 and pic.counts["total"].sum() + pic.unassigned == len(p)
@@ -184,11 +185,11 @@ def test_real_counts_match_a_direct_shapely_computation(demo) -> None:
 def test_real_coverage_is_consistent(demo) -> None:
     mun, points, raw = demo
     food = food_categories(raw)
-    pic = supply_picture(mun, points, list(raw["supply_points"]["categories"]), food)
+    pic = supply_picture(mun, points, list(raw["supply_points"].categories), food, RADII, **COLUMNS)
     shares = pic.coverage.shares
     assert ((shares >= 0) & (shares <= 1)).all().all()
     assert (shares[1000] <= shares[3000] + 1e-12).all() and (shares[3000] <= shares[5000] + 1e-12).all()
-    m = pic.municipalities
+    m = pic.territory
     fp = points.to_crs(ANALYSIS_CRS)
     fp = fp[fp["category"].isin(food)]
     direct = shapely.union_all([g.buffer(3000, quad_segs=8) for g in fp.geometry])
@@ -197,7 +198,7 @@ def test_real_coverage_is_consistent(demo) -> None:
         assert pic.coverage.bands[pic.coverage.bands["position"] == i]["area_m2"].sum() == \
             pytest.approx(geom.area, rel=1e-6)
     # a municipality with a food point inside has some area within 1 km
-    for i in np.unique(assign_municipality(m, fp)):
+    for i in np.unique(assign_territory(m, fp)):
         if i >= 0:
             assert shares.at[int(i), 1000] > 0
     counties = pic.counties

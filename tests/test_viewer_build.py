@@ -18,10 +18,10 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from conftest import DATA, is_tile, launch_chromium, offline_page
 from gdi.assets import repo_root, vendor_dir
+from gdi.collections import Collection, load_collections
 from gdi.viewer import build_viewer
 from gdi.viewer.offline import assert_offline
 
@@ -35,9 +35,13 @@ GERMAN_LABELS = ["Gemeindegrenzen", "Hofladen", "Verkaufsautomat", "Wochenmarkt"
 # ---- data ------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def collections() -> dict:
-    return {p.stem: yaml.safe_load(p.read_text(encoding="utf-8"))
-            for p in sorted((repo_root() / "collections").glob("*.yml"))}
+def collections() -> dict[str, Collection]:
+    return load_collections(repo_root() / "collections")
+
+
+def demo_frames(municipalities: gpd.GeoDataFrame, points: gpd.GeoDataFrame) -> dict[str, gpd.GeoDataFrame]:
+    """build_viewer's frames for the demo's two collections."""
+    return {"municipalities": municipalities, "supply_points": points}
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +138,7 @@ def open_page(browser, url: str):  # type: ignore[no-untyped-def]
 
 def test_served_map(browser, site, municipalities, points, collections) -> None:  # type: ignore[no-untyped-def]
     root, base = site
-    out = build_viewer(municipalities, points, collections, root / "map" / "index.html")
+    out = build_viewer(demo_frames(municipalities, points), collections, root / "map" / "index.html")
     page, problems, blocked = open_page(browser, f"{base}/map/index.html")
     try:
         page.wait_for_timeout(300)
@@ -184,7 +188,8 @@ def test_served_map(browser, site, municipalities, points, collections) -> None:
         assert "javascript:window.__xss=2" in popup.inner_text()  # shown as text, not linked
         assert "Hofladen" in popup.inner_text() and "06534" in popup.inner_text()
         assert "Mo-Fr 08:00-18:00" in popup.inner_text()
-        assert popup.locator("a[href='tel:064211234']").count() == 1
+        # phone numbers are text (no field is known to be one); no link of any kind but the website's
+        assert "06421 1234" in popup.inner_text() and popup.locator("a").count() == 0
         page.screenshot(path="/tmp/viewer_popup.png")
 
         # a normal point: website as a safe external link
@@ -209,13 +214,13 @@ def test_ten_thousand_points_draw_fast(browser, site, municipalities, collection
     rng = np.random.default_rng(42)
     west, south, east, north = municipalities.total_bounds
     n = 10_000
-    cats = list(collections["supply_points"]["categories"])
+    cats = list(collections["supply_points"].categories)
     many = gpd.GeoDataFrame({
         "name": [f"Punkt {i}" for i in range(n)],
         "category": [cats[i % len(cats)] for i in range(n)],
         "city": "Testort", "member": "06534", "dataset": "bench.csv",
     }, geometry=gpd.points_from_xy(rng.uniform(west, east, n), rng.uniform(south, north, n)), crs=4326)
-    build_viewer(municipalities, many, collections, root / "bench" / "index.html")
+    build_viewer(demo_frames(municipalities, many), collections, root / "bench" / "index.html")
     page, problems, _ = open_page(browser, f"{base}/bench/index.html")
     try:
         ready_ms = page.evaluate("performance.now()")  # upper bound: measured after ready
@@ -234,7 +239,7 @@ def test_ten_thousand_points_draw_fast(browser, site, municipalities, collection
 
 
 def test_inline_single_file_works_offline(browser, tmp_path, municipalities, points, collections, vendored) -> None:  # type: ignore[no-untyped-def]
-    out = build_viewer(municipalities, points, collections, tmp_path / "karte.html", inline_assets=True)
+    out = build_viewer(demo_frames(municipalities, points), collections, tmp_path / "karte.html", inline_assets=True)
     html = out.read_text(encoding="utf-8")
     assert 'src="/vendor' not in html and 'href="/vendor' not in html
     assert "<script src=" not in html and 'rel="stylesheet"' not in html
@@ -263,7 +268,7 @@ def test_inline_single_file_works_offline(browser, tmp_path, municipalities, poi
 def test_empty_data_and_no_basemap(browser, site, tmp_path, collections) -> None:  # type: ignore[no-untyped-def]
     root, base = site
     empty = gpd.GeoDataFrame({"name": [], "category": []}, geometry=[], crs=4326)
-    out = build_viewer(empty, empty, collections, root / "leer" / "index.html", basemap="none", lang="en")
+    out = build_viewer(demo_frames(empty, empty), collections, root / "leer" / "index.html", basemap="none", lang="en")
     html = out.read_text(encoding="utf-8")
     assert "tile.openstreetmap.org" not in html and '<html lang="en">' in html
     page, problems, blocked = open_page(browser, f"{base}/leer/index.html")
@@ -272,9 +277,10 @@ def test_empty_data_and_no_basemap(browser, site, tmp_path, collections) -> None
         assert "Municipal boundaries" in page.locator(".gdi-legend").inner_text()
     finally:
         page.context.close()
-    build_viewer(gpd.GeoDataFrame(), gpd.GeoDataFrame(), collections, tmp_path / "nichts.html")
+    build_viewer(demo_frames(gpd.GeoDataFrame(), gpd.GeoDataFrame()), collections, tmp_path / "nichts.html")
+    build_viewer({}, collections, tmp_path / "ohne.html")  # no frames at all: empty layers
     with pytest.raises(ValueError):
-        build_viewer(empty, empty, collections, tmp_path / "x.html", basemap="google")
+        build_viewer(demo_frames(empty, empty), collections, tmp_path / "x.html", basemap="google")
 
 
 def test_build_refuses_cdn_links() -> None:
@@ -289,12 +295,13 @@ def test_build_refuses_cdn_links() -> None:
 
 
 def test_point_columns_hold_the_same_rows(points, collections) -> None:  # type: ignore[no-untyped-def]
-    from gdi.viewer.data import POINT_FIELDS, point_columns, point_rows
-    from gdi.viewer.style import OTHER, category_styles
+    from gdi.viewer.data import point_columns, point_rows
+    from gdi.viewer.layers import Layer
 
-    known = set(category_styles(collections)) - {OTHER}
-    rows = point_rows(points, known)
-    cols = point_columns(points, known)
+    supply = Layer(collections["supply_points"], "de")
+    fields, colour_by, known = supply.fields(), supply.colour_by, set(supply.collection.categories)
+    rows = point_rows(points, fields, colour_by, known)
+    cols = point_columns(points, fields, colour_by, known)
     assert cols["n"] == len(rows) == len(points)
 
     def value(column, i):  # the same decoding as map.js columnValue()
@@ -302,7 +309,10 @@ def test_point_columns_hold_the_same_rows(points, collections) -> None:  # type:
             return None
         return column[i] if isinstance(column, list) else column["values"][column["codes"][i]]
 
-    decoded = [[cols["lat"][i], cols["lon"][i], *(value(cols["fields"][f], i) for f in POINT_FIELDS)]
+    decoded = [[cols["lat"][i], cols["lon"][i], *(value(cols["fields"][f], i) for f in fields)]
                for i in range(cols["n"])]
     assert decoded == rows
-    assert isinstance(cols["fields"]["category"], dict)  # few categories: dictionary-encoded
+    assert isinstance(cols["fields"][colour_by], dict)  # few categories: dictionary-encoded
+    # the collection's own fields, in the declared order: label, colour_by, popup rows, provenance
+    assert fields == ["name", "category", "street", "housenumber", "postcode", "city", "opening_hours",
+                      "website", "phone", "operator", "member", "dataset", "updated"]

@@ -9,6 +9,7 @@ from test_viewer_build import (  # noqa: F401  (fixtures)
     XSS_NAME,
     browser,
     collections,
+    demo_frames,
     municipalities,
     open_page,
     points,
@@ -56,7 +57,7 @@ def test_served_demo_map_picture_popups_and_csv(browser, server) -> None:  # noq
         # the table beside the map, and its CSV
         rows = page.locator(".gdi-table tbody tr")
         assert rows.count() == 32
-        assert "78.203" in page.locator(".gdi-table tr[data-ags='06534014']").inner_text()
+        assert "78.203" in page.locator(".gdi-table tr[data-key='06534014']").inner_text()
         with page.expect_download() as dl:
             page.locator("a.gdi-csv").click()
         csv = open(dl.value.path(), encoding="utf-8-sig").read().splitlines()
@@ -83,18 +84,20 @@ def test_ags_parameter_and_english(browser, server) -> None:  # noqa: F811
         assert page.evaluate("gdiMap.selected") == "06534014"
         inside = page.evaluate("""() => {
             let layer = null;
-            gdiMap.layers.boundaries.eachLayer(l => { if (l.feature.properties.ags === '06534014') layer = l; });
+            gdiMap.layers.territory.eachLayer(l => { if (l.feature.properties.ags === '06534014') layer = l; });
             return gdiMap.map.getBounds().pad(0.01).contains(layer.getBounds()) && gdiMap.map.getZoom() >= 10; }""")
         assert inside
-        assert page.locator(".gdi-table tr.selected").get_attribute("data-ags") == "06534014"
+        assert page.locator(".gdi-table tr.selected").get_attribute("data-key") == "06534014"
         assert "Municipality" in page.locator(".gdi-table thead").inner_text()
         assert "Supply density" in page.locator(".leaflet-control-layers-overlays").inner_text()
         assert page.locator("html").get_attribute("lang") == "en"
         assert problems == []
     finally:
         page.context.close()
-    page, problems, _ = open_page(browser, server.url + "/viewer?ags=06534014&embed=1")
+    # ?key= names the territory feature whatever its key field is called (?ags= above: the field's name)
+    page, problems, _ = open_page(browser, server.url + "/viewer?key=06534014&embed=1")
     try:
+        assert page.evaluate("gdiMap.selected") == "06534014"
         assert page.locator("#gdi-panel").is_hidden()
         assert problems == []
     finally:
@@ -106,7 +109,7 @@ def test_hostile_names_stay_text_everywhere(browser, site, municipalities, point
     mun = municipalities.copy()
     ags = mun.loc[mun["name"] == "Wohratal", "ags"].iloc[0]
     mun.loc[mun["name"] == "Wohratal", "name"] = XSS_TOWN
-    build_viewer(mun, points, collections, root / "xss" / "index.html")
+    build_viewer(demo_frames(mun, points), collections, root / "xss" / "index.html")
     page, problems, _ = open_page(browser, f"{base}/xss/index.html")
     try:
         row = page.locator(".gdi-table tbody tr", has_text=XSS_TOWN)
@@ -116,7 +119,7 @@ def test_hostile_names_stay_text_everywhere(browser, site, municipalities, point
         # the tooltip of the municipality
         box = page.evaluate("""(ags) => {
             let layer = null;
-            gdiMap.layers.boundaries.eachLayer(l => { if (l.feature.properties.ags === ags) layer = l; });
+            gdiMap.layers.territory.eachLayer(l => { if (l.feature.properties.ags === ags) layer = l; });
             layer.openTooltip(layer.getBounds().getCenter());
             return layer.getTooltip().getElement().innerText; }""", ags)
         assert XSS_TOWN in box and page.locator(".leaflet-tooltip img").count() == 0
@@ -144,13 +147,13 @@ def test_ten_thousand_points_publish_quickly(tmp_path, municipalities, collectio
     rng = np.random.default_rng(7)
     west, south, east, north = municipalities.total_bounds
     n = 10_000
-    cats = list(collections["supply_points"]["categories"])
+    cats = list(collections["supply_points"].categories)
     many = gpd.GeoDataFrame(pd.DataFrame({"name": [f"P{i}" for i in range(n)],
                                           "category": [cats[i % len(cats)] for i in range(n)]}),
                             geometry=gpd.points_from_xy(rng.uniform(west, east, n), rng.uniform(south, north, n)),
                             crs=4326)
     started = time.perf_counter()
-    out = build_viewer(municipalities, many, collections, tmp_path / "index.html")
+    out = build_viewer(demo_frames(municipalities, many), collections, tmp_path / "index.html")
     seconds = time.perf_counter() - started
     print(f"10k points: build {seconds:.2f} s, {out.stat().st_size / 1e6:.1f} MB")
     assert seconds < 8, seconds

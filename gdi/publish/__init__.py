@@ -4,25 +4,17 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
-import tempfile
 from pathlib import Path
 
 import yaml
 
 from gdi import settings
 from gdi.collections import load_collections
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+from gdi.files import write_atomically
 
 
 def server_url() -> str:
-    return os.environ.get("GDI_URL") or settings.setting("server.url", "http://127.0.0.1:5000")
+    return os.environ.get("GDI_URL") or settings.get().server.url
 
 
 def publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[str, Path]:
@@ -63,7 +55,7 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     cfg = build_config(collections, store, url=url, templates=templates)
     text = yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
     if _read(paths.pygeoapi_config) != text:
-        _atomic_write(paths.pygeoapi_config, text)     # extents alone: the workers follow without a restart
+        write_atomically(paths.pygeoapi_config, text)     # extents alone: the workers follow without a restart
     changed = False
     os.environ["PYGEOAPI_CONFIG"] = str(paths.pygeoapi_config)
     # The OpenAPI document does not depend on the extents, which are what an upload usually changes:
@@ -81,12 +73,12 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
         from gdi.publish.openapi import bundle
 
         oas = bundle(get_oas(cfg))      # every $ref resolves locally (no schemas.opengis.net offline)
-        _atomic_write(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
-        _atomic_write(oas_key, key)
+        write_atomically(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
+        write_atomically(oas_key, key)
         changed = True
     out = {"config": paths.pygeoapi_config, "openapi": paths.openapi}
     if viewer:
-        from gdi.viewer_publish import refresh
+        from gdi.publish.map_build import refresh
 
         refresh(store, collections, force=True)
         out["viewer"] = paths.viewer / "index.html"

@@ -1,16 +1,17 @@
-"""The supply picture: pure functions over municipalities and supply points.
+"""The supply picture: pure functions over the territory and the supply points.
 
 Everything is computed in EPSG:25832 (metres) with shapely:
 
-* points per municipality and category (a point counts for the municipality
-  whose polygon contains or touches it; each point counts once),
-* points per 1,000 inhabitants (population from the boundary data),
+* points per territory feature (municipality) and term (a point counts for the
+  feature whose polygon contains or touches it; each point counts once),
+* points per 1,000 inhabitants (when the territory declares its population),
 * the reach of the food supply: the union of the buffers around every food
-  point at 1, 3 and 5 km, clipped to each municipality, the share of each
-  municipality's area within each distance, and the areas beyond the last one.
+  point at each declared distance, clipped to each feature, the share of each
+  feature's area within each distance, and the areas beyond the last one.
 
-No function here reads files or knows about the map; build.py turns the results
-into GeoJSON and table rows.
+No function here reads files, knows about the map or names a collection's
+field: the callers pass the column names the definitions declare
+(gdi/viewer/supply.py does, from `role: territory` and `analysis: supply`).
 """
 from __future__ import annotations
 
@@ -25,25 +26,23 @@ import pandas as pd
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from gdi.collections import Collection, supply_collection
+
 ANALYSIS_CRS = 25832
-RADII_M: tuple[int, ...] = (1000, 3000, 5000)
 QUAD_SEGS = 8  # buffer circles with 32 segments: area error < 0.7 %, fast unions
+COUNTY_KEY_LENGTH = 5  # a county's key is the first 5 characters of its municipalities' keys (AGS, ARS)
 
 
-def food_categories(collections: Mapping[str, Any]) -> list[str]:
-    """Category ids marked `food: true` in the supply_points collection, in YAML order."""
-    from gdi.viewer.style import POINTS_COLLECTION, as_dict
-
-    if POINTS_COLLECTION not in collections:
-        return []
-    cats = as_dict(collections[POINTS_COLLECTION]).get("categories") or {}
-    return [str(cid) for cid, spec in cats.items() if (spec or {}).get("food") is True]
+def food_categories(collections: Mapping[str, Collection]) -> list[str]:
+    """The terms the supply analysis counts as food (analysis.supply.food), in YAML order."""
+    coll = supply_collection(collections)
+    return list(coll.supply.food) if coll is not None and coll.supply is not None else []
 
 
 def to_metric(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """gdf in EPSG:25832 (frames without CRS are taken as lon/lat), without empty geometries."""
     if len(gdf) == 0 or gdf._geometry_column_name not in gdf.columns:
-        return gpd.GeoDataFrame({"ags": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=ANALYSIS_CRS))
+        return gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=ANALYSIS_CRS))
     if gdf.crs is None:
         gdf = gdf.set_crs(4326)
     if gdf.crs.to_epsg() != ANALYSIS_CRS:
@@ -51,37 +50,38 @@ def to_metric(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     return gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty].copy()
 
 
-def assign_municipality(municipalities: gpd.GeoDataFrame, points: gpd.GeoDataFrame) -> np.ndarray:
-    """For each point the positional index of the first municipality that
+def assign_territory(territory: gpd.GeoDataFrame, points: gpd.GeoDataFrame) -> np.ndarray:
+    """For each point the positional index of the first territory feature that
     intersects it, or -1 (outside all of them).  Both frames in one CRS."""
     result = np.full(len(points), -1, dtype=np.int64)
-    if len(points) == 0 or len(municipalities) == 0:
+    if len(points) == 0 or len(territory) == 0:
         return result
-    tree = shapely.STRtree(np.asarray(municipalities.geometry.values))
-    pt_idx, mun_idx = tree.query(np.asarray(points.geometry.values), predicate="intersects")
+    tree = shapely.STRtree(np.asarray(territory.geometry.values))
+    pt_idx, ter_idx = tree.query(np.asarray(points.geometry.values), predicate="intersects")
     # first hit per point (query output is sorted by point index)
-    order = np.lexsort((mun_idx, pt_idx))
-    pt_idx, mun_idx = pt_idx[order], mun_idx[order]
+    order = np.lexsort((ter_idx, pt_idx))
+    pt_idx, ter_idx = pt_idx[order], ter_idx[order]
     first = np.unique(pt_idx, return_index=True)[1]
-    result[pt_idx[first]] = mun_idx[first]
+    result[pt_idx[first]] = ter_idx[first]
     return result
 
 
-def counts_by_municipality(municipalities: gpd.GeoDataFrame, points: gpd.GeoDataFrame,
-                           categories: Sequence[str]) -> pd.DataFrame:
-    """Points per municipality (rows, in the order of municipalities) and category
-    (columns, in the given order, plus 'total'); integers, zero where none."""
-    mun = municipalities.reset_index(drop=True)
-    table = pd.DataFrame(0, index=pd.RangeIndex(len(mun)), columns=[*categories, "total"], dtype=np.int64)
+def counts_by_territory(territory: gpd.GeoDataFrame, points: gpd.GeoDataFrame, field: str,
+                        terms: Sequence[str]) -> pd.DataFrame:
+    """Points per territory feature (rows, in the order of territory) and value of
+    points[field] (columns: terms in the given order, plus 'total'); integers, zero
+    where none.  Points whose value is not among terms count in 'total' only."""
+    ter = territory.reset_index(drop=True)
+    table = pd.DataFrame(0, index=pd.RangeIndex(len(ter)), columns=[*terms, "total"], dtype=np.int64)
     if len(points):
         pts = points.reset_index(drop=True)
-        where = assign_municipality(mun, pts)
-        cats = pts["category"].astype(object).to_numpy() if "category" in pts.columns else np.full(len(pts), None)
-        for i, cat in zip(where, cats, strict=True):
+        where = assign_territory(ter, pts)
+        values = pts[field].astype(object).to_numpy() if field in pts.columns else np.full(len(pts), None)
+        for i, value in zip(where, values, strict=True):
             if i < 0:
                 continue
-            if cat in table.columns and cat != "total":
-                table.at[i, cat] += 1
+            if value in table.columns and value != "total":
+                table.at[i, value] += 1
             table.at[i, "total"] += 1
     return table
 
@@ -112,54 +112,52 @@ class Coverage:
     """The reach of the food supply in one region."""
 
     radii: tuple[int, ...]
-    shares: pd.DataFrame            # rows = municipalities, columns = radii, values in [0, 1]
-    bands: gpd.GeoDataFrame         # municipality x band (0-1, 1-3, 3-5 km, beyond) polygons
+    shares: pd.DataFrame            # rows = territory features, columns = radii, values in [0, 1]
+    bands: gpd.GeoDataFrame         # feature x band (within the first radius, between two, beyond the last)
     reaches: dict[int, BaseGeometry]
 
 
-def coverage(municipalities: gpd.GeoDataFrame, food_points: gpd.GeoDataFrame,
-             radii: Sequence[int] = RADII_M) -> Coverage:
-    """Share of each municipality within each distance of a food point, and the
-    distance bands clipped to each municipality (metric CRS for both inputs).
+def coverage(territory: gpd.GeoDataFrame, food_points: gpd.GeoDataFrame, radii: Sequence[int]) -> Coverage:
+    """Share of each territory feature within each distance of a food point, and the
+    distance bands clipped to each feature (metric CRS for both inputs).
 
-    bands has one row per municipality and band that is not empty: columns
-    position (row of municipalities), ags, band (index: 0 = within radii[0],
-    i = between radii[i-1] and radii[i], len(radii) = beyond the last), geometry.
+    bands has one row per feature and band that is not empty: columns position
+    (row of territory), band (index: 0 = within radii[0], i = between radii[i-1]
+    and radii[i], len(radii) = beyond the last), area_m2, geometry.
     """
     radii = tuple(sorted(int(r) for r in radii))
-    mun = municipalities.reset_index(drop=True)
-    geoms = np.asarray(mun.geometry.values)
+    ter = territory.reset_index(drop=True)
+    geoms = np.asarray(ter.geometry.values)
     areas = shapely.area(geoms)
-    # GEOS releases the GIL: the three unions run side by side.
+    # GEOS releases the GIL: the unions run side by side.
     with ThreadPoolExecutor(max_workers=max(1, len(radii))) as pool:
         reaches = dict(zip(radii, pool.map(lambda r: reach(food_points, r), radii), strict=True))
-    shares = pd.DataFrame(index=pd.RangeIndex(len(mun)), columns=list(radii), dtype=float)
+    shares = pd.DataFrame(index=pd.RangeIndex(len(ter)), columns=list(radii), dtype=float)
     band_rows: list[dict[str, Any]] = []
     previous: BaseGeometry | None = None
-    inside_prev = np.array([shapely.Polygon()] * len(mun), dtype=object)
+    inside_prev = np.array([shapely.Polygon()] * len(ter), dtype=object)
     for band, r in enumerate(radii):
         inside = shapely.intersection(geoms, reaches[r]) if not reaches[r].is_empty else \
-            np.array([shapely.Polygon()] * len(mun), dtype=object)
+            np.array([shapely.Polygon()] * len(ter), dtype=object)
         with np.errstate(divide="ignore", invalid="ignore"):
             share = np.where(areas > 0, shapely.area(inside) / areas, np.nan)
         shares[r] = np.clip(share, 0.0, 1.0)
         ring = inside if previous is None else shapely.difference(inside, inside_prev)
-        band_rows += _band_rows(mun, ring, band)
+        band_rows += _band_rows(ring, band)
         previous, inside_prev = reaches[r], inside
     beyond = shapely.difference(geoms, inside_prev) if radii else geoms
-    band_rows += _band_rows(mun, beyond, len(radii))
-    bands = gpd.GeoDataFrame(band_rows, columns=["position", "ags", "band", "area_m2", "geometry"],
-                             geometry="geometry", crs=mun.crs)
+    band_rows += _band_rows(beyond, len(radii))
+    bands = gpd.GeoDataFrame(band_rows, columns=["position", "band", "area_m2", "geometry"],
+                             geometry="geometry", crs=ter.crs)
     return Coverage(radii, shares, bands, reaches)
 
 
-def _band_rows(mun: gpd.GeoDataFrame, parts: np.ndarray, band: int) -> list[dict[str, Any]]:
+def _band_rows(parts: np.ndarray, band: int) -> list[dict[str, Any]]:
     rows = []
-    ags = mun["ags"].tolist() if "ags" in mun.columns else [None] * len(mun)
     for i, geom in enumerate(parts):
         geom = _polygonal(geom)
         if geom is not None:
-            rows.append({"position": i, "ags": ags[i], "band": band, "area_m2": float(geom.area), "geometry": geom})
+            rows.append({"position": i, "band": band, "area_m2": float(geom.area), "geometry": geom})
     return rows
 
 
@@ -176,41 +174,51 @@ def _polygonal(geom: BaseGeometry | None) -> BaseGeometry | None:
     return out if out.area > 1.0 else None
 
 
-def county_outlines(municipalities: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """One polygon per county: the union of its municipalities (first 5 digits of the AGS)."""
-    mun = municipalities[municipalities["ags"].notna()] if "ags" in municipalities.columns else municipalities.iloc[0:0]
-    if len(mun) == 0:
-        return gpd.GeoDataFrame({"kreis": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=municipalities.crs))
-    keys = mun["ags"].astype(str).str[:5]
-    rows = [{"kreis": key, "geometry": shapely.union_all(np.asarray(group.geometry.values))}
-            for key, group in mun.groupby(keys, sort=True)]
-    return gpd.GeoDataFrame(rows, geometry="geometry", crs=municipalities.crs)
+def county_outlines(territory: gpd.GeoDataFrame, key: str) -> gpd.GeoDataFrame:
+    """One polygon per county ("kreis"): the union of the territory features whose
+    key shares its first COUNTY_KEY_LENGTH characters (in the AGS: Land, Bezirk, Kreis)."""
+    ter = territory[territory[key].notna()] if key in territory.columns else territory.iloc[0:0]
+    if len(ter) == 0:
+        return gpd.GeoDataFrame({"kreis": pd.Series(dtype=object)}, geometry=gpd.GeoSeries([], crs=territory.crs))
+    keys = ter[key].astype(str).str[:COUNTY_KEY_LENGTH]
+    rows = [{"kreis": k, "geometry": shapely.union_all(np.asarray(group.geometry.values))}
+            for k, group in ter.groupby(keys, sort=True)]
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=territory.crs)
 
 
 @dataclass(frozen=True)
 class SupplyPicture:
-    """Everything the map shows about supply, per municipality (rows in input order)."""
+    """Everything the map shows about supply, per territory feature (rows in input order)."""
 
-    municipalities: gpd.GeoDataFrame   # metric CRS, reset index
-    counts: pd.DataFrame               # categories + total
-    rate: list[float | None]           # all points per 1,000 inhabitants
+    territory: gpd.GeoDataFrame        # metric CRS, reset index, without empty geometries
+    key: str                           # the column names in territory that the map and table read
+    label: str | None
+    population: str | None
+    counts: pd.DataFrame               # terms + total
+    rate: list[float | None]           # all points per 1,000 inhabitants (None without population)
     coverage: Coverage
     counties: gpd.GeoDataFrame
     food: list[str]
-    unassigned: int                    # points outside every municipality
+    unassigned: int                    # points outside every territory feature
 
 
-def supply_picture(municipalities: gpd.GeoDataFrame, points: gpd.GeoDataFrame, categories: Sequence[str],
-                   food: Sequence[str], radii: Sequence[int] = RADII_M) -> SupplyPicture:
-    """All analyses at once; inputs in any CRS."""
-    mun = to_metric(municipalities).reset_index(drop=True)
+def supply_picture(territory: gpd.GeoDataFrame, points: gpd.GeoDataFrame, terms: Sequence[str],
+                   food: Sequence[str], radii: Sequence[int], *, key: str, field: str,
+                   population: str | None = None, label: str | None = None) -> SupplyPicture:
+    """All analyses at once; inputs in any CRS.
+
+    key, population, label: columns of territory (role: territory); field: the
+    column of points whose terms are counted, food: those that are food supply.
+    """
+    ter = to_metric(territory).reset_index(drop=True)
     pts = to_metric(points).reset_index(drop=True)
-    if len(pts) and "category" in pts.columns:
+    if len(pts):
         pts = pts[pts.geometry.geom_type == "Point"].reset_index(drop=True)
-    counts = counts_by_municipality(mun, pts, categories)
-    population = mun["population"].tolist() if "population" in mun.columns else [None] * len(mun)
-    rate = [per_thousand(c, p) for c, p in zip(counts["total"], population, strict=True)]
-    food_pts = pts[pts["category"].isin(list(food))] if len(pts) and "category" in pts.columns else pts.iloc[0:0]
-    cov = coverage(mun, food_pts, radii)
+    counts = counts_by_territory(ter, pts, field, terms)
+    people = ter[population].tolist() if population and population in ter.columns else [None] * len(ter)
+    rate = [per_thousand(c, p) for c, p in zip(counts["total"], people, strict=True)]
+    food_pts = pts[pts[field].isin(list(food))] if len(pts) and field in pts.columns else pts.iloc[0:0]
+    cov = coverage(ter, food_pts, radii)
     unassigned = int(len(pts) - counts["total"].sum())
-    return SupplyPicture(mun, counts, rate, cov, county_outlines(mun), list(food), unassigned)
+    return SupplyPicture(ter, key, label, population, counts, rate, cov, county_outlines(ter, key), list(food),
+                         unassigned)

@@ -4,12 +4,16 @@ Why not folium.GeoJson: its tooltips and popups paste property values into
 HTML, and every value here comes from an upload.  The map script inserts them
 as text instead, so this module only has to deliver plain values — and embed
 them in a way that cannot end the surrounding <script> element.
+
+Nothing here knows a collection: the callers say which fields to deliver.
 """
 from __future__ import annotations
 
 import datetime as dt
 import json
 import math
+from collections.abc import Collection as Container
+from collections.abc import Sequence
 from typing import Any
 
 import geopandas as gpd
@@ -17,12 +21,6 @@ import pandas as pd
 
 from gdi.viewer.style import OTHER
 
-#: Attributes of a point, in the order of each row after [lat, lon].
-POINT_FIELDS = (
-    "category", "name", "street", "housenumber", "postcode", "city", "opening_hours",
-    "website", "phone", "operator", "ags", "member", "dataset", "updated",
-)
-BOUNDARY_FIELDS = ("ags", "name", "population", "member", "dataset")
 COORD_DECIMALS = 6  # ~0.1 m; more only makes the page bigger
 
 
@@ -35,9 +33,10 @@ def safe_json(value: Any) -> str:
     )
 
 
-def has_features(gdf: gpd.GeoDataFrame) -> bool:
+def has_features(gdf: gpd.GeoDataFrame | None) -> bool:
     """Rows and a geometry column (an empty upload may have neither)."""
-    return len(gdf) > 0 and isinstance(gdf, gpd.GeoDataFrame) and gdf._geometry_column_name in gdf.columns
+    return (gdf is not None and len(gdf) > 0 and isinstance(gdf, gpd.GeoDataFrame)
+            and gdf._geometry_column_name in gdf.columns)
 
 
 def to_wgs84(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -75,23 +74,29 @@ def _round(coords: Any, decimals: int = COORD_DECIMALS) -> Any:
     return coords
 
 
-def boundaries_geojson(municipalities: gpd.GeoDataFrame, extra: dict[str, list[Any]] | None = None,
-                       decimals: int = COORD_DECIMALS) -> dict[str, Any]:
-    """A GeoJSON FeatureCollection of the polygons with their plain attributes
-    (BOUNDARY_FIELDS that exist, plus the columns named in extra)."""
+def features_geojson(gdf: gpd.GeoDataFrame, fields: Sequence[str], extra: dict[str, list[Any]] | None = None,
+                     decimals: int = COORD_DECIMALS, *, text_fields: Sequence[str] = ()) -> dict[str, Any]:
+    """A GeoJSON FeatureCollection of gdf (any geometry) with the plain values of fields
+    (None where a column is missing) plus extra[key][position] for each key of extra.
+
+    text_fields are given as text (a key such as 06534014 must never become a number).
+    Rows without geometry are left out; extra is indexed by the row's position in gdf.
+    """
     features: list[dict[str, Any]] = []
-    if not has_features(municipalities):
+    if not has_features(gdf):
         return {"type": "FeatureCollection", "features": features}
-    gdf = to_wgs84(municipalities)
-    for position, (row, geom) in enumerate(zip(gdf.itertuples(index=False), gdf.geometry, strict=True)):
+    wgs = to_wgs84(gdf)
+    n = len(wgs)
+    columns = {f: wgs[f].tolist() if f in wgs.columns else [None] * n for f in fields}
+    for position, geom in enumerate(wgs.geometry):
         if geom is None or geom.is_empty:
             continue
-        props = {f: plain(getattr(row, f, None)) for f in BOUNDARY_FIELDS}
-        props["row"] = position  # the municipality's row in the supply table
+        props = {f: plain(col[position]) for f, col in columns.items()}
+        for f in text_fields:
+            if props.get(f) is not None:
+                props[f] = text_value(props[f])
         for key, values in (extra or {}).items():
             props[key] = plain(values[position])
-        if props["ags"] is not None:
-            props["ags"] = str(props["ags"])
         mapping = geom.__geo_interface__
         features.append({
             "type": "Feature",
@@ -102,32 +107,43 @@ def boundaries_geojson(municipalities: gpd.GeoDataFrame, extra: dict[str, list[A
 
 
 def text_value(value: Any) -> str | None:
-    """A point attribute as text; 35037.0 (a postcode read as float) -> "35037"."""
+    """An attribute as text; 35037.0 (a postcode read as float) -> "35037"."""
     value = plain(value)
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     return None if value is None else str(value)
 
 
-def point_rows(points: gpd.GeoDataFrame, known_categories: set[str]) -> list[list[Any]]:
-    """One [lat, lon, *POINT_FIELDS] row per point; unknown categories become OTHER."""
+def _points_only(gdf: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """lon/lat points: multipoints split into their points, other geometries dropped."""
+    gdf = to_wgs84(gdf)
+    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty]
+    if (gdf.geometry.geom_type == "MultiPoint").any():
+        gdf = gdf.explode(index_parts=False)
+    return gdf[gdf.geometry.geom_type == "Point"]
+
+
+def point_rows(points: gpd.GeoDataFrame, fields: Sequence[str], colour_by: str | None = None,
+               known_terms: Container[str] = ()) -> list[list[Any]]:
+    """One [lat, lon, *fields] row per point, values as text; a colour_by value outside
+    known_terms becomes OTHER (so every point has a style)."""
     if not has_features(points):
         return []
-    gdf = to_wgs84(points)
-    gdf = gdf[gdf.geometry.notna() & ~gdf.geometry.is_empty & (gdf.geometry.geom_type == "Point")]
+    gdf = _points_only(points)
     n = len(gdf)
-    columns = [gdf[f].tolist() if f in gdf.columns else [None] * n for f in POINT_FIELDS]
+    columns = [gdf[f].tolist() if f in gdf.columns else [None] * n for f in fields]
     lats, lons = gdf.geometry.y.round(COORD_DECIMALS).tolist(), gdf.geometry.x.round(COORD_DECIMALS).tolist()
+    term = list(fields).index(colour_by) if colour_by in fields else None
     rows: list[list[Any]] = []
     for i in range(n):
         values = [text_value(col[i]) for col in columns]
-        if values[0] not in known_categories:
-            values[0] = OTHER
+        if term is not None and values[term] not in known_terms:
+            values[term] = OTHER
         rows.append([lats[i], lons[i], *values])
     return rows
 
 
-def bounds(*frames: gpd.GeoDataFrame) -> list[list[float]] | None:
+def bounds(*frames: gpd.GeoDataFrame | None) -> list[list[float]] | None:
     """[[south, west], [north, east]] over all non-empty frames, or None."""
     boxes = [to_wgs84(f).total_bounds for f in frames if has_features(f) and not f.geometry.is_empty.all()]
     boxes = [b for b in boxes if all(math.isfinite(v) for v in b)]
@@ -143,7 +159,7 @@ def bounds(*frames: gpd.GeoDataFrame) -> list[list[float]] | None:
 def _column(values: list[str | None]) -> list[str | None] | dict[str, list[Any]] | None:
     """One point attribute for point_columns: None when empty, a dictionary
     encoding ({"values": [...], "codes": [...]}) when few distinct values repeat
-    (category, member, dataset, city...), else the plain list."""
+    (term, member, dataset, town ...), else the plain list."""
     if all(v is None for v in values):
         return None
     index: dict[str | None, int] = {}
@@ -153,11 +169,27 @@ def _column(values: list[str | None]) -> list[str | None] | dict[str, list[Any]]
     return values
 
 
-def point_columns(points: gpd.GeoDataFrame, known_categories: set[str]) -> dict[str, Any]:
+def point_columns(points: gpd.GeoDataFrame, fields: Sequence[str], colour_by: str | None = None,
+                  known_terms: Container[str] = ()) -> dict[str, Any]:
     """The points column by column (compact and fast to parse for 10,000+ points):
     {"n": n, "lat": [...], "lon": [...], "fields": {field: column}} where a column
     is as _column() describes it; row i is the same as point_rows(...)[i]."""
-    rows = point_rows(points, known_categories)
+    rows = point_rows(points, fields, colour_by, known_terms)
     n = len(rows)
-    fields = {f: _column([row[2 + j] for row in rows]) for j, f in enumerate(POINT_FIELDS)}
-    return {"n": n, "lat": [row[0] for row in rows], "lon": [row[1] for row in rows], "fields": fields}
+    out_fields = {f: _column([row[2 + j] for row in rows]) for j, f in enumerate(fields)}
+    return {"n": n, "lat": [row[0] for row in rows], "lon": [row[1] for row in rows], "fields": out_fields}
+
+
+def column_counts(column: list[Any] | dict[str, list[Any]] | None) -> dict[Any, int]:
+    """How often each value occurs in a point_columns column."""
+    counts: dict[Any, int] = {}
+    if column is None:
+        return counts
+    if isinstance(column, dict):
+        values = column["values"]
+        for code in column["codes"]:
+            counts[values[code]] = counts.get(values[code], 0) + 1
+    else:
+        for v in column:
+            counts[v] = counts.get(v, 0) + 1
+    return counts

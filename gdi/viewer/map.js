@@ -1,16 +1,19 @@
 /*
- * gdi planners' map.  folium creates the map, the empty layers (one cluster
- * group per category, one group for the municipal boundaries) and the layer
- * control; gdiMap.init() fills them from the data embedded in the page.
+ * gdi planners' map.  folium creates the map, the empty layers (per collection:
+ * one cluster group per term or one cluster group for points, one group for
+ * lines, polygons and the territory; the analysis groups) and the layer
+ * control; gdiMap.init() fills them from the data embedded in the page.  What a
+ * layer shows and how it looks is described by cfg.layers (from the collection
+ * YAML, see gdi/viewer/layers.py): no collection or field is named here.
  *
  * Security: every attribute value comes from a member's upload and is
  * untrusted.  It reaches the page only through textContent and DOM properties,
  * never as HTML.  Colours and icon names come from the collection YAML and are
- * checked against strict patterns in gdi/viewer/style.py before they get here.
+ * checked against strict patterns in Python before they get here.
  *
  * Speed (10,000 points, see bench/viewer.py): the data comes as JSON elements
  * (JSON.parse, not the JS parser) with the points column by column; markers
- * are plain L.marker objects sharing one divIcon per category, get their
+ * are plain L.marker objects sharing one divIcon per term, get their
  * popup/tooltip bound on first hover/click/search, and go into the cluster
  * groups only after the view is set (no cluster re-computation for a zoom).
  * The analysis layers are built when switched on; the distance bands are
@@ -19,11 +22,19 @@
 (function (global) {
   'use strict';
 
+  var OTHER = null;  // the term of values outside the vocabulary (cfg.other, from gdi/viewer/style.py)
+  var SELECTED = { weight: 4, color: '#e65100' };
+  var NARROW = 600;  // px of map width below which the layer list and the legend start folded
+
   function el(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
+  }
+
+  function blank(value) {
+    return value === null || value === undefined || value === '';
   }
 
   /** The value as an absolute http(s) URL, or null (no javascript:, data:, relative links). */
@@ -39,11 +50,6 @@
     }
   }
 
-  function telHref(value) {
-    var digits = String(value).replace(/[^0-9+]/g, '');
-    return digits.length >= 3 ? 'tel:' + digits : null;
-  }
-
   function link(text, href, external) {
     var a = el('a', null, text);
     a.href = href;
@@ -54,12 +60,21 @@
     return a;
   }
 
-  /** A round coloured badge with the category's icon (legend, layer control, popup). */
+  /** A round coloured badge with the term's icon (legend, popup). */
   function swatch(style) {
     var badge = el('span', 'gdi-swatch');
     badge.style.background = style.colour;
     badge.appendChild(el('i', 'fa-solid fa-' + style.icon));
     return badge;
+  }
+
+  /** A line or area swatch (legend) in colour; dashed for dashed lines. fillColour: a CSS colour. */
+  function shapeSwatch(kind, colour, fillColour, dashed) {
+    var box = el('span', 'gdi-swatch ' + (kind === 'line' ? 'gdi-swatch-line' : 'gdi-swatch-shape') +
+      (dashed ? ' gdi-swatch-dashed' : ''));
+    box.style.borderColor = colour;
+    if (kind !== 'line') box.style.background = fillColour;
+    return box;
   }
 
   function markerIcon(style) {
@@ -74,7 +89,7 @@
     });
   }
 
-  /** Cluster bubble in the category's colour (called by L.markerClusterGroup). */
+  /** Cluster bubble in the term's colour (called by L.markerClusterGroup). */
   function clusterIcon(cluster, colour) {
     var count = Number(cluster.getChildCount());
     var size = count < 10 ? 30 : count < 100 ? 36 : 44;
@@ -92,7 +107,7 @@
     return column.values[column.codes[i]];
   }
 
-  /** A function i -> point i as an object keyed by field name (lat, lon, category, name, ...). */
+  /** A function i -> point i as an object keyed by field name (lat, lon, and the layer's fields). */
   function recorder(points, fields) {
     var columns = fields.map(function (f) { return points.fields[f]; });
     return function (i) {
@@ -103,7 +118,7 @@
   }
 
   function addRow(table, label, value) {
-    if (value === null || value === undefined || value === '') return;
+    if (blank(value)) return;
     var tr = el('tr');
     tr.appendChild(el('th', null, label));
     var td = el('td');
@@ -114,32 +129,7 @@
   }
 
   function joined(parts, sep) {
-    return parts.filter(function (p) { return p; }).join(sep);
-  }
-
-  function pointPopup(p, cfg) {
-    var style = cfg.categories[p.category];
-    var labels = cfg.labels;
-    var box = el('div', 'gdi-popup');
-    box.appendChild(el('h3', null, p.name || style.label));
-    var category = el('div', 'gdi-popup-category');
-    category.appendChild(swatch(style));
-    category.appendChild(el('span', null, style.label));
-    box.appendChild(category);
-
-    var table = el('table');
-    addRow(table, labels.address, joined([joined([p.street, p.housenumber], ' '), joined([p.postcode, p.city], ' ')], ', '));
-    addRow(table, labels.opening_hours, p.opening_hours);
-    var web = safeHttpUrl(p.website);
-    addRow(table, labels.website, web ? link(p.website, web, true) : p.website);
-    var tel = p.phone ? telHref(p.phone) : null;
-    addRow(table, labels.phone, tel ? link(p.phone, tel, false) : p.phone);
-    addRow(table, labels.operator, p.operator);
-    addRow(table, labels.member, p.member);
-    addRow(table, labels.dataset, p.dataset);
-    addRow(table, labels.updated, p.updated);
-    box.appendChild(table);
-    return box;
+    return parts.filter(function (p) { return !blank(p); }).join(sep);
   }
 
   var formats = {};
@@ -160,79 +150,174 @@
     return value === null || value === undefined ? '–' : fmt(100 * value, cfg, 0) + ' %';
   }
 
-  function boundaryTooltip(props, cfg, table) {
-    var box = el('div', 'gdi-tooltip');
-    box.appendChild(el('strong', null, props.name));
-    box.appendChild(el('div', null, 'AGS ' + (props.ags || '–')));
-    if (props.population !== null && props.population !== undefined) {
-      box.appendChild(el('div', null, cfg.labels.population + ': ' + integer(props.population, cfg)));
+  // ---- one feature: its style, name and popup, from the layer's declaration -------------
+
+  /** The style of a feature's term (colour_by layers), OTHER for values outside the vocabulary. */
+  function termOf(spec, props) {
+    if (!spec.colourBy) return null;
+    return spec.terms[props[spec.colourBy]] || spec.terms[OTHER];
+  }
+
+  /** What a feature is called: its label, else its term, else the layer's title. */
+  function featureName(spec, props) {
+    var name = spec.label ? props[spec.label] : null;
+    if (!blank(name)) return String(name);
+    var term = termOf(spec, props);
+    return term ? term.label : spec.title;
+  }
+
+  /** Leaflet path options of a line or polygon feature (map.line, map.fill, colour or term colour). */
+  function pathStyle(spec, props) {
+    var s = spec.style;
+    var term = termOf(spec, props);
+    var colour = term ? term.colour : s.colour;
+    var out = { color: colour, weight: s.weight, opacity: s.opacity, dashArray: s.dash || null };
+    if (spec.kind === 'line') {
+      out.fill = false;
+    } else {
+      out.fillColor = term ? colour : s.fillColour;
+      out.fillOpacity = s.fillOpacity;
     }
-    var row = table && table[props.row];
+    return out;
+  }
+
+  /** A popup value: uri values as safe external links, numbers formatted, booleans as yes/no, the rest text. */
+  function popupValue(row, props, cfg) {
+    var text = joined(row.groups.map(function (group) {
+      return joined(group.map(function (f) { return props[f]; }), ' ');
+    }), ', ');
+    if (blank(text) || row.groups.length !== 1 || row.groups[0].length !== 1) return text;
+    if (row.terms && Object.prototype.hasOwnProperty.call(row.terms, text)) return row.terms[text];
+    if (row.type === 'uri') {
+      var href = safeHttpUrl(text);
+      return href ? link(text, href, true) : text;
+    }
+    if ((row.type === 'integer' || row.type === 'number') && isFinite(Number(text))) return fmt(text, cfg, null);
+    if (row.type === 'boolean' && (text === 'true' || text === 'false')) return cfg.text[text === 'true' ? 'yes' : 'no'];
+    return text;
+  }
+
+  function popupBox(spec, props, cfg) {
+    var box = el('div', 'gdi-popup');
+    box.appendChild(el('h3', null, featureName(spec, props)));
+    var term = termOf(spec, props);
+    if (term) {
+      var badge = el('div', 'gdi-popup-category');
+      badge.appendChild(swatch(term));
+      badge.appendChild(el('span', null, term.label));
+      box.appendChild(badge);
+    }
+    var table = el('table');
+    spec.popup.forEach(function (row) { addRow(table, row.label, popupValue(row, props, cfg)); });
+    box.appendChild(table);
+    return box;
+  }
+
+  /** A table row as an object (layout written by supply.supply_table). */
+  function tableRecord(row, supply) {
+    var n = supply.tableTerms.length;
+    var k = supply.shareLabels.length;
+    return {
+      key: row[0], name: row[1], population: row[2],
+      counts: row.slice(3, 3 + n), total: row[3 + n], rate: row[4 + n],
+      shares: row.slice(5 + n, 5 + n + k), beyondKm2: row[5 + n + k]
+    };
+  }
+
+  function territoryTooltip(spec, props, cfg, table) {
+    var t = cfg.territory;
+    var box = el('div', 'gdi-tooltip');
+    box.appendChild(el('strong', null, featureName(spec, props)));
+    box.appendChild(el('div', null, t.keyLabel + ' ' + (props[t.key] || '–')));
+    if (t.population && !blank(props[t.population])) {
+      box.appendChild(el('div', null, t.populationLabel + ': ' + integer(props[t.population], cfg)));
+    }
+    var row = cfg.supply && table && table[props._row];
     if (row) {
-      var t = tableRecord(row, cfg);
-      box.appendChild(el('div', null, cfg.text.points + ': ' + t.total + ' (' +
-        (t.rate === null ? cfg.text.no_population : fmt(t.rate, cfg, 2) + ' ' + cfg.text.density_short) + ')'));
-      t.shares.forEach(function (share, i) {
-        box.appendChild(el('div', null, cfg.shareLabels[i] + ': ' + percent(share, cfg)));
+      var r = tableRecord(row, cfg.supply);
+      var rate = r.rate === null ? (cfg.supply.density ? ' (' + cfg.text.no_population + ')' : '')
+        : ' (' + fmt(r.rate, cfg, 2) + ' ' + cfg.text.density_short + ')';
+      box.appendChild(el('div', null, cfg.text.points + ': ' + r.total + rate));
+      r.shares.forEach(function (share, i) {
+        box.appendChild(el('div', null, cfg.supply.shareLabels[i] + ': ' + percent(share, cfg)));
       });
-      box.appendChild(el('div', null, cfg.text.beyond_area + ': ' + fmt(t.beyondKm2, cfg, 1) + ' km²'));
+      box.appendChild(el('div', null, cfg.supply.beyondLabel + ': ' + fmt(r.beyondKm2, cfg, 1) + ' km²'));
     }
     return box;
   }
 
-  /** A table row as an object (layout written by build.supply_table). */
-  function tableRecord(row, cfg) {
-    var n = cfg.tableCategories.length;
-    var k = cfg.shareLabels.length;
-    return {
-      ags: row[0], name: row[1], population: row[2],
-      counts: row.slice(3, 3 + n), total: row[3 + n], rate: row[4 + n],
-      shares: row.slice(5 + n, 5 + n + k), beyondKm2: row[5 + n + k]
-    };
+  // ---- legend -------------------------------------------------------------------------
+
+  function legendItem(badge, label) {
+    var item = el('div', 'gdi-legend-item');
+    item.appendChild(badge);
+    item.appendChild(el('span', null, label));
+    return item;
   }
 
   function legendSection(title, entries, className) {
     var section = el('div', 'gdi-legend-section ' + className);
     section.appendChild(el('h4', null, title));
     entries.forEach(function (entry) {
-      var item = el('div', 'gdi-legend-item');
       var box = el('span', 'gdi-swatch gdi-swatch-area');
       box.style.background = entry.colour;
-      item.appendChild(box);
-      item.appendChild(el('span', null, entry.label));
-      section.appendChild(item);
+      section.appendChild(legendItem(box, entry.label));
     });
     return section;
   }
 
-  function legend(cfg, present, map, layers) {
+  /** The legend of one layer: its swatch and title, or its title and a swatch per term. */
+  function layerLegend(spec, cfg, hasCounties) {
+    var part = el('div', 'gdi-legend-layer');
+    part.setAttribute('data-gdi-layer', spec.id);
+    var s = spec.style;
+    if (spec.colourBy) {
+      part.appendChild(el('div', 'gdi-legend-title', spec.title));
+      spec.present.forEach(function (id) {
+        var term = spec.terms[id];
+        part.appendChild(legendItem(spec.kind === 'point' ? swatch(term)
+          : shapeSwatch(spec.kind, term.colour, term.swatchFill, !!s.dash), term.label));
+      });
+      return part;
+    }
+    var badge = spec.kind === 'point' ? swatch(s) : shapeSwatch(spec.kind, s.colour, s.swatchFill, !!s.dash);
+    if (spec.territory) badge.classList.add('gdi-swatch-boundary');
+    part.appendChild(legendItem(badge, spec.title));
+    if (spec.territory && hasCounties) {
+      part.appendChild(legendItem(el('span', 'gdi-swatch gdi-swatch-county'), cfg.text.county));
+    }
+    return part;
+  }
+
+  function legend(cfg, map, analysis, hasCounties) {
     var control = L.control({ position: 'bottomright' });
     control.onAdd = function () {
       var box = el('div', 'gdi-legend');
-      box.appendChild(el('h4', null, cfg.text.legend));
-      present.forEach(function (id) {
-        var item = el('div', 'gdi-legend-item');
-        item.appendChild(swatch(cfg.categories[id]));
-        item.appendChild(el('span', null, cfg.categories[id].label));
-        box.appendChild(item);
-      });
-      var outline = el('div', 'gdi-legend-item');
-      outline.appendChild(el('span', 'gdi-swatch gdi-swatch-boundary'));
-      outline.appendChild(el('span', null, cfg.text.boundaries));
-      box.appendChild(outline);
-      var county = el('div', 'gdi-legend-item');
-      county.appendChild(el('span', 'gdi-swatch gdi-swatch-county'));
-      county.appendChild(el('span', null, cfg.text.county));
-      box.appendChild(county);
-      var density = legendSection(cfg.text.density, cfg.densityLegend, 'gdi-legend-density');
-      var distance = legendSection(cfg.text.distance, cfg.bandLabels.map(function (label, i) {
-        return { label: label, colour: cfg.bandColours[i] };
-      }), 'gdi-legend-distance');
-      box.appendChild(density);
-      box.appendChild(distance);
+      // The heading folds the legend (folded at first on a phone, where it would cover the map).
+      var heading = el('button', 'gdi-legend-toggle', cfg.text.legend);
+      heading.type = 'button';
+      function fold(folded) {
+        box.classList.toggle('gdi-legend-folded', folded);
+        heading.setAttribute('aria-expanded', String(!folded));
+      }
+      heading.addEventListener('click', function () { fold(!box.classList.contains('gdi-legend-folded')); });
+      fold(map.getSize().x < NARROW);
+      box.appendChild(heading);
+      cfg.layers.forEach(function (spec) { box.appendChild(layerLegend(spec, cfg, hasCounties)); });
+      var sections = [];
+      if (cfg.supply) {
+        if (analysis.density) {
+          sections.push([analysis.density, legendSection(cfg.text.density, cfg.supply.densityLegend, 'gdi-legend-density')]);
+        }
+        if (analysis.distance) {
+          sections.push([analysis.distance, legendSection(cfg.text.distance, cfg.supply.bandLabels.map(function (label, i) {
+            return { label: label, colour: cfg.supply.bandColours[i] };
+          }), 'gdi-legend-distance')]);
+        }
+      }
+      sections.forEach(function (s) { box.appendChild(s[1]); });
       function sync() {
-        density.hidden = !map.hasLayer(layers.density);
-        distance.hidden = !map.hasLayer(layers.distance);
+        sections.forEach(function (s) { s[1].hidden = !map.hasLayer(s[0]); });
       }
       map.on('overlayadd overlayremove', sync);
       sync();
@@ -256,9 +341,10 @@
   /** The table as CSV text (German: ';' and decimal comma, for Excel). */
   function tableCsv(cfg, rows) {
     var sep = cfg.lang === 'de' ? ';' : ',';
-    var header = ['AGS', cfg.text.municipality, cfg.labels.population].concat(
-      cfg.tableCategories.map(function (id) { return cfg.categories[id].label; }),
-      [cfg.text.points, cfg.text.density_short], cfg.shareLabels, [cfg.text.beyond_area + ' (km²)']);
+    var s = cfg.supply;
+    var header = [cfg.territory.keyLabel, cfg.text.municipality, cfg.territory.populationLabel || ''].concat(
+      s.tableTerms.map(function (id) { return s.terms[id].label; }),
+      [cfg.text.points, cfg.text.density_short], s.shareLabels, [s.beyondLabel + ' (km²)']);
     var lines = [header.map(function (h) { return csvCell(h, sep); }).join(sep)];
     rows.forEach(function (row) {
       lines.push(row.map(function (v) { return csvCell(v, sep); }).join(sep));
@@ -267,12 +353,13 @@
   }
 
   function panel(map, cfg, rows, byRow) {
+    var s = cfg.supply;
     var aside = el('aside', 'gdi-panel');
     aside.id = 'gdi-panel';
     var head = el('div', 'gdi-panel-head');
-    head.appendChild(el('h2', null, cfg.text.table));
+    head.appendChild(el('h2', null, s.tableTitle));
     var download = el('a', 'gdi-csv', cfg.text.csv);
-    download.download = cfg.lang === 'de' ? 'nahversorgung_gemeinden.csv' : 'local_supply_municipalities.csv';
+    download.download = cfg.text.csv_file;
     download.href = '#';
     download.addEventListener('click', function () {
       // Built on click from the embedded rows; also works in the single-file map.
@@ -292,44 +379,44 @@
     var thead = el('thead');
     var tr = el('tr');
     tr.appendChild(el('th', null, cfg.text.municipality));
-    tr.appendChild(el('th', 'num', cfg.labels.population));
-    cfg.tableCategories.forEach(function (id) {
+    tr.appendChild(el('th', 'num', cfg.territory.populationLabel || ''));
+    s.tableTerms.forEach(function (id) {
       var th = el('th', 'num');
-      th.title = cfg.categories[id].label;
-      th.appendChild(swatch(cfg.categories[id]));
+      th.title = s.terms[id].label;
+      th.appendChild(swatch(s.terms[id]));
       tr.appendChild(th);
     });
     tr.appendChild(el('th', 'num', cfg.text.points));
-    tr.appendChild(el('th', 'num', cfg.text.density_short));
-    cfg.shareShort.forEach(function (label, i) {
+    tr.appendChild(el('th', 'num', s.density ? cfg.text.density_short : ''));
+    s.shareShort.forEach(function (label, i) {
       var th = el('th', 'num', label);
-      th.title = cfg.shareLabels[i];
+      th.title = s.shareLabels[i];
       tr.appendChild(th);
     });
     thead.appendChild(tr);
     table.appendChild(thead);
     var tbody = el('tbody');
     rows.forEach(function (row, i) {
-      var t = tableRecord(row, cfg);
+      var t = tableRecord(row, s);
       var line = el('tr');
-      line.setAttribute('data-ags', t.ags || '');
+      line.setAttribute('data-key', t.key || '');
       var name = el('td', 'name', t.name);
-      name.title = 'AGS ' + (t.ags || '–');
+      name.title = cfg.territory.keyLabel + ' ' + (t.key || '–');
       line.appendChild(name);
       line.appendChild(el('td', 'num', t.population === null ? '–' : integer(t.population, cfg)));
       t.counts.forEach(function (c) { line.appendChild(el('td', 'num', c || '')); });
       line.appendChild(el('td', 'num', t.total));
       line.appendChild(el('td', 'num', t.rate === null ? '–' : fmt(t.rate, cfg, 2)));
       t.shares.forEach(function (share) { line.appendChild(el('td', 'num', percent(share, cfg))); });
-      line.addEventListener('click', function () { if (byRow[i]) selectMunicipality(map, byRow[i]); });
+      line.addEventListener('click', function () { if (byRow[i]) selectTerritory(map, byRow[i]); });
       tbody.appendChild(line);
     });
     table.appendChild(tbody);
     var wrap = el('div', 'gdi-table-wrap');
     wrap.appendChild(table);
     aside.appendChild(wrap);
-    aside.appendChild(el('p', 'gdi-note', cfg.tableNote));
-    if (cfg.unassigned) aside.appendChild(el('p', 'gdi-note', cfg.unassigned));
+    aside.appendChild(el('p', 'gdi-note', s.tableNote));
+    if (s.unassigned) aside.appendChild(el('p', 'gdi-note', s.unassigned));
     return aside;
   }
 
@@ -355,19 +442,22 @@
     return control;
   }
 
+  // ---- selecting, showing, searching ------------------------------------------------
+
   var selected = null;
 
-  /** Zoom to a municipality and outline it (animated unless animate === false). */
-  function selectMunicipality(map, layer, animate) {
-    if (selected && selected !== layer) selected.setStyle({ weight: 1.5, color: '#37474f' });
+  /** Zoom to a territory feature and outline it (animated unless animate === false). */
+  function selectTerritory(map, layer, animate) {
+    if (selected && selected !== layer) selected.setStyle(selected.gdiStyle);
     selected = layer;
-    layer.setStyle({ weight: 4, color: '#e65100' });
+    if (layer.gdiGroup && !map.hasLayer(layer.gdiGroup)) map.addLayer(layer.gdiGroup);
+    layer.setStyle(SELECTED);
     layer.bringToFront();
     map.fitBounds(layer.getBounds(), { maxZoom: 14, animate: animate !== false });
-    var ags = layer.feature.properties.ags;
+    var key = layer.gdiKey;
     document.querySelectorAll('.gdi-table tr.selected').forEach(function (tr) { tr.classList.remove('selected'); });
     document.querySelectorAll('.gdi-table tr').forEach(function (tr) {
-      if (ags && tr.getAttribute('data-ags') === ags) {
+      if (key && tr.getAttribute('data-key') === key) {
         tr.classList.add('selected');
         if (tr.scrollIntoView) tr.scrollIntoView({ block: 'nearest' });
       }
@@ -398,17 +488,22 @@
     });
   }
 
-  /** Show a point with its popup, or zoom to a municipality. */
-  function focus(map, layer) {
-    if (layer instanceof L.Marker && layer.gdiGroup) {
-      showPoint(map, layer);
-    } else if (layer && layer.getBounds) {
-      selectMunicipality(map, layer);
-    }
+  /** Show a line or polygon feature with its popup. */
+  function showFeature(map, layer) {
+    if (layer.gdiGroup && !map.hasLayer(layer.gdiGroup)) map.addLayer(layer.gdiGroup);
+    map.fitBounds(layer.getBounds(), { maxZoom: 16 });
+    layer.openPopup(layer.getBounds().getCenter());
   }
 
-  /** Search entries "label → position with .layer"; labels made unique for the control. */
-  function searchRecords(cfg, markers, boundaryLayer) {
+  /** Show a point with its popup, zoom to a territory feature, or show a line/polygon. */
+  function focus(map, layer) {
+    if (layer instanceof L.Marker && layer.gdiGroup) showPoint(map, layer);
+    else if (layer && layer.gdiTerritory) selectTerritory(map, layer);
+    else if (layer && layer.getBounds) showFeature(map, layer);
+  }
+
+  /** Search entries "label – layer or term → position with .layer"; labels made unique for the control. */
+  function searchRecords(layers) {
     var records = {};
     function add(text, latlng, layer) {
       var key = text;
@@ -419,13 +514,23 @@
       loc.layer = layer;
       records[key] = loc;
     }
-    boundaryLayer.eachLayer(function (layer) {
-      var props = layer.feature.properties;
-      add(joined([props.name, cfg.text.municipality], ' – '), layer.getBounds().getCenter(), layer);
-    });
-    markers.forEach(function (marker) {
-      var p = marker.gdiPoint;
-      add(joined([p.name || cfg.categories[p.category].label, p.city], ' – '), marker.getLatLng(), marker);
+    function kindOf(spec, props) {
+      var term = termOf(spec, props);
+      return term ? term.label : spec.title;
+    }
+    layers.forEach(function (entry) {
+      var spec = entry.spec;
+      if (entry.features) {
+        entry.features.eachLayer(function (layer) {
+          var props = layer.feature.properties;
+          add(joined([featureName(spec, props), kindOf(spec, props)], ' – '), layer.getBounds().getCenter(), layer);
+        });
+      }
+      (entry.markers || []).forEach(function (marker) {
+        var p = marker.gdiPoint;
+        var name = spec.label ? p[spec.label] : null;
+        add(joined([name, kindOf(spec, p)], ' – '), marker.getLatLng(), marker);
+      });
     });
     return records;
   }
@@ -459,11 +564,11 @@
   }
 
   /** The distance bands: inline (single file) or fetched from beside the page. */
-  function loadBands(cfg) {
+  function loadBands(supply) {
     var inline = document.getElementById('gdi-bands');
     if (inline) return Promise.resolve(JSON.parse(inline.textContent));
-    if (!cfg.bandsUrl) return Promise.resolve({ type: 'FeatureCollection', features: [] });
-    return fetch(besidePage(cfg.bandsUrl)).then(function (response) {
+    if (!supply.bandsUrl) return Promise.resolve({ type: 'FeatureCollection', features: [] });
+    return fetch(besidePage(supply.bandsUrl)).then(function (response) {
       if (!response.ok) throw new Error('distance bands: HTTP ' + response.status);
       return response.json();
     });
@@ -481,89 +586,83 @@
     if (map.hasLayer(group)) run();
   }
 
-  function init(map, cfg, layers, data) {
-    var started = performance.now();
-    // Without a base map no layer sets maxZoom, which the clusters need.
-    if (!map.options.maxZoom) map.options.maxZoom = 19;
-    var table = data.table || [];
-    var byRow = {};
-    var params = new URLSearchParams(global.location.search);
-    gdiMap.layers = { boundaries: null, density: null, distance: null, groups: layers.groups,
-                      densityGroup: layers.density, distanceGroup: layers.distance };
-    gdiMap.stats = { points: data.points.n, boundaries: data.boundaries.features.length, bands: cfg.bandCount,
-                     bandsDrawn: false, tableRows: table.length, initMs: null, readyMs: null, drawnMs: null };
-
-    // The table beside the map (hidden in embeds and on narrow screens) first:
-    // it decides the map's size, and the view below is fitted to that size.
-    var aside = panel(map, cfg, table, byRow);
-    aside.hidden = params.get('embed') === '1' || params.get('table') === '0' || global.innerWidth < 800;
-    document.body.classList.add('gdi-with-panel');
-    document.body.appendChild(aside);
-    map.invalidateSize();
-
-    // The analysis draws below the boundaries (which keep the tooltips); built when switched on.
-    map.createPane('gdiAnalysis').style.zIndex = 350;
-    whenShown(map, layers.density, function () {
-      gdiMap.layers.density = L.geoJSON(data.boundaries, {
-        pane: 'gdiAnalysis', interactive: false, className: 'gdi-density',
-        style: function (f) {
-          var cls = f.properties.cls;
-          var entry = cls === null || cls === undefined ? null : cfg.densityLegend[cls];
-          return { stroke: false, fillColor: entry ? entry.colour : '#bdbdbd', fillOpacity: 0.7 };
-        }
-      }).addTo(layers.density);
-    });
-    whenShown(map, layers.distance, function () {
-      loadBands(cfg).then(function (bands) {
-        gdiMap.layers.distance = L.geoJSON(bands, {
-          pane: 'gdiAnalysis', interactive: false, className: 'gdi-band',
-          style: function (f) {
-            return { stroke: false, fillColor: cfg.bandColours[f.properties.band], fillOpacity: 0.5 };
-          }
-        }).addTo(layers.distance);
-        gdiMap.stats.bands = bands.features.length;
-        gdiMap.stats.bandsDrawn = true;
-      }, function (error) {
-        console.warn(String(error));
-      });
-    });
-
-    var boundaryLayer = L.geoJSON(data.boundaries, {
-      className: 'gdi-boundary',
-      style: { color: '#37474f', weight: 1.5, fillColor: '#90a4ae', fillOpacity: 0.08 },
-      onEachFeature: function (feature, layer) {
-        byRow[feature.properties.row] = layer;
-        layer.bindTooltip(function () { return boundaryTooltip(feature.properties, cfg, table); }, { sticky: true });
+  /**
+   * A collection whose terms are separate cluster groups gets its title above
+   * them in the layer control: the layer control has no headings, so the entry
+   * of a group with options.gdiHeading is preceded by one (text, not HTML).
+   */
+  function headingsInLayerControl() {
+    var proto = L.Control.Layers.prototype;
+    if (proto.gdiHeadings) return;
+    proto.gdiHeadings = true;
+    // On a phone the open list would cover the map: there it folds into Leaflet's layers button.
+    var initLayout = proto._initLayout;
+    proto._initLayout = function () {
+      if (this._map && this._map.getSize().x < NARROW) this.options.collapsed = true;
+      return initLayout.call(this);
+    };
+    var addItem = proto._addItem;
+    proto._addItem = function (obj) {
+      var label = addItem.call(this, obj);
+      var heading = obj.overlay && obj.layer.options && obj.layer.options.gdiHeading;
+      if (heading && label.parentNode) {
+        label.parentNode.insertBefore(el('div', 'gdi-layer-heading', heading), label);
       }
-    }).addTo(layers.boundaries);
-    L.geoJSON(data.counties, {
-      interactive: false, className: 'gdi-county',
-      style: { color: '#263238', weight: 3.5, fill: false, opacity: 0.9 }
-    }).addTo(layers.boundaries);
-    gdiMap.layers.boundaries = boundaryLayer;
+      return label;
+    };
+  }
 
-    // ?ags=06534014: open on that municipality; otherwise on all the data.  Set
-    // before the markers go in, so the clusters are computed once, for this view.
-    var ags = params.get('ags');
-    var target = null;
-    if (ags) {
-      boundaryLayer.eachLayer(function (layer) {
-        if (!target && layer.feature.properties.ags === ags) target = layer;
-      });
-    }
-    if (target) selectMunicipality(map, target, false);
-    else if (cfg.bounds) map.fitBounds(cfg.bounds, { maxZoom: cfg.maxFitZoom, animate: false });
+  /**
+   * A popup opens clear of the controls in the top right corner (the layer list
+   * grows with every collection): Leaflet's auto-pan keeps a popup inside the
+   * map only, so when the popup would lie under those controls its padding is
+   * widened for this pan to put it below them, or left of them when that is the
+   * shorter way and fits.
+   */
+  function popupsAvoidControls() {
+    var proto = L.Popup.prototype;
+    if (proto.gdiAvoidControls) return;
+    proto.gdiAvoidControls = true;
+    var adjustPan = proto._adjustPan;
+    proto._adjustPan = function () {
+      var options = this.options;
+      var saved = [options.autoPanPaddingTopLeft, options.autoPanPaddingBottomRight];
+      var corner = this._map && this._map._controlCorners && this._map._controlCorners.topright;
+      if (options.autoPan && corner && this._container) {
+        var m = this._map.getContainer().getBoundingClientRect();
+        var p = this._container.getBoundingClientRect();
+        var c = corner.getBoundingClientRect();
+        var pad = L.point(options.autoPanPadding);
+        if (c.width && c.height && p.right > c.left && p.left < c.right && p.top < c.bottom && p.bottom > c.top) {
+          var below = c.bottom - m.top + pad.y;         // top padding that puts the popup under the controls
+          var beside = m.right - c.left + pad.x;        // right padding that puts it left of them
+          var fitsBelow = below + p.height + pad.y <= m.height;
+          var fitsBeside = beside + p.width + pad.x <= m.width;
+          if (fitsBelow && (!fitsBeside || c.bottom - p.top <= p.right - c.left)) {
+            options.autoPanPaddingTopLeft = [pad.x, below];
+          } else if (fitsBeside) {
+            options.autoPanPaddingBottomRight = [beside, pad.y];
+          }
+        }
+      }
+      adjustPan.call(this);
+      options.autoPanPaddingTopLeft = saved[0];
+      options.autoPanPaddingBottomRight = saved[1];
+    };
+  }
 
-    // The points.  A marker gets its popup and tooltip when first needed
-    // (hover, click, search, openPoint): binding 10,000 up front costs time.
-    var recordAt = recorder(data.points, cfg.fields);
-    var categoryColumn = data.points.fields.category;
+  // ---- the layers ----------------------------------------------------------------
+
+  /** The markers of a point layer, with their cluster group, not yet in it. */
+  function pointMarkers(spec, payload, groups, cfg) {
+    var recordAt = recorder(payload, spec.fields);
+    var termColumn = spec.colourBy ? payload.fields[spec.colourBy] : null;
     var PointMarker = L.Marker.extend({
       gdiBind: function () {
         if (this.getPopup()) return this;
         var p = this.gdiPoint;
-        this.bindPopup(function () { return pointPopup(p, cfg); }, { maxWidth: 320 });
-        this.bindTooltip(function () { return el('span', null, p.name || cfg.categories[p.category].label); });
+        this.bindPopup(function () { return popupBox(spec, p, cfg); }, { maxWidth: 320 });
+        this.bindTooltip(function () { return el('span', null, featureName(spec, p)); });
         return this;
       }
     });
@@ -571,41 +670,182 @@
       get: function () { return this._gdiPoint || (this._gdiPoint = recordAt(this.gdiIndex)); }
     });
     var icons = {};
-    var byCategory = {};
-    var markers = new Array(data.points.n);
-    for (var i = 0; i < data.points.n; i++) {
-      var category = columnValue(categoryColumn, i);
-      var icon = icons[category] || (icons[category] = markerIcon(cfg.categories[category]));
-      var marker = new PointMarker([data.points.lat[i], data.points.lon[i]], { icon: icon });
+    var byGroup = {};
+    var markers = new Array(payload.n);
+    for (var i = 0; i < payload.n; i++) {
+      var key = '*';
+      var style = spec.style;
+      if (spec.colourBy) {
+        key = columnValue(termColumn, i);
+        if (!spec.terms[key] || !groups[key]) key = OTHER;
+        style = spec.terms[key];
+      }
+      var icon = icons[key] || (icons[key] = markerIcon(style));
+      var marker = new PointMarker([payload.lat[i], payload.lon[i]], { icon: icon });
       marker.gdiIndex = i;
-      marker.gdiGroup = layers.groups[category];
-      (byCategory[category] = byCategory[category] || []).push(marker);
+      marker.gdiGroup = groups[key] || groups['*'];
+      (byGroup[key] = byGroup[key] || []).push(marker);
       markers[i] = marker;
     }
+    return { markers: markers, byGroup: byGroup };
+  }
+
+  /** A line, polygon or territory layer (L.geoJSON) into group. */
+  function featureLayer(spec, payload, group, cfg, table, byRow) {
+    var territory = spec.territory && cfg.territory;
+    return L.geoJSON(payload, {
+      className: territory ? 'gdi-boundary' : 'gdi-feature gdi-layer-' + spec.id,
+      style: function (f) { return pathStyle(spec, f.properties); },
+      onEachFeature: function (feature, layer) {
+        var props = feature.properties;
+        layer.gdiStyle = pathStyle(spec, props);
+        layer.gdiGroup = group;
+        if (territory) {
+          layer.gdiTerritory = true;
+          layer.gdiKey = blank(props[territory.key]) ? null : String(props[territory.key]);
+          byRow[props._row] = layer;
+          layer.bindTooltip(function () { return territoryTooltip(spec, props, cfg, table); }, { sticky: true });
+        } else {
+          layer.bindTooltip(function () { return el('span', null, featureName(spec, props)); }, { sticky: true });
+        }
+        layer.bindPopup(function () { return popupBox(spec, props, cfg); }, { maxWidth: 320 });
+      }
+    }).addTo(group);
+  }
+
+  function init(map, cfg, layers, data) {
+    var started = performance.now();
+    // Without a base map no layer sets maxZoom, which the clusters need.
+    if (!map.options.maxZoom) map.options.maxZoom = 19;
+    headingsInLayerControl();
+    popupsAvoidControls();
+    OTHER = cfg.other;
+    var table = data.table || [];
+    var byRow = {};
+    var params = new URLSearchParams(global.location.search);
+    var supply = cfg.supply;
+    gdiMap.layers = { territory: null, density: null, distance: null, groups: layers.groups, byId: {},
+                      densityGroup: layers.density, distanceGroup: layers.distance };
+    gdiMap.stats = { points: 0, layers: {}, bands: supply ? supply.bandCount : 0, bandsDrawn: false,
+                     tableRows: table.length, initMs: null, readyMs: null, drawnMs: null };
+
+    // The table beside the map (hidden in embeds and on narrow screens) first:
+    // it decides the map's size, and the view below is fitted to that size.
+    var aside = null;
+    if (supply && cfg.territory) {
+      aside = panel(map, cfg, table, byRow);
+      aside.hidden = params.get('embed') === '1' || params.get('table') === '0' || global.innerWidth < 800;
+      document.body.classList.add('gdi-with-panel');
+      document.body.appendChild(aside);
+      map.invalidateSize();
+    }
+
+    // The analysis draws below the features (which keep the tooltips); built when switched on.
+    map.createPane('gdiAnalysis').style.zIndex = 350;
+    if (supply && layers.density) {
+      whenShown(map, layers.density, function () {
+        gdiMap.layers.density = L.geoJSON(data.layers[cfg.territory.layer], {
+          pane: 'gdiAnalysis', interactive: false, className: 'gdi-density',
+          style: function (f) {
+            var cls = f.properties._cls;
+            var entry = cls === null || cls === undefined ? null : supply.densityLegend[cls];
+            return { stroke: false, fillColor: entry ? entry.colour : '#bdbdbd', fillOpacity: 0.7 };
+          }
+        }).addTo(layers.density);
+      });
+    }
+    if (supply && layers.distance) {
+      whenShown(map, layers.distance, function () {
+        loadBands(supply).then(function (bands) {
+          gdiMap.layers.distance = L.geoJSON(bands, {
+            pane: 'gdiAnalysis', interactive: false, className: 'gdi-band',
+            style: function (f) {
+              return { stroke: false, fillColor: supply.bandColours[f.properties.band], fillOpacity: 0.5 };
+            }
+          }).addTo(layers.distance);
+          gdiMap.stats.bands = bands.features.length;
+          gdiMap.stats.bandsDrawn = true;
+        }, function (error) {
+          console.warn(String(error));
+        });
+      });
+    }
+
+    // Lines, polygons and the territory; the county outlines with the territory.
+    var drawn = [];  // {spec, features | markers}, in layer order (search, legend)
+    var points = [];
+    cfg.layers.forEach(function (spec) {
+      var groups = layers.groups[spec.id] || {};
+      var payload = data.layers[spec.id];
+      gdiMap.stats.layers[spec.id] = spec.count;
+      if (spec.kind === 'point') {
+        var firstTerm = spec.colourBy ? spec.present[0] : null;
+        if (firstTerm && groups[firstTerm]) groups[firstTerm].options.gdiHeading = spec.title;
+        var entry = { spec: spec, groups: groups, payload: payload };
+        points.push(entry);
+        drawn.push(entry);
+        return;
+      }
+      var group = groups['*'];
+      var features = featureLayer(spec, payload, group, cfg, table, byRow);
+      gdiMap.layers.byId[spec.id] = features;
+      if (spec.territory && cfg.territory) {
+        gdiMap.layers.territory = features;
+        L.geoJSON(data.counties, {
+          interactive: false, className: 'gdi-county',
+          style: { color: '#263238', weight: 3.5, fill: false, opacity: 0.9 }
+        }).addTo(group);
+      }
+      drawn.push({ spec: spec, features: features });
+    });
+
+    // ?key=06534014 (or ?<key field>=…): open on that territory feature; otherwise
+    // on all the data.  Set before the markers go in, so the clusters are computed
+    // once, for this view.
+    var wanted = cfg.territory ? (params.get('key') || params.get(cfg.territory.key)) : null;
+    var target = null;
+    if (wanted && gdiMap.layers.territory) {
+      gdiMap.layers.territory.eachLayer(function (layer) {
+        if (!target && layer.gdiKey === wanted) target = layer;
+      });
+    }
+    if (target) selectTerritory(map, target, false);
+    else if (cfg.bounds) map.fitBounds(cfg.bounds, { maxZoom: cfg.maxFitZoom, animate: false });
+
+    // The points.  A marker gets its popup and tooltip when first needed
+    // (hover, click, search, openPoint): binding 10,000 up front costs time.
+    var allMarkers = [];
     function bindOn(e, open) {
       var marker = e.layer;
-      if (marker instanceof PointMarker && !marker.getPopup()) open(marker.gdiBind());
+      if (marker && marker.gdiBind && !marker.getPopup()) open(marker.gdiBind());
     }
-    Object.keys(byCategory).forEach(function (id) {
-      var group = layers.groups[id];
-      group.on('click', function (e) { bindOn(e, function (m) { m.openPopup(); }); });
-      group.on('mouseover', function (e) { bindOn(e, function (m) { m.openTooltip(); }); });
-      group.addLayers(byCategory[id]);
+    points.forEach(function (entry) {
+      var made = pointMarkers(entry.spec, entry.payload, entry.groups, cfg);
+      entry.markers = made.markers;
+      allMarkers = allMarkers.concat(made.markers);
+      Object.keys(made.byGroup).forEach(function (key) {
+        var group = entry.groups[key] || entry.groups['*'];
+        group.on('click', function (e) { bindOn(e, function (m) { m.openPopup(); }); });
+        group.on('mouseover', function (e) { bindOn(e, function (m) { m.openTooltip(); }); });
+        group.addLayers(made.byGroup[key]);
+      });
+      gdiMap.stats.points += made.markers.length;
     });
 
     L.control.scale({ imperial: false }).addTo(map);
     var records = null;  // the search entries, made on the first search
     searchControl(map, cfg, function () {
-      return records || (records = searchRecords(cfg, markers, boundaryLayer));
+      return records || (records = searchRecords(drawn));
     }).addTo(map);
-    legend(cfg, Object.keys(cfg.categories).filter(function (id) { return byCategory[id]; }), map, layers).addTo(map);
+    legend(cfg, map, { density: layers.density, distance: layers.distance },
+           data.counties && data.counties.features.length > 0).addTo(map);
     cfg.attribution.forEach(function (text) { map.attributionControl.addAttribution(text); });
-    panelToggle(map, cfg, aside).addTo(map);
+    if (aside) panelToggle(map, cfg, aside).addTo(map);
 
     gdiMap.map = map;
-    gdiMap.markers = markers;
-    gdiMap.csv = function () { return tableCsv(cfg, table); };
-    gdiMap.selected = target ? ags : null;
+    gdiMap.markers = allMarkers;
+    gdiMap.csv = function () { return supply && cfg.territory ? tableCsv(cfg, table) : ''; };
+    gdiMap.selected = target ? wanted : null;
     gdiMap.stats.initMs = performance.now() - started;
     gdiMap.stats.readyMs = performance.now();  // since navigation start
     // drawnMs: after the next frame is painted (bench/viewer.py's "first draw").

@@ -1,32 +1,38 @@
-"""Labels, colours and icons for the map, taken from the collection definitions.
+"""Texts, colours and icons of the map.
 
-The YAML files in collections/ are the single place where a category gets its
-German/English name, colour and Font Awesome icon; the map only reads them.
-Colours and icon names end up inside HTML/CSS, so they are checked against a
-strict pattern here and replaced by a neutral default when they do not match.
+The collection YAML files are the single place where a term gets its
+German/English name, colour and Font Awesome icon and a layer its look; the
+map only reads them.  Colours and icon names end up inside HTML/CSS, so they
+are checked again here (the parser already did) and replaced by a neutral
+default when they do not match: a second line of defence, should a Collection
+ever be made by hand.
+
+The texts below are the map's own (controls, the analysis, the table), not the
+data's: those come from the collection definitions.
 """
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-POINTS_COLLECTION = "supply_points"
-BOUNDARIES_COLLECTION = "municipalities"
-OTHER = "other"  # points whose category is not in the vocabulary
+from gdi.collections import Collection, Term
+
+#: The term id given to values outside the vocabulary (term ids are words; none starts with "_").
+OTHER = "_other"
 
 _COLOUR = re.compile(r"#[0-9a-fA-F]{3}(?:[0-9a-fA-F]{3})?")
 _ICON = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 DEFAULT_COLOUR = "#555555"
 DEFAULT_ICON = "location-dot"
 
-#: Texts of the map itself (not of the data), per language.
+#: Texts of the map itself (not of the data), per language.  {title}: the analysed
+#: collection's title; {r}, {a}, {b}: distances ("1 km").
 UI_TEXT: dict[str, dict[str, str]] = {
     "de": {
-        "title": "Planungskarte Nahversorgung",
-        "boundaries": "Gemeindegrenzen",
+        "title": "Planungskarte {title}",
+        "title_plain": "Planungskarte",
         "other": "Sonstige",
         "legend": "Legende",
         "search": "Suchen …",
@@ -35,26 +41,26 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "fullscreen": "Vollbild",
         "fullscreen_exit": "Vollbild beenden",
         "municipality": "Gemeinde",
-        "address": "Adresse",
-        "population": "Einwohner",
         "member": "Mitglied",
         "dataset": "Datensatz",
+        "yes": "ja",
+        "no": "nein",
         "density": "Versorgungsdichte (Punkte je 1.000 Einwohner)",
         "density_short": "je 1.000 EW",
         "distance": "Entfernung zur nächsten Lebensmittelversorgung",
-        "band_0": "bis 1 km",
-        "band_1": "1 bis 3 km",
-        "band_2": "3 bis 5 km",
-        "band_3": "mehr als 5 km",
-        "within": "Fläche bis {r} km",
-        "within_short": "≤ {r} km",
-        "beyond_area": "Fläche über 5 km",
+        "band_first": "bis {r}",
+        "band_between": "{a} bis {b}",
+        "band_beyond": "mehr als {r}",
+        "within": "Fläche bis {r}",
+        "within_short": "≤ {r}",
+        "beyond_area": "Fläche über {r}",
         "no_population": "keine Einwohnerzahl",
         "county": "Kreisgrenze",
         "points": "Punkte",
-        "table": "Nahversorgung je Gemeinde",
+        "table": "{title} je Gemeinde",
         "table_note": "Lebensmittel: {food}. Entfernung Luftlinie, berechnet in EPSG:25832.",
         "csv": "Als CSV herunterladen",
+        "csv_file": "nahversorgung_gemeinden.csv",
         "panel_show": "Tabelle",
         "panel_hide": "Tabelle ausblenden",
         "other_lang": "English",
@@ -62,8 +68,8 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "unassigned": "{n} Punkte liegen außerhalb der Gemeinden.",
     },
     "en": {
-        "title": "Planners' map: local supply",
-        "boundaries": "Municipal boundaries",
+        "title": "Planners' map: {title}",
+        "title_plain": "Planners' map",
         "other": "Other",
         "legend": "Legend",
         "search": "Search …",
@@ -72,26 +78,26 @@ UI_TEXT: dict[str, dict[str, str]] = {
         "fullscreen": "Full screen",
         "fullscreen_exit": "Exit full screen",
         "municipality": "Municipality",
-        "address": "Address",
-        "population": "Population",
         "member": "Member",
         "dataset": "Dataset",
+        "yes": "yes",
+        "no": "no",
         "density": "Supply density (points per 1,000 inhabitants)",
         "density_short": "per 1,000 inh.",
         "distance": "Distance to the nearest food supply",
-        "band_0": "up to 1 km",
-        "band_1": "1 to 3 km",
-        "band_2": "3 to 5 km",
-        "band_3": "more than 5 km",
-        "within": "Area within {r} km",
-        "within_short": "≤ {r} km",
-        "beyond_area": "Area beyond 5 km",
+        "band_first": "up to {r}",
+        "band_between": "{a} to {b}",
+        "band_beyond": "more than {r}",
+        "within": "Area within {r}",
+        "within_short": "≤ {r}",
+        "beyond_area": "Area beyond {r}",
         "no_population": "no population figure",
         "county": "County boundary",
         "points": "Points",
-        "table": "Local supply per municipality",
+        "table": "{title} per municipality",
         "table_note": "Food: {food}. Straight-line distance, computed in EPSG:25832.",
         "csv": "Download as CSV",
+        "csv_file": "local_supply_municipalities.csv",
         "panel_show": "Table",
         "panel_hide": "Hide table",
         "other_lang": "Deutsch",
@@ -100,38 +106,26 @@ UI_TEXT: dict[str, dict[str, str]] = {
     },
 }
 
+#: Distance bands, nearest to beyond the last (ColorBrewer RdYlGn); other counts are interpolated.
+BAND_COLOURS = ("#1a9850", "#a6d96a", "#fee08b", "#d73027")
+
 
 @dataclass(frozen=True)
-class CategoryStyle:
-    """How one category looks on the map."""
+class TermStyle:
+    """How one term of a vocabulary looks on the map."""
 
     id: str
     label: str
     colour: str
     icon: str
 
-
-def as_dict(collection: Any) -> dict[str, Any]:
-    """Accept a collection as parsed YAML (dict) or as gdi.collections.Collection."""
-    if isinstance(collection, Mapping):
-        return dict(collection)
-    raw = getattr(collection, "raw", None)
-    if isinstance(raw, Mapping) and raw:
-        return dict(raw)
-    if dataclasses.is_dataclass(collection) and not isinstance(collection, type):
-        return dataclasses.asdict(collection)
-    raise TypeError(f"not a collection definition: {type(collection).__name__}")
+    def as_json(self) -> dict[str, str]:
+        return {"label": self.label, "colour": self.colour, "icon": self.icon}
 
 
 def text(lang: str) -> dict[str, str]:
     """UI strings for lang (German when unknown: the county's working language)."""
     return UI_TEXT.get(lang, UI_TEXT["de"])
-
-
-def _localised(value: Any, lang: str, fallback: str) -> str:
-    if isinstance(value, Mapping):
-        return str(value.get(lang) or value.get("de") or value.get("en") or fallback)
-    return str(value) if value else fallback
 
 
 def safe_colour(value: Any) -> str:
@@ -142,39 +136,86 @@ def safe_icon(value: Any) -> str:
     return value if isinstance(value, str) and _ICON.fullmatch(value) else DEFAULT_ICON
 
 
-def category_styles(collections: Mapping[str, Any], lang: str = "de") -> dict[str, CategoryStyle]:
-    """Styles of the point categories, in YAML order, plus the catch-all OTHER."""
-    doc = as_dict(collections[POINTS_COLLECTION]) if POINTS_COLLECTION in collections else {}
-    styles = {
-        cid: CategoryStyle(
-            id=str(cid),
-            label=_localised({"de": c.get("de"), "en": c.get("en")}, lang, str(cid)),
-            colour=safe_colour(c.get("colour")),
-            icon=safe_icon(c.get("icon")),
-        )
-        for cid, c in (doc.get("categories") or {}).items()
-    }
-    styles[OTHER] = CategoryStyle(OTHER, text(lang)["other"], DEFAULT_COLOUR, DEFAULT_ICON)
+def _rgb(colour: str) -> tuple[int, int, int]:
+    h = safe_colour(colour).lstrip("#")
+    if len(h) == 3:
+        h = "".join(c * 2 for c in h)
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
+def _hex(rgb: tuple[float, float, float]) -> str:
+    return "#" + "".join(f"{max(0, min(255, round(c))):02x}" for c in rgb)
+
+
+def tint(colour: str, amount: float = 0.5) -> str:
+    """colour mixed with white (amount 0: unchanged, 1: white).
+
+    The territory is the base layer: its pale fill keeps everything above readable
+    (#37474f gives #9ba3a7, the grey-blue the boundaries always had)."""
+    r, g, b = _rgb(colour)
+    return _hex((r + (255 - r) * amount, g + (255 - g) * amount, b + (255 - b) * amount))
+
+
+def rgba(colour: str, alpha: float) -> str:
+    """colour with transparency, for CSS (a legend swatch shows a fill as the map does)."""
+    r, g, b = _rgb(colour)
+    return f"rgba({r}, {g}, {b}, {max(0.0, min(1.0, alpha)):.2f})"
+
+
+SWATCH_MIN_ALPHA = 0.25  # fills fainter than this would not show in a small swatch
+
+
+def band_colours(n: int) -> list[str]:
+    """n colours from near (green) to far (red): BAND_COLOURS for 4, interpolated otherwise."""
+    if n == len(BAND_COLOURS):
+        return list(BAND_COLOURS)
+    if n == 1:
+        return [BAND_COLOURS[0]]
+    stops = [_rgb(c) for c in BAND_COLOURS]
+    out = []
+    for i in range(n):
+        pos = i / (n - 1) * (len(stops) - 1)
+        k = min(int(pos), len(stops) - 2)
+        f = pos - k
+        out.append(_hex(tuple(a + (b - a) * f for a, b in zip(stops[k], stops[k + 1], strict=True))))
+    return out
+
+
+def number(value: float, lang: str, digits: int = 2) -> str:
+    """value with digits decimals, German or English separators."""
+    out = f"{value:,.{digits}f}"
+    return out.replace(",", "\0").replace(".", ",").replace("\0", ".") if lang == "de" else out
+
+
+def distance_parts(metres: int, lang: str) -> tuple[str, str]:
+    """(number, unit) of a distance as people say it: ("500", "m"), ("1", "km"), ("1,5", "km")."""
+    if metres < 1000:
+        return str(metres), "m"
+    if metres % 1000 == 0:
+        return str(metres // 1000), "km"
+    return number(metres / 1000, lang, 1), "km"
+
+
+def distance(metres: int, lang: str) -> str:
+    """A distance band's limit: "500 m", "1 km", "1,5 km"."""
+    return " ".join(distance_parts(metres, lang))
+
+
+def term_style(term: Term, lang: str) -> TermStyle:
+    return TermStyle(term.id, term.label(lang), safe_colour(term.colour), safe_icon(term.icon))
+
+
+def term_styles(collection: Collection, prop: str | None, lang: str = "de") -> dict[str, TermStyle]:
+    """Styles of the terms of property prop, in YAML order, plus the catch-all OTHER."""
+    styles = {tid: term_style(t, lang) for tid, t in (collection.terms(prop) if prop else {}).items()}
+    styles[OTHER] = TermStyle(OTHER, text(lang)["other"], DEFAULT_COLOUR, DEFAULT_ICON)
     return styles
 
 
-def field_labels(collections: Mapping[str, Any], lang: str = "de") -> dict[str, str]:
-    """Human names of the point attributes (popup rows), from the YAML titles."""
-    ui = text(lang)
-    labels = {"member": ui["member"], "dataset": ui["dataset"], "address": ui["address"],
-              "population": ui["population"], "municipality": ui["municipality"]}
-    for cid in (BOUNDARIES_COLLECTION, POINTS_COLLECTION):
-        if cid in collections:
-            for name, spec in (as_dict(collections[cid]).get("properties") or {}).items():
-                labels.setdefault(name, _localised((spec or {}).get("title"), lang, name))
-    return labels
-
-
-def collection_title(collections: Mapping[str, Any], cid: str, lang: str, fallback: str) -> str:
-    """A collection's title in lang, e.g. "Gemeindegrenzen"."""
-    return _localised(as_dict(collections[cid]).get("title"), lang, fallback) if cid in collections else fallback
-
-
-def attributions(collections: Mapping[str, Any]) -> list[str]:
-    """The data attributions (plain text) the map must show."""
-    return [str(a) for c in collections.values() if (a := as_dict(c).get("attribution"))]
+def attributions(collections: Mapping[str, Collection]) -> list[str]:
+    """The data attributions (plain text) the map must show, each once."""
+    out: list[str] = []
+    for c in collections.values():
+        if c.attribution and c.attribution not in out:
+            out.append(c.attribution)
+    return out

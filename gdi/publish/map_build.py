@@ -9,6 +9,9 @@ frame with everything on the map) ~1.1-1.3 s on the 2-core CI machine, under the
 1.5 s budget.  The served pages also write index[.en].bands.json beside them
 (the distance bands, fetched when switched on; gdi serve answers /viewer/<file>).
 
+Every defined collection is read and drawn (gdi/viewer/layers.py decides how,
+from its YAML); nothing here knows which collections exist.
+
 The served map is derived from the store, like the pygeoapi configuration, but
 building it costs seconds for large data (analysis included), so an upload does
 not wait for it: ``refresh()`` rebuilds it when the store's data version moved
@@ -19,47 +22,41 @@ from __future__ import annotations
 
 import fcntl
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from gdi import settings
+from gdi.files import write_atomically
 from gdi.collections import Collection
 
 LANGS = ("de", "en")
+STAMP = "data-version"
 
 
-def build_from_store(store, collections: dict[str, Collection], out_file: Path, *, inline_assets: bool = False,
-                     asset_url: str = "/vendor", lang: str = "de", all_languages: bool | None = None) -> Path:
+def build_from_store(store, collections: Mapping[str, Collection], out_file: Path, *,  # type: ignore[no-untyped-def]
+                     inline_assets: bool = False, asset_url: str = "/vendor", lang: str = "de",
+                     all_languages: bool | None = None) -> Path:
     """Write the map for lang to out_file and return it.
 
     all_languages (default: when out_file is the served index.html): also write
     index.<other>.html next to it, which `gdi serve` answers for /viewer?lang=<other>.
     """
-    import geopandas as gpd
-
     from gdi.viewer.build import build_viewer, compute_picture
 
     out_file = Path(out_file)
-    municipalities = store.read(collections["municipalities"])
-    if "supply_points" in collections:
-        points = store.read(collections["supply_points"])
-    else:
-        points = gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=4326))
-    raw = {k: v.raw for k, v in collections.items()}
-    picture = compute_picture(municipalities, points, raw)  # once, for every language
+    frames = {cid: store.read(coll) for cid, coll in collections.items()}
+    picture = compute_picture(frames, collections)  # once, for every language
     if all_languages is None:
         all_languages = out_file.name == "index.html" and not inline_assets
-    basemap = str(settings.setting("viewer.basemap", "osm"))
-    for other in (l for l in LANGS if l != lang and all_languages):
-        build_viewer(municipalities, points, raw, out_file.with_name(f"index.{other}.html"), asset_url=asset_url,
+    basemap = settings.get().viewer.basemap
+    for other in (code for code in LANGS if code != lang and all_languages):
+        build_viewer(frames, collections, out_file.with_name(f"index.{other}.html"), asset_url=asset_url,
                      lang=other, basemap=basemap, picture=picture, lang_switch=True)
     return build_viewer(
-        municipalities, points, raw, out_file,
+        frames, collections, out_file,
         asset_url=asset_url, inline_assets=inline_assets, lang=lang,
         basemap=basemap, picture=picture, lang_switch=all_languages,
     )
-
-
-STAMP = "data-version"
 
 
 def built_for() -> str | None:
@@ -70,14 +67,14 @@ def built_for() -> str | None:
         return None
 
 
-def refresh(store=None, collections: dict[str, Collection] | None = None, *, force: bool = False) -> bool:
+def refresh(store=None, collections: Mapping[str, Collection] | None = None, *,  # type: ignore[no-untyped-def]
+            force: bool = False) -> bool:
     """Rebuild the served map (both languages) unless it already shows the store's data; True if rebuilt.
 
     One builder at a time per GDI_HOME (a lock file); whoever waited re-checks first.
     """
     from gdi.collections import load_collections
     from gdi.store import open_store
-    from gdi.viewer.build import _write_atomically
 
     paths = settings.paths()
     paths.viewer.mkdir(parents=True, exist_ok=True)
@@ -89,12 +86,12 @@ def refresh(store=None, collections: dict[str, Collection] | None = None, *, for
         if not force and built_for() == version and index.exists():
             return False
         build_from_store(store, collections or load_collections(), index)
-        _write_atomically(paths.viewer / STAMP, version)
+        write_atomically(paths.viewer / STAMP, version)
         return True
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m gdi.viewer_publish [--force]`: what `gdi serve` runs in a child process, at start
+    """`python -m gdi.publish.map_build [--force]`: what `gdi serve` runs in a child process, at start
     (forced: definitions or settings may have changed) and whenever the data moved on."""
     rebuilt = refresh(force="--force" in (sys.argv[1:] if argv is None else argv))
     if rebuilt:
