@@ -3,7 +3,8 @@
 Replacing the features of one (collection, member, dataset) is the unit of
 change; it must be atomic so that readers see the old or the new data, never a
 mix. Every accepted upload is a version, archived with its features, so a
-rollback restores exactly what was published before.
+rollback restores exactly what was published before. A withdrawal takes a
+dataset down as a version too (no features), so it can be rolled back.
 """
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ class StoreError(RuntimeError):
 
 class VersionNotFound(StoreError):
     pass
+
+
+class DatasetNotFound(VersionNotFound):
+    """No live dataset to withdraw: never published, or withdrawn already."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"der Datensatz {name} ist nicht veröffentlicht (unbekannt oder bereits zurückgezogen) / "
+                         f"the dataset {name} is not published (unknown or already withdrawn)")
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,7 @@ class VersionInfo:
     dataset: str
     version: int
     created: str
-    action: str                      # upload | rollback
+    action: str                      # upload | rollback | withdraw
     count: int
     uploader: str | None
     file: str | None
@@ -102,6 +111,12 @@ class Store(Protocol):
     def rollback(self, collection: Collection, member: str, dataset: str, *, to_version: int | None = None,
                  updated: str, uploader: str | None = None) -> DatasetInfo:
         """Restore the previous (or the given) version as a new version, atomically."""
+
+    def withdraw(self, collection: Collection, member: str, dataset: str, *, updated: str,
+                 uploader: str | None = None) -> DatasetInfo:
+        """Take the live dataset down in one transaction, recorded as a new version without features
+        (action ``withdraw``); the archive keeps the versions, so a rollback restores them.
+        Raises DatasetNotFound when the dataset is not live."""
 
     def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
         ...

@@ -18,7 +18,8 @@ import pyproj
 
 from gdi.collections import Collection
 from gdi.store import gpkg_binary, gpkg_rtree
-from gdi.store.base import DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound, rollback_target
+from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
+                            rollback_target)
 from gdi.store.rows import check_crs, feature_rows, lonlat_bounds
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -275,6 +276,23 @@ class GpkgStore:
                                lambda fids: ((fid, *row) for fid, row in zip(fids.tolist(), rows)), len(rows),
                                gpkg_binary.envelopes(geoms), updated, number, bounds)
         return DatasetInfo(collection.id, member, dataset, len(rows), updated, number)
+
+    def withdraw(self, collection: Collection, member: str, dataset: str, *, updated: str,
+                 uploader: str | None = None) -> DatasetInfo:
+        with self._write() as conn:
+            self._ensure(conn, collection)
+            if conn.execute("SELECT 1 FROM gdi_datasets WHERE collection=? AND member=? AND dataset=?",
+                            (collection.id, member, dataset)).fetchone() is None:
+                raise DatasetNotFound(f"{collection.id}/{member}/{dataset}")
+            number = self._next_version(conn, collection.id, member, dataset)
+            # _publish_rows archives the live version first, then publishes nothing
+            conn.execute(
+                "INSERT INTO gdi_versions (collection, member, dataset, version, created, action, count, uploader, "
+                "file, original, sha256, report, restored_from) VALUES (?,?,?,?,?,'withdraw',0,?,NULL,NULL,NULL,NULL,NULL)",
+                (collection.id, member, dataset, number, updated, uploader))
+            self._publish_rows(conn, collection, member, dataset, lambda fids: iter(()), 0,
+                               np.empty((0, 4)), updated, number, (None, None, None, None))
+        return DatasetInfo(collection.id, member, dataset, 0, updated, number)
 
     def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
         if not self.path.exists():

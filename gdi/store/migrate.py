@@ -1,6 +1,7 @@
 """Copy a whole store, versions included, into another store (GeoPackage ↔ PostGIS).
 
-Versions are replayed in order — uploads as replaces, rollbacks as rollbacks —
+Versions are replayed in order — uploads as replaces, rollbacks as rollbacks,
+withdrawals as withdrawals —
 so the target ends with the same version numbers, audit trail and live data,
 and the counts are verified afterwards.
 """
@@ -40,6 +41,8 @@ def migrate(source: Store, target: Store, collections: dict[str, Collection], ec
                 if v.action == "rollback" and v.restored_from is not None:
                     target.rollback(collection, member, v.dataset, to_version=v.restored_from, updated=v.created,
                                     uploader=v.uploader)
+                elif v.action == "withdraw":
+                    target.withdraw(collection, member, v.dataset, updated=v.created, uploader=v.uploader)
                 else:
                     features = source.version_features(collection, member, v.dataset, v.version)
                     target.replace(collection, member, v.dataset, features, updated=v.created, meta=VersionMeta(

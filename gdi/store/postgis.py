@@ -2,7 +2,7 @@
 
 One schema ``gdi``: a table per collection (GiST and attribute indexes), an
 archive table per collection for versions, and the bookkeeping tables. Every
-replace and rollback is one transaction, serialised per dataset by an advisory
+replace, rollback and withdrawal is one transaction, serialised per dataset by an advisory
 lock, so readers see the old or the new data and never a mix.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ import psycopg
 import shapely
 
 from gdi.collections import Collection
-from gdi.store.base import (DatasetInfo, StoreError, VersionInfo, VersionMeta, VersionNotFound, indexed_properties,
-                            rollback_target)
+from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
+                            indexed_properties, rollback_target)
 from gdi.store.rows import prepared_rows
 
 SCHEMA = "gdi"
@@ -168,6 +168,23 @@ class PostgisStore:
                 f"FROM {a} WHERE version_id = %s) s", (vid,)).fetchone()
             info_count = self._publish(conn, collection, member, dataset, updated, number, b, vid)
         return DatasetInfo(collection.id, member, dataset, info_count, updated, number)
+
+    def withdraw(self, collection: Collection, member: str, dataset: str, *, updated: str,
+                 uploader: str | None = None) -> DatasetInfo:
+        with self._conn(write=True) as conn:
+            self._ensure(conn, collection)
+            self._lock(conn, collection.id, member, dataset)
+            if conn.execute(f"SELECT 1 FROM {SCHEMA}.datasets WHERE collection=%s AND member=%s AND dataset=%s",
+                            (collection.id, member, dataset)).fetchone() is None:
+                raise DatasetNotFound(f"{collection.id}/{member}/{dataset}")
+            number = self._next_version(conn, collection.id, member, dataset)
+            # every version is archived when it is written: the withdrawn one stays there for a rollback
+            vid = conn.execute(
+                f"INSERT INTO {SCHEMA}.versions (collection, member, dataset, version, created, action, count, uploader) "
+                "VALUES (%s,%s,%s,%s,%s,'withdraw',0,%s) RETURNING id",
+                (collection.id, member, dataset, number, updated, uploader)).fetchone()[0]
+            self._publish(conn, collection, member, dataset, updated, number, (None, None, None, None), vid)
+        return DatasetInfo(collection.id, member, dataset, 0, updated, number)
 
     def version_features(self, collection: Collection, member: str, dataset: str, version: int) -> gpd.GeoDataFrame:
         """The features one version published (from the archive)."""
