@@ -121,6 +121,9 @@ class Store(Protocol):
     def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
         ...
 
+    def members(self, collection: Collection) -> list[str]:
+        """Every member with versions of the collection, live or withdrawn."""
+
     def version_features(self, collection: Collection, member: str, dataset: str, version: int) -> gpd.GeoDataFrame:
         """The features one version published (from the archive)."""
 

@@ -315,6 +315,18 @@ class GpkgStore:
             conn.close()
         return [VersionInfo(*r[:13], live=bool(r[13])) for r in rows]
 
+    def members(self, collection: Collection) -> list[str]:
+        if not self.path.exists():
+            return []
+        conn = connect(self.path, readonly=True)
+        try:
+            if conn.execute("SELECT 1 FROM sqlite_master WHERE name='gdi_versions'").fetchone() is None:
+                return []
+            return [r[0] for r in conn.execute(
+                "SELECT DISTINCT member FROM gdi_versions WHERE collection = ? ORDER BY member", (collection.id,))]
+        finally:
+            conn.close()
+
     def version_features(self, collection: Collection, member: str, dataset: str, version: int) -> gpd.GeoDataFrame:
         """The features one version published (from the archive, or the live table for the live version)."""
         cols = collection.columns

@@ -21,12 +21,8 @@ class MigrationResult:
 
 
 def _members(store: Store, collection: Collection) -> list[str]:
-    return sorted({d.member for d in store.datasets(collection)} | set(_version_members(store, collection)))
-
-
-def _version_members(store: Store, collection: Collection) -> list[str]:
-    live = store.read(collection)
-    return sorted(set(live["member"])) if len(live) else []
+    """Members with versions, live or not: a member whose every dataset is withdrawn keeps its history."""
+    return sorted({d.member for d in store.datasets(collection)} | set(store.members(collection)))
 
 
 def migrate(source: Store, target: Store, collections: dict[str, Collection], echo=print) -> MigrationResult:

@@ -280,6 +280,13 @@ class PostgisStore:
             rows = conn.execute(sql + " ORDER BY v.dataset, v.version", args).fetchall()
         return [VersionInfo(*r[:13], live=bool(r[13])) for r in rows]
 
+    def members(self, collection: Collection) -> list[str]:
+        with self._conn() as conn:
+            if not self._exists(conn, "versions"):
+                return []
+            return [r[0] for r in conn.execute(
+                f"SELECT DISTINCT member FROM {SCHEMA}.versions WHERE collection = %s ORDER BY member", (collection.id,))]
+
     def datasets(self, collection: Collection | None = None) -> list[DatasetInfo]:
         with self._conn() as conn:
             if not self._exists(conn, "datasets"):
