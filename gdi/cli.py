@@ -100,6 +100,8 @@ def _cmd_history(args: argparse.Namespace) -> int:
         what = v.file or ""
         if v.action == "rollback":
             what = f"restored version {v.restored_from} ({what})"
+        elif v.action == "withdraw":
+            what = "withdrawn"
         print(f"{v.dataset:<24} {v.version:>4} {'*' if v.live else ' '} {v.created:<20} {v.action:<9} {v.count:>8}  "
               f"{(v.uploader or '-'):<16} {what} {(v.sha256 or '')[:12]}")
     return 0
@@ -125,6 +127,27 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
     restored = [v for v in store.history(collection, member, args.dataset) if v.version == info.version][0]
     print(f"gdi: {collection.id}/{member}/{args.dataset}: version {restored.restored_from} restored "
           f"as version {info.version} ({info.count} features); published")
+    return 0
+
+
+def _cmd_withdraw(args: argparse.Namespace) -> int:
+    from gdi.ingest import IngestRefused
+    from gdi.ingest.pipeline import withdraw
+    from gdi.publish import publish
+    from gdi.store import open_store
+    from gdi.store.base import DatasetNotFound
+
+    collection, member = _collection_and_member(args)
+    store = open_store()
+    try:
+        info = withdraw(collection, member, args.dataset, admin=args.admin, uploader=_cli_user(), store=store)
+    except (DatasetNotFound, IngestRefused) as exc:
+        print(f"gdi: refused: {exc}", file=sys.stderr)
+        return 2
+    publish(store=store, viewer=False)
+    _map_note()
+    print(f"gdi: {collection.id}/{member}/{args.dataset}: withdrawn as version {info.version} "
+          f"(gdi rollback brings it back); published")
     return 0
 
 
@@ -297,6 +320,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--to", type=int, help="version number to restore (default: the one before the live version)")
     r.add_argument("--admin", action="store_true", help="act with the county's authority (collections declared write: county)")
     r.set_defaults(func=_cmd_rollback)
+
+    w = sub.add_parser("withdraw", help="take a dataset down (a new version without features) and republish")
+    w.add_argument("--collection", required=True)
+    w.add_argument("--member", required=True)
+    w.add_argument("--dataset", required=True)
+    w.add_argument("--admin", action="store_true", help="act with the county's authority (collections declared write: county)")
+    w.set_defaults(func=_cmd_withdraw)
 
     d = sub.add_parser("datasets", help="list the stored datasets per collection and member")
     d.add_argument("--json", action="store_true")

@@ -7,7 +7,7 @@ anything is stored:
   ``gdi ingest --admin`` only — or ``write: members``);
 * the territory collection stays consistent: every key is unique across the
   whole collection, and keys that features of other collections depend on are
-  never dropped or renamed by a new version.
+  never dropped or renamed by a new version, nor withdrawn.
 
 Messages are German and English: they reach municipal GIS staff and the
 county's operators alike.
@@ -55,14 +55,20 @@ def check_unique_keys(keys: list[str], key_field: str, taken: dict[str, str]) ->
 
 
 def check_kept_keys(new_keys: Iterable[str], old_keys: Iterable[str], key_field: str,
-                    referenced: dict[str, set[str]]) -> None:
+                    referenced: dict[str, set[str]], *, withdrawn: str | None = None) -> None:
     """Refuse a new version that drops (or renames) keys other collections' features depend on.
 
     referenced: collection id → the territory keys its published features carry.
+    withdrawn: "collection/member/dataset" when the dataset is being withdrawn (no new version).
     """
     dropped = set(old_keys) - set(new_keys)
     used = {k: sorted(cid for cid, keys in referenced.items() if k in keys) for k in dropped}
     used = {k: v for k, v in used.items() if v}
+    if used and withdrawn:
+        colls = ", ".join(sorted({c for v in used.values() for c in v}))
+        raise IngestRefused(
+            f"{withdrawn} kann nicht zurückgezogen werden, Objekte in {colls} verwenden {key_field}: "
+            f"{_some(used)} / {withdrawn} cannot be withdrawn, features of {colls} use {key_field}: {_some(used)}")
     if used:
         colls = ", ".join(sorted({c for v in used.values() for c in v}))
         raise IngestRefused(

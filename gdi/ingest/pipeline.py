@@ -298,8 +298,12 @@ def _store(path: Path, result: gpd.GeoDataFrame, target: Target, options: Option
 
 
 def _check_territory_keys(keys: list[str], collection: Collection, collections: dict[str, Collection],
-                          store: Store, member: str, dataset: str, published) -> None:
-    """The territory stays consistent: unique keys, and no key dropped that other features use."""
+                          store: Store, member: str, dataset: str, published, *, withdrawal: bool = False) -> None:
+    """The territory stays consistent: unique keys, and no key dropped that other features use.
+
+    Uploads and rollbacks pass the keys of the new version; a withdrawal passes none (every key of
+    the dataset is dropped) and ``withdrawal=True`` for its own wording.
+    """
     key = collection.territory.key
     taken: dict[str, str] = {}
     old: list[str] = []
@@ -310,13 +314,19 @@ def _check_territory_keys(keys: list[str], collection: Collection, collections: 
             taken.setdefault(str(k), f"{m}/{d}")
     authority.check_unique_keys(keys, key, taken)
     if set(old) - set(keys):
-        referenced = {}
-        for cid, other in collections.items():
-            names = other.computed("territory_key")
-            if names and cid != collection.id:
-                frame = store.read(other)
-                referenced[cid] = {k for n in names for v in frame[n].dropna().tolist() for k in split_keys(v)}
-        authority.check_kept_keys(keys, old, key, referenced)
+        authority.check_kept_keys(keys, old, key, _referenced_keys(collection, collections, store),
+                                  withdrawn=f"{collection.id}/{member}/{dataset}" if withdrawal else None)
+
+
+def _referenced_keys(collection: Collection, collections: dict[str, Collection], store: Store) -> dict[str, set[str]]:
+    """Collection id → the territory keys its published features carry (every collection but the territory)."""
+    referenced = {}
+    for cid, other in collections.items():
+        names = other.computed("territory_key")
+        if names and cid != collection.id:
+            frame = store.read(other)
+            referenced[cid] = {k for n in names for v in frame[n].dropna().tolist() for k in split_keys(v)}
+    return referenced
 
 
 def _decide_crs(geoms: np.ndarray, declared: int | None, given: int | None, frame: gpd.GeoDataFrame,
@@ -415,3 +425,20 @@ def rollback(collection: Collection, member: str, dataset: str, *, to_version: i
                                   store.read(collection))
         return store.rollback(collection, member, dataset, to_version=to_version, updated=now_iso(),
                               uploader=uploader)
+
+
+def withdraw(collection: Collection, member: str, dataset: str, *, admin: bool, uploader: str | None,
+             store: Store | None = None):
+    """Take a dataset down under the same rights as an upload; a territory dataset only while no other
+    collection's features use its keys. Recorded as a new version (action ``withdraw``, no features):
+    a rollback brings the data back.
+
+    Raises IngestRefused (rights, territory keys) or store.base.DatasetNotFound; returns the DatasetInfo.
+    """
+    authority.check_write_right(collection, admin)
+    store = store or open_store()
+    with _territory_lock(collection.id):
+        if collection.is_territory:
+            _check_territory_keys([], collection, load_collections(), store, member, dataset,
+                                  store.read(collection), withdrawal=True)
+        return store.withdraw(collection, member, dataset, updated=now_iso(), uploader=uploader)

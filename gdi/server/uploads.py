@@ -218,6 +218,29 @@ def rollback(collection: str, member: str, dataset: str):
                     "count": info.count})
 
 
+@bp.route("/datasets/<collection>/<member>/<dataset>", methods=["DELETE"])
+def withdraw(collection: str, member: str, dataset: str):
+    token, coll, err = _dataset_access(collection, member, dataset)
+    if err:
+        return err
+    from gdi.publish import publish
+    from gdi.store import open_store
+    from gdi.store.base import DatasetNotFound
+
+    from gdi.ingest.pipeline import withdraw as checked_withdraw
+
+    store = open_store()
+    try:
+        info = checked_withdraw(coll, member, dataset, admin=token.admin, uploader=f"token:{token.id}", store=store)
+    except DatasetNotFound as exc:
+        return _error(404, str(exc))
+    except IngestRefused as exc:
+        return _error(403 if coll.write == "county" and not token.admin else 409, str(exc))
+    publish(store=store, viewer=False)      # the server's map refresher follows
+    return jsonify({"collection": collection, "member": member, "dataset": dataset, "version": info.version,
+                    "count": 0})
+
+
 def install(app) -> None:
     app.config["MAX_CONTENT_LENGTH"] = settings.get().uploads.max_bytes
     app.register_blueprint(bp)
