@@ -231,7 +231,8 @@ def withdraw(collection: str, member: str, dataset: str):
 
     store = open_store()
     try:
-        info = checked_withdraw(coll, member, dataset, admin=token.admin, uploader=f"token:{token.id}", store=store)
+        info = checked_withdraw(coll, member, dataset, admin=token.admin, store=store,
+                                uploader=f"token:{token.id}" + (f" ({token.name})" if token.name else ""))
     except DatasetNotFound as exc:
         return _error(404, str(exc))
     except IngestRefused as exc:
