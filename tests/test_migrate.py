@@ -30,7 +30,7 @@ def test_round_trip_keeps_data_and_versions(tmp_path, real_data, request, monkey
     home.mkdir()
     for args in ((MB, "municipalities", "vg"), (FARM, "supply_points", "shops"), (LIDL, "supply_points", "shops")):
         run_gdi("ingest", str(real_data / args[0]), "--collection", args[1], "--member", "06534", "--dataset", args[2],
-                home=home, store=None, check=True)
+                *(["--admin"] if args[1] == "municipalities" else []), home=home, store=None, check=True)
     run_gdi("rollback", "--collection", "supply_points", "--member", "06534", "--dataset", "shops",
             home=home, store=None, check=True)
     url = fresh_store("postgis", request)
