@@ -9,7 +9,17 @@ request, in every worker, without any signalling.
 
 * ``ETag`` is derived from (data version, configuration, path, query, Accept,
   Accept-Language) — identical in every worker, so it validates across them;
-  the gzip representation has its own tag (``…-gz``).
+  the gzip representation has its own tag (``…-gz``). It is a *weak* tag
+  (``W/"…"``): it is known before pygeoapi runs (that is what lets any worker
+  answer 304 without rendering), so it promises semantically equal bodies, not
+  equal bytes — an items response differs by its ``timeStamp`` (RFC 9110
+  8.8.1; If-None-Match compares weakly, so 304 works as before).
+* ``timeStamp`` of an items response is the time it is served, from the cache
+  too: the entry remembers where pygeoapi wrote it (its last member) and each
+  answer splices the current time in (same length, so no re-serialising). The
+  gzip form is kept as a compressed prefix ending before the time (deflate
+  sync flush, its CRC-32 remembered), and each answer compresses only the
+  few bytes from the time to the end and appends them with the combined CRC.
 * ``If-None-Match`` with a current tag is answered ``304`` without running
   pygeoapi at all; so does ``If-Modified-Since`` (compared with the data's last change).
 * ``Cache-Control: public, no-cache``: clients and proxies may keep responses
@@ -29,8 +39,11 @@ import logging
 import os
 import re
 import sqlite3
+import struct
 import threading
+import zlib
 from collections import OrderedDict
+from datetime import UTC, datetime
 from pathlib import Path
 
 LOGGER = logging.getLogger(__name__)
@@ -41,6 +54,12 @@ CACHE_CONTROL = "public, no-cache"
 MAX_ENTRY = 4 * 2**20           # bytes per cached response
 MAX_TOTAL = 96 * 2**20          # bytes per worker process
 MIN_GZIP = 1024
+# pygeoapi's items timeStamp: the last member of the document, a fixed-width UTC time (27 bytes)
+TIMESTAMP = re.compile(rb'"timeStamp":\s*"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z)"\s*}\s*$')
+STAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+STAMP_LEN = 27
+GZIP_HEADER = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"    # deflate, no name, mtime 0, OS unknown
+GZIP_LEVEL = 5
 HOP = {"content-length", "content-encoding", "etag", "last-modified", "cache-control", "vary", "date",
        "connection", "transfer-encoding", "keep-alive"}
 
@@ -108,15 +127,52 @@ def _epoch(text) -> float:
 
 
 class Entry:
-    __slots__ = ("status", "headers", "body", "gz", "etag", "modified")
+    __slots__ = ("status", "headers", "body", "gz", "etag", "modified", "stamp", "gz_head", "gz_crc")
 
     def __init__(self, status: str, headers: list, body: bytes, etag: str, modified: float):
         self.status, self.headers, self.body, self.etag, self.modified = status, headers, body, etag, modified
         self.gz: bytes | None = None
+        self.stamp: int | None = _stamp_offset(body, headers)   # where the timeStamp value starts
+        self.gz_head: bytes | None = None      # gzip header + deflate(body[:stamp]), sync-flushed
+        self.gz_crc = 0                        # CRC-32 of body[:stamp]
 
     @property
     def size(self) -> int:
-        return len(self.body) + len(self.gz or b"") + 512
+        return len(self.body) + len(self.gz or b"") + len(self.gz_head or b"") + 512
+
+    def current(self) -> bytes:
+        """The body with the time of this answer as its timeStamp."""
+        if self.stamp is None:
+            return self.body
+        view = memoryview(self.body)
+        return b"".join((view[:self.stamp], _now_stamp(), view[self.stamp + STAMP_LEN:]))
+
+    def current_gz(self) -> bytes:
+        """The gzip form of ``current()``: the cached compressed prefix plus the freshly compressed tail."""
+        if self.stamp is None:
+            if self.gz is None:
+                self.gz = gzip.compress(self.body, compresslevel=GZIP_LEVEL, mtime=0)
+            return self.gz
+        if self.gz_head is None:
+            prefix = memoryview(self.body)[:self.stamp]
+            deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)
+            self.gz_crc = zlib.crc32(prefix)
+            self.gz_head = GZIP_HEADER + deflate.compress(prefix) + deflate.flush(zlib.Z_SYNC_FLUSH)
+        tail = _now_stamp() + self.body[self.stamp + STAMP_LEN:]
+        deflate = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, -15)    # no back references into the prefix: valid
+        return b"".join((self.gz_head, deflate.compress(tail), deflate.flush(),
+                         struct.pack("<II", zlib.crc32(tail, self.gz_crc), len(self.body) & 0xFFFFFFFF)))
+
+
+def _now_stamp() -> bytes:
+    return datetime.now(UTC).strftime(STAMP_FORMAT).encode()
+
+
+def _stamp_offset(body: bytes, headers) -> int | None:
+    if not any(k.lower() == "content-type" and "json" in v.lower() for k, v in headers):
+        return None
+    match = TIMESTAMP.search(body, max(0, len(body) - 256))
+    return match.start(1) if match else None
 
 
 class ResponseCache:
@@ -174,6 +230,7 @@ def _http_date(epoch: float) -> str:
 
 
 def _tags(header: str) -> set[str]:
+    """The entity tags of an If-None-Match, for weak comparison (RFC 9110 13.1.2): W/ does not count."""
     return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
 
 
@@ -193,14 +250,14 @@ class CachingMiddleware:
             return self.app(environ, start_response)
         key = (path, environ.get("QUERY_STRING", ""), environ.get("HTTP_ACCEPT", ""),
                environ.get("HTTP_ACCEPT_LANGUAGE", ""))
-        etag = '"' + hashlib.blake2b(repr((version, key)).encode(), digest_size=12).hexdigest() + '"'
+        etag = 'W/"' + hashlib.blake2b(repr((version, key)).encode(), digest_size=12).hexdigest() + '"'
         gz = _accepts_gzip(environ)
         tag = etag[:-1] + '-gz"' if gz else etag
         inm = environ.get("HTTP_IF_NONE_MATCH")
         entry = self.cache.get(key, version)
         if inm is not None:
             tags = _tags(inm)
-            if "*" in tags or tag in tags:
+            if "*" in tags or tag.removeprefix("W/") in tags:
                 return self._not_modified(start_response, tag, modified)
         elif environ.get("HTTP_IF_MODIFIED_SINCE"):
             # Last-Modified is the time of the data change (not of a cache entry), so every worker can
@@ -215,15 +272,12 @@ class CachingMiddleware:
                 status, headers, body = entry
                 start_response(status, headers)
                 return [] if method == "HEAD" else [body]
-        body = entry.body
         headers = list(entry.headers)
-        compressible = len(body) >= MIN_GZIP and _compressible(headers)
-        if gz and compressible:
-            if entry.gz is None:
-                entry.gz = gzip.compress(body, compresslevel=5, mtime=0)
-            body = entry.gz
+        if gz and len(entry.body) >= MIN_GZIP and _compressible(headers):
+            body = entry.current_gz()
             headers.append(("Content-Encoding", "gzip"))
         else:
+            body = entry.current()
             tag = etag
         headers += [("Content-Length", str(len(body))), ("ETag", tag), ("Last-Modified", _http_date(entry.modified)),
                     ("Cache-Control", CACHE_CONTROL), ("Vary", "Accept, Accept-Encoding, Accept-Language")]
