@@ -103,6 +103,37 @@ def test_queryables(server):
     assert get_json(server, "/collections/municipalities/items", name="Marburg")["numberMatched"] == 1
 
 
+@pytest.mark.parametrize("cid", ["municipalities", "supply_points"])
+def test_queryables_are_a_closed_json_schema_2020_12(server, cid):
+    """/req/queryables/get-queryables-response: $schema, $id (the URL, no query string), type object;
+    closed, since a filter naming anything else is a 400."""
+    url = f"{server.url}/collections/{cid}/queryables"
+    plain = {"Accept-Encoding": "identity"}
+    answers = {
+        "f=json": server.get(f"/collections/{cid}/queryables", params={"f": "json"}, headers=plain),
+        "Accept": server.get(f"/collections/{cid}/queryables",
+                             headers={"Accept": "application/schema+json", **plain}),
+        "query string": server.get(f"/collections/{cid}/queryables", params={"f": "json", "properties": "name"},
+                                   headers=plain),
+    }
+    for how, r in answers.items():
+        assert r.status_code == 200, how
+        assert r.headers["Content-Type"].split(";")[0] == "application/schema+json", how
+        q = r.json()
+        assert q["$schema"] == "https://json-schema.org/draft/2020-12/schema", how
+        assert q["$id"] == url, how
+        assert q["type"] == "object", how
+        assert q["additionalProperties"] is False, how
+        assert q["properties"]["geometry"] == {"format": "geometry-any", "x-ogc-role": "primary-geometry"}, how
+        assert int(r.headers["Content-Length"]) == len(r.content), how
+    assert set(answers["query string"].json()["properties"]) == {"geometry", "name"}
+    assert answers["f=json"].json() == answers["Accept"].json()
+    # what additionalProperties: false promises
+    r = server.get(f"/collections/{cid}/items", params={"f": "json", "filter": "nosuch = 1"})
+    assert r.status_code == 400
+    assert server.get(f"/collections/{cid}/items", params={"f": "json", "filter": "name = 'x'"}).status_code == 200
+
+
 def names(fc) -> set[str]:
     return {f["properties"]["name"] for f in fc["features"]}
 

@@ -11,6 +11,12 @@
 * Features and feature collections are sent as ``application/geo+json``
   (their self links say so, and /req/geojson/content requires it); pygeoapi
   sends ``application/json``.
+* Queryables as OGC API Features Part 3 (/req/queryables/get-queryables-response)
+  and JSON Schema 2020-12 say: pygeoapi declares draft 2019-09, puts the query
+  string into ``$id`` and leaves ``additionalProperties`` open, while a filter
+  naming an unknown queryable is answered 400. The middleware rewrites the JSON
+  document (pygeoapi has no configuration or template seam for it): ``$schema``
+  2020-12, ``$id`` the queryables URL alone, ``"additionalProperties": false``.
 * ``POST /collections/{id}/items`` without a Content-Type made the Flask view
   return nothing (500); it is answered with 400 like any other bad request.
 * Per-request CRS work (profiled with pyinstrument: about 7 ms of a bbox
@@ -61,6 +67,8 @@ IMPLEMENTED = [
 ]
 ITEMS = re.compile(r"^/collections/[^/]+/items/?$")
 FEATURES = re.compile(r"^/collections/[^/]+/items(/[^/]+)?/?$")
+QUERYABLES = re.compile(r"^/collections/[^/]+/queryables/?$")
+JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 
 
 def require(module, *names: str) -> None:
@@ -240,6 +248,8 @@ class Middleware:
             start_response("400 Bad Request", [("Content-Type", "application/json"),
                                                ("Content-Length", str(len(body)))])
             return [body]
+        if QUERYABLES.match(environ.get("PATH_INFO", "")) and environ.get("REQUEST_METHOD") in {"GET", "HEAD"}:
+            return self._queryables(environ, start_response)
         if not FEATURES.match(environ.get("PATH_INFO", "")) or environ.get("REQUEST_METHOD") not in {"GET", "POST", "HEAD"}:
             return self.app(environ, start_response)
 
@@ -250,6 +260,42 @@ class Middleware:
             return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
 
         return self.app(environ, geojson_start_response)
+
+    def _queryables(self, environ, start_response):
+        captured: dict = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return captured.setdefault("written", []).append
+
+        result = self.app(environ, capture)
+        try:
+            body = b"".join([*captured.get("written", []), *result])
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status, headers = captured["status"], captured["headers"]
+        ctype = next((v for k, v in headers if k.lower() == "content-type"), "").split(";")[0].strip().lower()
+        if status.startswith("200") and body and ctype in {"application/schema+json", "application/json"}:
+            try:
+                doc = json.loads(body)
+            except ValueError:
+                doc = None
+            if isinstance(doc, dict):
+                body = json.dumps(queryables_schema(doc), ensure_ascii=False, separators=(",", ":")).encode()
+                headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [
+                    ("Content-Length", str(len(body)))]
+        start_response(status, headers)
+        return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def queryables_schema(doc: dict) -> dict:
+    """pygeoapi's queryables document as Part 3 requires it: JSON Schema 2020-12, ``$id`` the URL of
+    the queryables without a query string, and closed (an unknown queryable in a filter is a 400)."""
+    out = {"$schema": JSON_SCHEMA, "$id": str(doc.get("$id", "")).split("?", 1)[0], "type": "object"}
+    out.update((k, v) for k, v in doc.items() if k not in out)
+    out["additionalProperties"] = False
+    return out
 
 
 def fix_json_speed() -> None:
