@@ -88,11 +88,15 @@ def coerce(value: object, ptype: str) -> object:
         return int(text)
     if ptype == "number":
         if isinstance(value, (int, float)):
-            return float(value)
-        text = str(value).strip().replace(" ", "")
-        if "," in text:
-            text = text.replace(".", "").replace(",", ".")
-        return float(text)
+            number = float(value)
+        else:
+            text = str(value).strip().replace(" ", "")
+            if "," in text:
+                text = text.replace(".", "").replace(",", ".")
+            number = float(text)
+        if not math.isfinite(number):
+            raise ValueError(f"'{_short(str(value))}' is not a number (NaN, Infinity or beyond ±1.8e308)")
+        return number
     if ptype == "boolean":
         key = fold(str(value))
         if key in {"1", "true", "ja", "yes", "j", "y", "wahr"}:

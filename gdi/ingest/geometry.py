@@ -30,7 +30,7 @@ def conform(geom: BaseGeometry | None, target: str) -> tuple[BaseGeometry | None
     geom = shapely.force_2d(geom)
     coords = shapely.get_coordinates(geom)
     if not np.isfinite(coords).all():
-        return None, None, "geometry has non-numeric coordinates"
+        return None, None, "a coordinate is not a number (NaN, Infinity or beyond ±1.8e308)"
     note = None
     if target in {"Point"}:
         if geom.geom_type == "MultiPoint" and len(geom.geoms) == 1:

@@ -150,7 +150,7 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     step = options.progress or (lambda stage, fraction: None)
     step("reading", 0.05)
     known = _territory(store, target)
-    frame, geoms = _read(path, options, target, known, report)
+    frame, geoms, sample = _read(path, options, target, known, report)
     step("fields", 0.4)
     cols = _fields(frame, target.collection, report)
     step("geometry", 0.55)
@@ -163,7 +163,8 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     report.counts.update(accepted=len(checked.accepted), rejected=len(report.rejected),
                          repaired=len(report.repaired))
     if not len(checked.accepted):
-        raise IngestRefused(f"none of the {len(frame)} features could be accepted (see the rejected list)")
+        raise IngestRefused(f"none of the {len(frame)} features could be accepted (see the rejected list)"
+                            + _crs_hint(sample, report, known))
     del frame
     updated = now_iso()
     result = _derive(checked, cols, target.collection, known, updated)
@@ -218,9 +219,9 @@ def _territory(store: Store, target: Target) -> PublishedTerritory:
 
 
 def _read(path: Path, options: Options, target: Target, known: PublishedTerritory,
-          report: Report) -> tuple[pd.DataFrame, np.ndarray]:
-    """The attribute table and the geometries in the storage CRS (the source geometries are freed:
-    ≈100 MB per million points)."""
+          report: Report) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """The attribute table, the geometries in the storage CRS (the source geometries are freed:
+    ≈100 MB per million points) and a sample of the source coordinates (for a CRS hint)."""
     limits = settings.get().ingest
     with tempfile.TemporaryDirectory(prefix="gdi-ingest-") as tmp:
         raw = read_upload(path, workdir=Path(tmp), layer=options.layer, encoding=options.encoding,
@@ -236,8 +237,30 @@ def _read(path: Path, options: Options, target: Target, known: PublishedTerritor
         raise IngestRefused(f"{path.name} contains no features")
     geoms = np.asarray(frame.geometry.values, dtype=object)
     epsg = _decide_crs(geoms, raw.declared_epsg, target.given_epsg, frame, known.area, report)
+    sample = shapely.get_coordinates(geoms[:SAMPLE])
+    sample = sample[np.isfinite(sample).all(axis=1)]
     geoms = _to_storage(geoms, epsg, target.collection, report)
-    return pd.DataFrame(frame.drop(columns=frame.geometry.name)), geoms
+    return pd.DataFrame(frame.drop(columns=frame.geometry.name)), geoms, sample
+
+
+SAMPLE = 2000      # source geometries whose coordinates a CRS hint looks at
+
+
+def _crs_hint(sample: np.ndarray, report: Report, known: PublishedTerritory) -> str:
+    """When every feature is refused and the file's (or the given) CRS is probably wrong: which usual
+    CRS would put its coordinates inside the member's territory."""
+    if report.crs.get("source") == "inferred" or known.area is None or not len(sample):
+        return ""
+    where, guess = "inside the territory", crsmod.infer_crs(sample[:, 0], sample[:, 1], _territory_lonlat(known.area))
+    if guess is None:       # the file may cover more than the member (a county-wide export)
+        where, guess = "in Germany", crsmod.infer_crs(sample[:, 0], sample[:, 1], None)
+    if guess is None or (guess.epsg, guess.swapped) == (report.crs.get("epsg"), bool(report.crs.get("swapped"))):
+        return ""
+    how = "with x and y swapped " if guess.swapped else ""
+    return (f"; the coordinates lie {where} {how}in EPSG:{guess.epsg} "
+            f"({crsmod.crs_of(guess.epsg).name}), not in EPSG:{report.crs.get('epsg')} as "
+            f"{'declared' if report.crs.get('source') == 'declared in the file' else 'given'}: "
+            f"give that CRS (command line: --crs, upload form: crs)")
 
 
 def _fields(frame: pd.DataFrame, collection: Collection, report: Report) -> MappedColumns:
@@ -333,6 +356,7 @@ def _decide_crs(geoms: np.ndarray, declared: int | None, given: int | None, fram
                 area, report: Report) -> int:
     valid = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
     coords = shapely.get_coordinates(geoms[valid]) if valid.any() else np.zeros((0, 2))
+    coords = coords[np.isfinite(coords).all(axis=1)]       # a NaN or inf says nothing about the CRS
     if given is not None:
         report.crs = {"epsg": given, "source": "given (--crs)", "reason": None}
         return given

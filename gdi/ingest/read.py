@@ -6,6 +6,7 @@ which CRS and encoding, as declared or detected.
 """
 from __future__ import annotations
 
+import math
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -17,9 +18,9 @@ import pandas as pd
 import pyogrio
 import shapely
 
+from gdi.crs import epsg_of
 from gdi.ingest import IngestRefused
 from gdi.ingest import encoding as enc
-from gdi.crs import epsg_of
 from gdi.ingest.unpack import safe_extract
 
 VECTOR_EXT = {".shp": "ESRI Shapefile", ".gpkg": "GeoPackage", ".geojson": "GeoJSON", ".json": "GeoJSON",
@@ -148,6 +149,8 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None) 
     try:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
+        if ext in {".geojson", ".json"} and "number" in str(exc).lower():
+            return _read_geojson_with_bad_numbers(path)
         raise IngestRefused(f"{path.name} could not be read as {VECTOR_EXT[ext]}: {_one_line(exc)}") from exc
     spatial = [str(name) for name, gtype in layers if gtype is not None] or [str(n) for n, _ in layers]
     if layer:
@@ -186,6 +189,45 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None) 
     if ext == ".gpkg":
         enc_used, enc_source = "utf-8", "GeoPackage text is UTF-8"
     return Raw(frame, VECTOR_EXT[ext], chosen, declared, enc_used, enc_source, messages)
+
+
+def _read_geojson_with_bad_numbers(path: Path) -> Raw:
+    """GeoJSON that GDAL refuses for a number it cannot represent (NaN, Infinity, 1e309): read with
+    Python's json, where those become NaN or ±inf, so that only the features holding them are
+    rejected ("not a number") and the rest of the file is published."""
+    import json
+
+    import shapely.geometry
+
+    def constant(name: str) -> float:
+        return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
+
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            doc = json.load(fh, parse_constant=constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise IngestRefused(f"{path.name} could not be read as GeoJSON: {_one_line(exc)}") from exc
+    features = doc.get("features") if isinstance(doc, dict) else None
+    if not isinstance(features, list):
+        raise IngestRefused(f"{path.name} could not be read as GeoJSON: no FeatureCollection")
+    rows, geoms = [], []
+    for f in features:
+        f = f if isinstance(f, dict) else {}
+        props = f.get("properties")
+        rows.append(props if isinstance(props, dict) else {})
+        try:
+            geoms.append(shapely.geometry.shape(f["geometry"]) if f.get("geometry") else None)
+        except (KeyError, TypeError, ValueError, AttributeError, shapely.errors.GEOSException):
+            geoms.append(None)
+    declared = 4326
+    legacy = ((doc.get("crs") or {}).get("properties") or {}).get("name") if isinstance(doc.get("crs"), dict) else None
+    if legacy:
+        match = re.search(r"EPSG:{1,2}(\d+)|CRS84", str(legacy))
+        declared = 4326 if match is None or match.group(1) is None else int(match.group(1))
+    frame = gpd.GeoDataFrame(pd.DataFrame(rows), geometry=gpd.GeoSeries(geoms, crs=declared))
+    messages = ["the file holds numbers GDAL cannot read (NaN, Infinity or beyond ±1.8e308); "
+                "it was read feature by feature"]
+    return Raw(frame, "GeoJSON", Path(path).stem, declared, "utf-8", "GeoJSON is UTF-8 (RFC 7946)", messages)
 
 
 def _shapefile_encoding(shp: Path, given: str | None) -> tuple[str, str]:
