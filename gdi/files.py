@@ -1,7 +1,8 @@
-"""Small helpers every stage shares: time stamps and atomic file writes (one home for each)."""
+"""Small helpers every stage shares: time stamps, atomic file writes, read-only SQLite (one home each)."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,3 +25,12 @@ def write_atomically(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def connect_readonly(path: Path | str, *, timeout: float = 30.0) -> sqlite3.Connection:
+    """A connection that can never write the file (``mode=ro`` and ``query_only``), in autocommit
+    mode (readers open their own transactions) and usable from the thread that keeps it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None,
+                           check_same_thread=False)
+    conn.execute("PRAGMA query_only = 1")
+    return conn

@@ -24,6 +24,7 @@ from pygeoapi.provider.base import (
     ProviderQueryError,
 )
 
+from gdi.files import connect_readonly
 from gdi.publish.cql_sql import SqlFilter
 from gdi.publish.provider_base import StoreProvider, cached_count, remember_count
 from gdi.store import gpkg_binary
@@ -94,9 +95,7 @@ def _connection(path: str) -> sqlite3.Connection:
     if conn is None:
         if not Path(path).exists():
             raise ProviderConnectionError(f"store not found: {path}")
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False,
-                               isolation_level=None, timeout=30)
-        conn.execute("PRAGMA query_only = 1")
+        conn = connect_readonly(path)
         gpkg_binary.register_functions(conn)
         conn.create_function("gdi_spatial", 3, _spatial, deterministic=True)
         conn.create_function("gdi_like", 3, _like, deterministic=True)

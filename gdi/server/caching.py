@@ -38,7 +38,6 @@ import hashlib
 import logging
 import os
 import re
-import sqlite3
 import struct
 import threading
 import zlib
@@ -96,11 +95,10 @@ class DataVersion:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             from gdi import settings
+            from gdi.files import connect_readonly
 
             path = self.store_url if self.store_url.endswith(".gpkg") else str(settings.paths().store)
-            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, isolation_level=None,
-                                   check_same_thread=False)
-            conn.execute("PRAGMA query_only = 1")
+            conn = connect_readonly(path)
             self._local.conn = conn
         row = conn.execute("SELECT (SELECT value FROM gdi_state WHERE key = 'data_version'), "
                            "(SELECT max(last_change) FROM gpkg_contents)").fetchone()

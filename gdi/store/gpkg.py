@@ -17,6 +17,7 @@ import pandas as pd
 import pyproj
 
 from gdi.collections import Collection
+from gdi.files import connect_readonly
 from gdi.store import gpkg_binary, gpkg_rtree
 from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
                             rollback_target)
@@ -114,9 +115,7 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 60.0) -> sql
     never write to the store.
     """
     if readonly:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout,
-                               check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA query_only = 1")
+        conn = connect_readonly(path, timeout=timeout)
     else:
         conn = sqlite3.connect(path, timeout=timeout, isolation_level=None)
         conn.execute("PRAGMA journal_mode = WAL")
