@@ -147,10 +147,10 @@ def test_the_planners_map_draws_the_declared_layers(layers):
 
     from playwright.sync_api import sync_playwright
 
-    from conftest import offline_page
+    from conftest import is_tile, offline_page
 
     deadline = time.time() + 120          # the server rebuilds the map in the background after a publish
-    while "Radrouten" not in requests.get(f"{layers.url}/viewer", timeout=30).text:
+    while "Radrouten (9)" not in requests.get(f"{layers.url}/viewer", timeout=30).text:     # built with the data
         assert time.time() < deadline, "the map was not rebuilt with the new layers"
         time.sleep(1)
     with sync_playwright() as p:
@@ -178,6 +178,6 @@ def test_the_planners_map_draws_the_declared_layers(layers):
                                 ["Rechtsstand", "Rechtskräftig"], ["In Kraft seit", "2012-07-11"]]
             assert ["Mitglied", "06534014"] in rows
             page.screenshot(path=str(layers.home / "map-layers.png"))
-            assert problems == [] and blocked == []
+            assert problems == [] and [u for u in blocked if not is_tile(u)] == []   # only base-map tiles stay out
         finally:
             browser.close()
