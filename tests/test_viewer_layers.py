@@ -198,6 +198,12 @@ def popup_rows(page) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
         tr => [tr.querySelector('th').innerText, tr.querySelector('td').innerText])""")]
 
 
+def close_popup(page) -> None:  # type: ignore[no-untyped-def]
+    """Close the open popup and wait until Leaflet's fade-out removed it (else two are in the page)."""
+    page.locator(".leaflet-popup-close-button").click()
+    page.wait_for_function("document.querySelectorAll('.leaflet-popup').length === 0", timeout=5000)
+
+
 def focus_feature(page, layer_id: str, name: str) -> None:  # type: ignore[no-untyped-def]
     page.evaluate("""([id, name]) => {
         let hit = null;
@@ -273,7 +279,7 @@ def test_polygon_and_line_layers(browser, site, frames, layer_collections, zones
 
         # a line's popup: integer and number formatted, the boolean in words; tooltip = the label
         route = routes.iloc[3]
-        page.locator(".leaflet-popup-close-button").click()
+        close_popup(page)
         focus_feature(page, "farm_routes", route["name"])
         assert popup_rows(page) == [
             ("Name", route["name"]), ("Hofläden", str(route["shops"])),
@@ -301,7 +307,7 @@ def test_polygon_and_line_layers(browser, site, frames, layer_collections, zones
             "e => getComputedStyle(e).borderTopColor") == "rgb(21, 101, 192)"
 
         # the search covers the new layers' labels, and opens what it finds
-        page.locator(".leaflet-popup-close-button").click()
+        close_popup(page)
         page.locator(".search-button").click()
         page.locator("input.search-input").press_sequentially("Hofladenroute", delay=10)
         tips = page.locator(".search-tip")
