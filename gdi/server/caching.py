@@ -45,6 +45,8 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gdi.server.buffered import run_buffered, with_length
+
 LOGGER = logging.getLogger(__name__)
 CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|collections(/.*)?)$")
 COMPRESSIBLE = ("application/json", "application/geo+json", "application/schema+json", "text/", "application/xml",
@@ -283,25 +285,12 @@ class CachingMiddleware:
         return [] if method == "HEAD" else [body]
 
     def _render(self, environ, key, version, etag, modified):
-        captured: dict = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-            return lambda data: captured.setdefault("written", []).append(data)
-
-        result = self.app(dict(environ, REQUEST_METHOD="GET", HTTP_IF_NONE_MATCH="", HTTP_IF_MODIFIED_SINCE=""),
-                          capture)
-        try:
-            body = b"".join([*captured.get("written", []), *result])
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        status, headers = captured["status"], captured["headers"]
+        status, headers, body = run_buffered(
+            self.app, dict(environ, REQUEST_METHOD="GET", HTTP_IF_NONE_MATCH="", HTTP_IF_MODIFIED_SINCE=""))
         if not status.startswith("200") or len(body) > MAX_ENTRY or any(
                 k.lower() == "set-cookie" or (k.lower() == "content-encoding" and v != "identity")
                 for k, v in headers):
-            headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [("Content-Length", str(len(body)))]
-            return status, headers, body
+            return status, with_length(headers, body), body
         entry = Entry(status, [(k, v) for k, v in headers if k.lower() not in HOP], body, etag, modified)
         self.cache.put(key, version, entry)
         return entry

@@ -47,6 +47,8 @@ import json
 import re
 import threading
 
+from gdi.server.buffered import run_buffered, with_length
+
 # The version these patches were written and tested against (requirements.lock pins it exactly;
 # tests/test_pygeoapi_patches.py proves each one took). Another version is refused at start-up.
 PYGEOAPI_SERIES = "0.24."
@@ -262,19 +264,7 @@ class Middleware:
         return self.app(environ, geojson_start_response)
 
     def _queryables(self, environ, start_response):
-        captured: dict = {}
-
-        def capture(status, headers, exc_info=None):
-            captured["status"], captured["headers"] = status, headers
-            return captured.setdefault("written", []).append
-
-        result = self.app(environ, capture)
-        try:
-            body = b"".join([*captured.get("written", []), *result])
-        finally:
-            if hasattr(result, "close"):
-                result.close()
-        status, headers = captured["status"], captured["headers"]
+        status, headers, body = run_buffered(self.app, environ)
         ctype = next((v for k, v in headers if k.lower() == "content-type"), "").split(";")[0].strip().lower()
         if status.startswith("200") and body and ctype in {"application/schema+json", "application/json"}:
             try:
@@ -283,8 +273,7 @@ class Middleware:
                 doc = None
             if isinstance(doc, dict):
                 body = json.dumps(queryables_schema(doc), ensure_ascii=False, separators=(",", ":")).encode()
-                headers = [(k, v) for k, v in headers if k.lower() != "content-length"] + [
-                    ("Content-Length", str(len(body)))]
+                headers = with_length(headers, body)
         start_response(status, headers)
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
