@@ -198,24 +198,13 @@ def rollback(collection: str, member: str, dataset: str):
         to = version_number(body.get("to", request.form.get("to")))
     except ValueError as exc:
         return _error(400, str(exc))
-    from gdi.publish import publish
-    from gdi.store import open_store
+    from gdi.ingest.pipeline import rollback as checked_rollback
     from gdi.store.base import VersionNotFound
 
-    from gdi.ingest import IngestRefused
-    from gdi.ingest.pipeline import rollback as checked_rollback
-
-    store = open_store()
-    try:
-        info = checked_rollback(coll, member, dataset, to_version=to, admin=token.admin,
-                                uploader=f"token:{token.id}", store=store)
-    except VersionNotFound as exc:
-        return _error(404, str(exc))
-    except IngestRefused as exc:
-        return _error(403 if coll.write == "county" and not token.admin else 409, str(exc))
-    publish(store=store, viewer=False)      # the server's map refresher follows
-    return jsonify({"collection": collection, "member": member, "dataset": dataset, "version": info.version,
-                    "count": info.count})
+    return _change_dataset(
+        coll, token, VersionNotFound, collection, member, dataset,
+        lambda store: checked_rollback(coll, member, dataset, to_version=to, admin=token.admin,
+                                       uploader=f"token:{token.id}", store=store))
 
 
 @bp.route("/datasets/<collection>/<member>/<dataset>", methods=["DELETE"])
@@ -223,23 +212,31 @@ def withdraw(collection: str, member: str, dataset: str):
     token, coll, err = _dataset_access(collection, member, dataset)
     if err:
         return err
-    from gdi.publish import publish
-    from gdi.store import open_store
+    from gdi.ingest.pipeline import withdraw as checked_withdraw
     from gdi.store.base import DatasetNotFound
 
-    from gdi.ingest.pipeline import withdraw as checked_withdraw
+    uploader = f"token:{token.id}" + (f" ({token.name})" if token.name else "")
+    return _change_dataset(
+        coll, token, DatasetNotFound, collection, member, dataset,
+        lambda store: checked_withdraw(coll, member, dataset, admin=token.admin, store=store, uploader=uploader))
+
+
+def _change_dataset(coll, token, missing: type[Exception], collection: str, member: str, dataset: str, change):
+    """Run a rollback or withdrawal (change(store) → DatasetInfo) and publish: 404 when the version or
+    dataset is missing, 403 for a member on a county collection, 409 when the territory keys forbid it."""
+    from gdi.publish import publish
+    from gdi.store import open_store
 
     store = open_store()
     try:
-        info = checked_withdraw(coll, member, dataset, admin=token.admin, store=store,
-                                uploader=f"token:{token.id}" + (f" ({token.name})" if token.name else ""))
-    except DatasetNotFound as exc:
+        info = change(store)
+    except missing as exc:
         return _error(404, str(exc))
     except IngestRefused as exc:
         return _error(403 if coll.write == "county" and not token.admin else 409, str(exc))
     publish(store=store, viewer=False)      # the server's map refresher follows
     return jsonify({"collection": collection, "member": member, "dataset": dataset, "version": info.version,
-                    "count": 0})
+                    "count": info.count})
 
 
 def install(app) -> None:
