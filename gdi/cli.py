@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+
+from gdi.messages import terminal_lang
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -27,7 +30,10 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     where = settings.paths().reports / f"{report.id}.html"
     if report.status != "accepted":
-        print(f"gdi: refused: {report.refusal}", file=sys.stderr)
+        if terminal_lang(os.environ) == "de":
+            print(f"gdi: abgelehnt: {report.refusal_de or report.refusal}", file=sys.stderr)
+        else:
+            print(f"gdi: refused: {report.refusal}", file=sys.stderr)
         return 2
     c = report.counts
     crs = report.crs.get("epsg")

@@ -16,6 +16,7 @@ import pyproj
 from pyproj.transformer import TransformerGroup
 
 from gdi.thread_cache import per_thread_lru_cache
+from gdi.messages import Text, t
 
 GRID_DIR = Path(__file__).resolve().parent / "grids"
 DHDN_GK = {31466, 31467, 31468, 31469}
@@ -81,7 +82,7 @@ def parse_crs_option(text: str) -> int:
 class Guess:
     epsg: int
     swapped: bool
-    reason: str
+    reason: Text
 
 
 def _inside(x: np.ndarray, y: np.ndarray, box: tuple[float, float, float, float]) -> float:
@@ -130,9 +131,12 @@ def infer_crs(x: np.ndarray, y: np.ndarray, territory_lonlat: tuple[float, float
             if score > best_score + 1e-9:
                 best_score = score
                 where = "the member's territory" if territory_lonlat else "Germany"
-                reason = (f"no CRS declared; coordinates x {xs.min():.6g}…{xs.max():.6g}, "
-                          f"y {ys.min():.6g}…{ys.max():.6g} fit EPSG:{code} "
-                          f"({crs_of(code).name}): {score:.0%} of points fall in {where}")
+                wo = "im Gebiet des Mitglieds" if territory_lonlat else "in Deutschland"
+                ranges = f"x {xs.min():.6g}…{xs.max():.6g}, y {ys.min():.6g}…{ys.max():.6g}"
+                reason = t(f"kein Koordinatensystem angegeben; die Koordinaten {ranges} passen zu EPSG:{code} "
+                           f"({crs_of(code).name}): {score:.0%} der Punkte liegen {wo}",
+                           f"no CRS declared; coordinates {ranges} fit EPSG:{code} "
+                           f"({crs_of(code).name}): {score:.0%} of points fall in {where}")
                 best = Guess(code, swapped, reason)
     if best is None or best_score < 0.5:
         return None

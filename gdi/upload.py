@@ -11,6 +11,7 @@ from pathlib import Path
 from gdi import settings
 from gdi.ingest.pipeline import Options, ingest
 from gdi.ingest.report import Report
+from gdi.messages import t
 from gdi.store.base import Store
 
 
@@ -27,8 +28,11 @@ def ingest_and_publish(path: Path, options: Options, store: Store | None = None)
     try:
         publish(store=store, viewer=False)
     except Exception as exc:  # noqa: BLE001 — the data are stored; say so rather than fail the upload
-        report.warnings.append(f"the data are published as version {report.version}, but regenerating the "
-                               f"configuration and map failed ({type(exc).__name__}: {exc}); run gdi publish")
+        failure = f"{type(exc).__name__}: {exc}"
+        report.warn(t(f"die Daten sind als Version {report.version} veröffentlicht, aber Konfiguration und Karte "
+                      f"ließen sich nicht neu erzeugen ({failure}); gdi publish ausführen",
+                      f"the data are published as version {report.version}, but regenerating the "
+                      f"configuration and map failed ({failure}); run gdi publish"))
         report.write(settings.paths().reports, options.report_file)
     step("done", 1.0)
     return report

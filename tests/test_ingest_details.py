@@ -87,7 +87,8 @@ def test_legacy_geojson_crs_member_z_and_duplicates(gdi_home, real_data, tmp_pat
     run_gdi("ingest", str(path), "--collection", "supply_points", "--member", "06534", "--report",
             str(tmp_path / "r.json"), home=gdi_home, check=True)
     rep = report_of(tmp_path)
-    assert rep["crs"] == {"epsg": 25832, "source": "declared in the file", "reason": None}
+    assert rep["crs"] == {"epsg": 25832, "source": "declared in the file", "source_de": "in der Datei angegeben",
+                          "reason": None}
     assert rep["counts"] == {"read": 3, "accepted": 2, "repaired": 0, "rejected": 1}
     assert rep["rejected"][0]["index"] == 1 and rep["rejected"][0]["reason"] == "exact duplicate of feature 0"
     g = open_store().read(get_collection("supply_points")).sort_values("name")

@@ -37,6 +37,7 @@ from gdi.ingest.fields import MappedColumns, map_columns, plan_mapping
 from gdi.ingest.read import read_upload
 from gdi.ingest.report import Report
 from gdi.ingest.territory import assign_keys, check_member_key, split_keys, territory
+from gdi.messages import Surface, t
 from gdi.ingest.validate import Checked, check_features, check_inside, check_keys_of_member
 from gdi.store import open_store
 from gdi.store.base import Store, VersionMeta
@@ -55,6 +56,7 @@ class Options:
     uploader: str | None = None
     admin: bool = False                 # the county's authority (an admin token, `gdi ingest --admin`)
     progress: Callable[[str, float], None] | None = None    # (stage, 0…1), for jobs and terminals
+    surface: Surface = "cli"            # cli | web: the report's texts name the options of that surface
 
 
 def dataset_name(path: Path) -> str:
@@ -81,17 +83,17 @@ def ingest(path: Path, options: Options, store: Store | None = None) -> Report:
     started = now_iso()
     rid = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + re.sub(r"\W+", "_", options.collection)[:30]
     report = Report(id=rid, file=path.name, collection=options.collection, member=options.member,
-                    dataset=options.dataset, started=started, dry_run=options.dry_run)
+                    dataset=options.dataset, started=started, dry_run=options.dry_run,
+                    surface=options.surface)
     paths = settings.paths()
     try:
         with _territory_lock(options.collection):
             _run(path, options, report, store)
     except IngestRefused as exc:
-        report.status = "refused"
-        report.refusal = str(exc)
+        report.refuse(exc.text)
     except Exception as exc:
+        report.refuse(t(f"interner Fehler: {type(exc).__name__}: {exc}", f"internal error: {type(exc).__name__}: {exc}"))
         report.status = "failed"
-        report.refusal = f"internal error: {type(exc).__name__}: {exc}"
         report.finished = now_iso()
         report.write(paths.reports, options.report_file)
         raise
@@ -231,7 +233,8 @@ def _read(path: Path, options: Options, target: Target, known: PublishedTerritor
     raw.frame = None
     report.format, report.layer, report.archive_members = raw.format, raw.layer, raw.members
     report.encoding = {"name": raw.encoding, "source": raw.encoding_source}
-    report.warnings.extend(raw.messages)
+    for message in raw.messages:
+        report.warn(message)
     report.counts["read"] = len(frame)
     if len(frame) == 0:
         raise IngestRefused(f"{path.name} contains no features")
@@ -358,31 +361,43 @@ def _decide_crs(geoms: np.ndarray, declared: int | None, given: int | None, fram
     coords = shapely.get_coordinates(geoms[valid]) if valid.any() else np.zeros((0, 2))
     coords = coords[np.isfinite(coords).all(axis=1)]       # a NaN or inf says nothing about the CRS
     if given is not None:
-        report.crs = {"epsg": given, "source": "given (--crs)", "reason": None}
+        report.crs = {"epsg": given, "source": "given with the upload", "source_de": "beim Hochladen angegeben",
+                      "reason": None}
         return given
     if declared is not None:
         x, y = coords[:, 0], coords[:, 1]
         if crsmod.crs_of(declared).is_geographic and len(x) and (np.abs(x).max() > 180 or np.abs(y).max() > 90):
-            report.warnings.append(
-                f"the file declares EPSG:{declared} but its coordinates are not degrees; the CRS is inferred instead")
+            report.warn(t(
+                f"die Datei gibt EPSG:{declared} an, ihre Koordinaten sind aber keine Grad; das Koordinatensystem "
+                "wird stattdessen ermittelt",
+                f"the file declares EPSG:{declared} but its coordinates are not degrees; the CRS is inferred instead"))
         else:
-            report.crs = {"epsg": declared, "source": "declared in the file", "reason": None}
+            report.crs = {"epsg": declared, "source": "declared in the file", "source_de": "in der Datei angegeben",
+                          "reason": None}
             if declared == 4326 and len(x) and _looks_swapped(x, y):
                 report.crs["swapped"] = True
-                report.warnings.append("latitude and longitude were given in swapped order; corrected")
+                report.warn(SWAPPED)
             return declared
     lonlat = _territory_lonlat(area)
     guess = crsmod.infer_crs(coords[:, 0], coords[:, 1], lonlat) if len(coords) else None
     if guess is None:
-        raise IngestRefused(
+        raise IngestRefused(t(
+            "kein Koordinatensystem angegeben, und die Koordinaten passen in keinem von EPSG:4326, 25832, 25833, "
+            "31466, 31467, 31468, 3857 in das Gebiet des Mitglieds; geben Sie das Koordinatensystem mit ⟨--crs⟩ an",
             "no CRS declared and the coordinates fit none of EPSG:4326, 25832, 25833, 31466, 31467, 31468, 3857 "
-            "inside the member's territory; give the CRS with --crs")
-    report.crs = {"epsg": guess.epsg, "source": "inferred", "reason": guess.reason}
-    report.warnings.append(f"CRS assumed: EPSG:{guess.epsg} — {guess.reason}")
+            "inside the member's territory; give the CRS with ⟨--crs⟩"))
+    report.crs = {"epsg": guess.epsg, "source": "inferred", "source_de": "ermittelt", "reason": guess.reason.en,
+                  "reason_de": guess.reason.de}
+    report.warn(t(f"Koordinatensystem angenommen: EPSG:{guess.epsg} — {report.crs['reason_de']}",
+                  f"CRS assumed: EPSG:{guess.epsg} — {report.crs['reason']}"))
     if guess.swapped:
         report.crs["swapped"] = True
-        report.warnings.append("latitude and longitude were given in swapped order; corrected")
+        report.warn(SWAPPED)
     return guess.epsg
+
+
+SWAPPED = t("Breite und Länge waren vertauscht angegeben; korrigiert",
+            "latitude and longitude were given in swapped order; corrected")
 
 
 def _looks_swapped(x: np.ndarray, y: np.ndarray) -> bool:

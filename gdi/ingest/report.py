@@ -11,12 +11,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gdi.messages import Surface, Text, as_text
+
 
 @dataclass
 class FeatureNote:
     index: int                      # 0-based position in the uploaded layer
-    reason: str
+    reason: str                     # English
     values: dict[str, Any] = field(default_factory=dict)
+    reason_de: str = ""             # German
+
+    def __post_init__(self) -> None:
+        text = as_text(self.reason)
+        self.reason, self.reason_de = text.en, self.reason_de or text.de
 
 
 @dataclass
@@ -28,7 +35,9 @@ class Report:
     dataset: str | None
     started: str
     status: str = "running"                     # accepted | refused
-    refusal: str | None = None
+    refusal: str | None = None                  # English
+    refusal_de: str | None = None               # German
+    surface: Surface = "cli"                    # where the upload came from: the texts name its options
     dry_run: bool = False
     size: int | None = None
     sha256: str | None = None
@@ -42,10 +51,25 @@ class Report:
     counts: dict[str, int] = field(default_factory=lambda: {"read": 0, "accepted": 0, "repaired": 0, "rejected": 0})
     repaired: list[FeatureNote] = field(default_factory=list)
     rejected: list[FeatureNote] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)         # English
+    warnings_de: list[str] = field(default_factory=list)      # German
     published: bool = False
     version: int | None = None
     finished: str | None = None
+
+    def refuse(self, text: Text | str) -> None:
+        text = as_text(text)
+        self.status = "refused"
+        self.refusal, self.refusal_de = text.render("en", self.surface), text.render("de", self.surface)
+
+    def warn(self, text: Text | str) -> None:
+        text = as_text(text)
+        self.warnings.append(text.render("en", self.surface))
+        self.warnings_de.append(text.render("de", self.surface))
+
+    def refusal_text(self) -> Text | None:
+        """The refusal in both languages, as the surface of the upload names its options."""
+        return None if self.refusal is None else Text(self.refusal_de or self.refusal, self.refusal)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +107,7 @@ TEXT = {
         "index": "Nr.", "reason": "Grund", "values": "Werte", "warnings": "Hinweise",
         "dry": "Probelauf: nichts wurde veröffentlicht.", "published": "Veröffentlicht als Version",
         "target": "Zielfeld", "source": "Feld in der Datei", "none": "keine",
+        "declared": "in der Datei angegeben", "given": "beim Hochladen angegeben", "inferred": "ermittelt",
     },
     "en": {
         "title": "Ingest report", "file": "File", "collection": "Collection", "member": "Member",
@@ -93,6 +118,7 @@ TEXT = {
         "index": "No.", "reason": "Reason", "values": "Values", "warnings": "Notes",
         "dry": "Dry run: nothing was published.", "published": "Published as version",
         "target": "Schema field", "source": "Field in the file", "none": "none",
+        "declared": "declared in the file", "given": "given with the upload", "inferred": "inferred",
     },
 }
 
@@ -100,13 +126,18 @@ TEXT = {
 def render_html(report: Report, lang: str = "de") -> str:
     t = TEXT["en" if lang == "en" else "de"]
     e = lambda v: html.escape("" if v is None else str(v), quote=True)  # noqa: E731
+    de = lang != "en"
+    pick = lambda d, k: d.get(f"{k}_de") or d.get(k) if de else d.get(k)  # noqa: E731
     rows = [
         (t["file"], report.file), (t["collection"], report.collection), (t["member"], report.member),
         (t["dataset"], report.dataset), (t["format"], report.format), (t["layer"], report.layer),
         (t["crs"], " — ".join(str(v) for v in (report.crs.get("epsg") and f"EPSG:{report.crs['epsg']}",
-                                              report.crs.get("source"), report.crs.get("reason")) if v)),
-        (t["encoding"], " — ".join(str(v) for v in (report.encoding.get("name"), report.encoding.get("source")) if v)),
+                                              pick(report.crs, "source"), pick(report.crs, "reason")) if v)),
+        (t["encoding"], " — ".join(str(v) for v in (report.encoding.get("name"), pick(report.encoding, "source"))
+                                   if v)),
     ]
+    refusal = (report.refusal_de or report.refusal) if de else report.refusal
+    warnings = report.warnings_de if de and len(report.warnings_de) == len(report.warnings) else report.warnings
     status = t.get(report.status, report.status)
     parts = [
         "<!doctype html>", f'<html lang="{lang}"><head><meta charset="utf-8">',
@@ -117,7 +148,7 @@ def render_html(report: Report, lang: str = "de") -> str:
         "code{white-space:pre-wrap}</style></head><body>",
         f"<h1>{e(t['title'])}: {e(report.file)}</h1>",
         f'<p class="{e(report.status)}"><strong>{e(t["status"])}: {e(status)}</strong>'
-        + (f" — {e(report.refusal)}" if report.refusal else "") + "</p>",
+        + (f" — {e(refusal)}" if refusal else "") + "</p>",
     ]
     if report.dry_run:
         parts.append(f"<p>{e(t['dry'])}</p>")
@@ -133,8 +164,8 @@ def render_html(report: Report, lang: str = "de") -> str:
                      + "".join(f"<tr><td>{e(k)}</td><td>{e(', '.join(v))}</td></tr>" for k, v in report.field_mapping.items())
                      + "</table>")
     parts.append(f"<h2>{e(t['unknown'])}</h2><p>{e(', '.join(report.unknown_fields) or t['none'])}</p>")
-    if report.warnings:
-        parts.append(f"<h2>{e(t['warnings'])}</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in report.warnings) + "</ul>")
+    if warnings:
+        parts.append(f"<h2>{e(t['warnings'])}</h2><ul>" + "".join(f"<li>{e(w)}</li>" for w in warnings) + "</ul>")
     for key, notes in (("rejected", report.rejected), ("repaired", report.repaired)):
         if not notes:
             continue
@@ -142,7 +173,7 @@ def render_html(report: Report, lang: str = "de") -> str:
                      f"<th>{e(t['reason'])}</th><th>{e(t['values'])}</th></tr>")
         for n in notes:
             vals = "; ".join(f"{k}={v}" for k, v in n.values.items() if v is not None)
-            parts.append(f"<tr><td>{e(n.index)}</td><td>{e(n.reason)}</td><td><code>{e(vals)}</code></td></tr>")
+            parts.append(f"<tr><td>{e(n.index)}</td><td>{e(n.reason_de or n.reason if de else n.reason)}</td><td><code>{e(vals)}</code></td></tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)
