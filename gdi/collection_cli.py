@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from gdi.ingest.limits import FileLimits
+
 
 def add_parser(sub) -> None:
     c = sub.add_parser("collection", help="draft a collection definition from a file, or check definitions")
@@ -66,8 +68,7 @@ def _cmd_new(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="gdi-draft-") as tmp:
             raw = read_upload(source, workdir=Path(tmp), layer=args.layer, encoding=args.encoding,
-                              max_bytes=limits.max_file_bytes, max_unpacked=limits.max_unpacked_bytes,
-                              max_entries=limits.max_zip_entries)
+                              limits=FileLimits.of(limits))
             d = draft(raw.frame, cid, title=args.title, source=source.name, format=raw.format, layer=raw.layer,
                       epsg=raw.declared_epsg, encoding=raw.encoding)
     except IngestRefused as exc:         # one English line naming the file and why

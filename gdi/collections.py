@@ -36,7 +36,8 @@ _KEYS = {
     "collection": {"id", "title", "description", "keywords", "geometry_type", "storage_crs", "title_field",
                    "time_field", "role", "territory", "write", "licence", "attribution", "properties",
                    "vocabularies", "analysis", "map"},
-    "property": {"type", "required", "computed", "aliases", "vocabulary", "pattern", "max_length", "title"},
+    "property": {"type", "required", "computed", "aliases", "vocabulary", "pattern", "max_length", "truncate",
+                 "title"},
     "map": {"show", "label", "colour", "colour_by", "icon", "line", "fill", "popup", "order"},
 }
 
@@ -76,10 +77,18 @@ class Property:
     vocabulary: str | None = None
     pattern: str | None = None
     max_length: int | None = None
+    truncate: bool = False               # a longer text is cut to the limit (and reported) instead of rejected
     title: dict[str, str] = field(default_factory=dict)
 
     def label(self, lang: str = "de") -> str:
         return localised(self.title, lang, self.name)
+
+    def length_limit(self, default: int) -> int | None:
+        """The most characters a text value from an upload may hold: its max_length, else the installation's
+        default (settings ingest.max_text_length); None for values that are not free text."""
+        if self.type not in {"string", "uri"} or self.computed or self.vocabulary:
+            return None
+        return self.max_length or default
 
 
 @dataclass(frozen=True)
@@ -294,6 +303,12 @@ def _parse_property(name: str, spec: Any, problems: _Problems) -> Property | Non
         max_length = None
     if max_length is not None and ptype not in {"string", "uri"}:
         problems.add(where, "max_length applies to string and uri properties only")
+    truncate = spec.get("truncate", False)
+    if not isinstance(truncate, bool):
+        problems.add(where, "truncate must be true or false")
+        truncate = False
+    if truncate and ptype != "string":
+        problems.add(where, "truncate applies to string properties only (a cut uri is no uri)")
     pattern = spec.get("pattern")
     if pattern is not None:
         try:
@@ -309,7 +324,7 @@ def _parse_property(name: str, spec: Any, problems: _Problems) -> Property | Non
         name=name, type=ptype, required=bool(spec.get("required", False)), computed=computed,
         aliases=tuple(str(a) for a in aliases) or (name,), vocabulary=spec.get("vocabulary"),
         pattern=None if pattern is None else str(pattern), max_length=max_length,
-        title=_text(spec.get("title"), f"{where}.title", problems) or {"de": name, "en": name},
+        truncate=truncate, title=_text(spec.get("title"), f"{where}.title", problems) or {"de": name, "en": name},
     )
 
 

@@ -119,3 +119,8 @@ def terminal_lang(environ: dict[str, str]) -> Lang:
         if value:
             return "de" if value.lower().startswith("de") else "en"
     return "en"
+
+
+def num_de(n: int | float) -> str:
+    """A whole number as German text writes it: 100.000 (English: 100,000)."""
+    return f"{n:,.0f}".replace(",", ".")

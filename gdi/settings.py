@@ -65,6 +65,11 @@ class Ingest(_Section):
     max_file_bytes: int = Field(500 * 2**20, ge=1)
     max_unpacked_bytes: int = Field(2**30, ge=1)
     max_zip_entries: int = Field(10000, ge=1)
+    max_columns: int = Field(500, ge=1)
+    max_features: int = Field(5_000_000, ge=1)
+    max_nesting_depth: int = Field(32, ge=1, le=1000)
+    max_line_bytes: int = Field(2**20, ge=1024)
+    max_text_length: int = Field(2000, ge=1)       # text properties without their own max_length
 
 
 class Uploads(_Section):

@@ -19,6 +19,8 @@ from conftest import DATA, GDI, REPO
 from fixtures import GERMAN, farmshops_of
 from layer_data import (COUNTY, cycle_routes, development_plans, write_cycle_routes, write_development_plans)
 from gdi.collections import parse
+from gdi import settings
+from gdi.ingest.limits import FileLimits
 from gdi.ingest.read import read_upload
 
 LAYERS = REPO / "tests" / "layers"
@@ -85,7 +87,7 @@ def test_layer_files_are_deterministic_and_split_by_member(tmp_path):
             assert towns.loc[key, "geometry"].buffer(0.0005).covers(g)
     with zipfile.ZipFile(a / "marburg.zip") as zf:     # as Windows exports arrive: upper case, no .cpg
         assert zf.namelist() == [f"Bauleitplanung/BPLAENE.{ext}" for ext in ("SHP", "SHX", "DBF", "PRJ")]
-    marburg = read_upload(a / "marburg.zip", workdir=tmp_path / "w")
+    marburg = read_upload(a / "marburg.zip", workdir=tmp_path / "w", limits=FileLimits.of(settings.get().ingest))
     assert list(marburg.frame.columns) == ["NUMMER", "TITEL", "RECHTSSTAN", "IN_KRAFT", "geometry"]
     assert (marburg.declared_epsg, marburg.encoding) == (25832, "cp1252")
     assert list(marburg.frame["TITEL"]) == ["Sondergebiet Einzelhandel Marburg-Nord",

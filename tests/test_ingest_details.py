@@ -132,7 +132,7 @@ def test_columnar_text_cleaning_equals_the_per_value_rule():
                           "PLZ": pd.Series((samples[::-1]) * 3, dtype="str"),
                           "KATEGORIE": "Hofladen"})
     collection = get_collection("supply_points")
-    cols = map_columns(frame, collection, plan_mapping(list(frame.columns), collection))
+    cols = map_columns(frame, collection, plan_mapping(list(frame.columns), collection), 2000)
     expected_name = [coerce(v, "string") for v in frame["NAME"].astype(object).tolist()]
     assert cols.values["name"].tolist() == expected_name
     expected_plz = [coerce(v, "string") for v in frame["PLZ"].astype(object).tolist()]
@@ -143,7 +143,7 @@ def test_columnar_text_cleaning_equals_the_per_value_rule():
     samples += ["06534014", " 06534014 ", "0653401", "06534014\u00a0"]
     towns = pd.DataFrame({"AGS": pd.Series(samples, dtype="str"), "GEN": "Marburg"})
     municipalities = get_collection("municipalities")
-    cols = map_columns(towns, municipalities, plan_mapping(list(towns.columns), municipalities))
+    cols = map_columns(towns, municipalities, plan_mapping(list(towns.columns), municipalities), 2000)
     expected = [coerce(v, "string") for v in samples]
     assert cols.values["ags"].tolist() == expected
     pattern = municipalities.properties["ags"].pattern

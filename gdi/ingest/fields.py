@@ -16,9 +16,12 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from gdi.collections import Collection, fold
+from gdi.collections import Collection, Property, fold
 from gdi.ingest.encoding import clean_text
+from gdi.messages import Text, num_de, t
 
 
 @dataclass
@@ -177,9 +180,24 @@ def _short(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[:limit] + "…"
 
 
+def _over_length(prop: Property, limit: int, value: str) -> tuple[Text, str]:
+    """A text over its limit: the note, and the value kept — cut to the limit where the property
+    says truncate (a repair), else a short excerpt for the report (the feature is rejected)."""
+    if prop.truncate:
+        return t(f"{prop.name} auf {num_de(limit)} Zeichen gekürzt (waren {num_de(len(value))})",
+                 f"{prop.name} cut to {limit:,} characters (was {len(value):,})"), value[:limit]
+    return t(f"{prop.name} ist länger als {num_de(limit)} Zeichen ({num_de(len(value))})",
+             f"{prop.name} is longer than {limit:,} characters ({len(value):,})"), _short(value)
+
+
 def _too_long(values: np.ndarray, limit: int) -> np.ndarray:
-    """Rows whose text value is longer than limit characters."""
-    lengths = pd.Series(values, dtype=object).map(lambda v: len(v) if isinstance(v, str) else 0).to_numpy()
+    """Rows whose text value is longer than limit characters (counted by Arrow: every text property
+    is checked, so this runs over every value of an upload)."""
+    try:
+        lengths = pc.fill_null(pc.utf8_length(pa.array(values, type=pa.string(), from_pandas=True)), 0)
+        lengths = lengths.to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):      # a value that is not text: counted one by one
+        lengths = pd.Series(values, dtype=object).map(lambda v: len(v) if isinstance(v, str) else 0).to_numpy()
     return np.nonzero(lengths > limit)[0]
 
 
@@ -291,6 +309,7 @@ def _pattern_failures(values: np.ndarray, pattern: str) -> np.ndarray:
 class MappedColumns:
     values: dict[str, np.ndarray]             # property → object array, one value per source row
     problems: dict[int, list[str]]            # row index → reasons it cannot be accepted (rows without: absent)
+    repairs: dict[int, list[str]] = field(default_factory=dict)    # row index → values cut to their limit
 
     def __len__(self) -> int:
         return len(next(iter(self.values.values()))) if self.values else 0
@@ -299,8 +318,14 @@ class MappedColumns:
         return {name: col[i] for name, col in self.values.items()}
 
 
-def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMapping) -> MappedColumns:
-    """Each source row as schema values, with the reasons it cannot be accepted (columnar, per distinct value)."""
+def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMapping,
+                text_limit: int) -> MappedColumns:
+    """Each source row as schema values, with the reasons it cannot be accepted (columnar, per distinct value).
+
+    ``text_limit`` is the length of a text property without its own max_length (settings
+    ingest.max_text_length): a longer value rejects its feature, or is cut and reported as a
+    repair where the property says ``truncate: true`` — it is never stored unchecked.
+    """
     n = len(frame)
     sources_cache: dict[str, np.ndarray] = {}
     missing_cache: dict[str, np.ndarray] = {}
@@ -332,6 +357,7 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
 
     values: dict[str, np.ndarray] = {}
     problems: dict[int, list[str]] = {}
+    repairs: dict[int, list[str]] = {}
 
     def add(rows: np.ndarray, texts: np.ndarray | str) -> None:
         for k, i in enumerate(rows.tolist()):
@@ -361,11 +387,11 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
             for s in reversed(sources):
                 present = ~missing(s)
                 vals[present] = text(s)[present]
-            if prop.max_length:
-                for i in _too_long(vals, prop.max_length).tolist():
-                    problems.setdefault(i, []).append(
-                        f"{prop.name} is longer than {prop.max_length} characters ({len(vals[i]):,})")
-                    vals[i] = _short(vals[i])
+            limit = prop.length_limit(text_limit)
+            if limit:
+                for i in _too_long(vals, limit).tolist():
+                    note, vals[i] = _over_length(prop, limit, vals[i])
+                    (repairs if prop.truncate else problems).setdefault(i, []).append(note)
             if prop.pattern:
                 for i in _pattern_failures(vals, prop.pattern).tolist():
                     problems.setdefault(i, []).append(f"{prop.name} '{_short(vals[i])}' does not match the required form")
@@ -376,29 +402,33 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
             continue
         raw = first_present(sources)
 
-        def convert(v, prop=prop):
+        def convert(v, prop=prop, limit=prop.length_limit(text_limit)):
             found: list[str] = []
+            cut: list[str] = []
             try:
                 value = coerce(v, prop.type)
             except (ValueError, TypeError) as exc:
                 found.append(f"{prop.name}: {exc}")
                 value = None
-            if isinstance(value, str) and prop.max_length and len(value) > prop.max_length:
-                found.append(f"{prop.name} is longer than {prop.max_length} characters ({len(value):,})")
-                value = _short(value)
+            if isinstance(value, str) and limit and len(value) > limit:
+                note, value = _over_length(prop, limit, value)
+                (cut if prop.truncate else found).append(note)
             elif value is not None and prop.pattern and not re.fullmatch(prop.pattern, str(value)):
                 found.append(f"{prop.name} '{_short(str(value))}' does not match the required form")
-            return value, tuple(found)
+            return value, tuple(found), tuple(cut)
 
         codes, results = _factorized(raw, convert)
         vals = _column(codes, results, 0)
         bad_u = np.array([bool(r[1]) for r in results], dtype=bool)
         for i in np.nonzero(bad_u[codes])[0].tolist():
             problems.setdefault(i, []).extend(results[codes[i]][1])
+        cut_u = np.array([bool(r[2]) for r in results], dtype=bool)
+        for i in np.nonzero(cut_u[codes])[0].tolist():
+            repairs.setdefault(i, []).extend(results[codes[i]][2])
         values[prop.name] = vals
         if prop.required:
             for i in np.nonzero(np.equal(vals, None))[0].tolist():
                 row_problems = problems.setdefault(i, [])
                 if not any(p.startswith(prop.name) for p in row_problems):
                     row_problems.append(f"no {prop.name} given")
-    return MappedColumns(values, problems)
+    return MappedColumns(values, problems, repairs)

@@ -34,6 +34,7 @@ from gdi.ingest import IngestRefused
 from gdi.ingest import authority
 from gdi import crs as crsmod
 from gdi.ingest.fields import MappedColumns, map_columns, plan_mapping
+from gdi.ingest.limits import FileLimits
 from gdi.ingest.read import read_upload
 from gdi.ingest.report import Report
 from gdi.ingest.territory import assign_keys, check_member_key, split_keys, territory
@@ -227,8 +228,7 @@ def _read(path: Path, options: Options, target: Target, known: PublishedTerritor
     limits = settings.get().ingest
     with tempfile.TemporaryDirectory(prefix="gdi-ingest-") as tmp:
         raw = read_upload(path, workdir=Path(tmp), layer=options.layer, encoding=options.encoding,
-                          max_bytes=limits.max_file_bytes, max_unpacked=limits.max_unpacked_bytes,
-                          max_entries=limits.max_zip_entries)
+                          limits=FileLimits.of(limits))
     frame = raw.frame
     raw.frame = None
     report.format, report.layer, report.archive_members = raw.format, raw.layer, raw.members
@@ -276,7 +276,7 @@ def _fields(frame: pd.DataFrame, collection: Collection, report: Report) -> Mapp
         raise IngestRefused(
             f"no field for required {', '.join(missing)} found; columns in the file: "
             f"{', '.join(frame.columns)}")
-    return map_columns(frame, collection, mapping)
+    return map_columns(frame, collection, mapping, settings.get().ingest.max_text_length)
 
 
 def _check_territory(checked: Checked, cols: MappedColumns, target: Target, known: PublishedTerritory, store: Store) -> None:
@@ -361,8 +361,9 @@ def _decide_crs(geoms: np.ndarray, declared: int | None, given: int | None, fram
     coords = shapely.get_coordinates(geoms[valid]) if valid.any() else np.zeros((0, 2))
     coords = coords[np.isfinite(coords).all(axis=1)]       # a NaN or inf says nothing about the CRS
     if given is not None:
-        report.crs = {"epsg": given, "source": "given with the upload", "source_de": "beim Hochladen angegeben",
-                      "reason": None}
+        cli = report.surface == "cli"
+        report.crs = {"epsg": given, "source": "given (--crs)" if cli else "given in the upload form",
+                      "source_de": "angegeben (--crs)" if cli else "im Formular angegeben", "reason": None}
         return given
     if declared is not None:
         x, y = coords[:, 0], coords[:, 1]

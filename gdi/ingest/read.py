@@ -21,6 +21,7 @@ import shapely
 from gdi.crs import epsg_of
 from gdi.ingest import IngestRefused
 from gdi.ingest import encoding as enc
+from gdi.ingest import limits as lim
 from gdi.ingest.unpack import safe_extract
 
 VECTOR_EXT = {".shp": "ESRI Shapefile", ".gpkg": "GeoPackage", ".geojson": "GeoJSON", ".json": "GeoJSON",
@@ -54,8 +55,9 @@ def _fold(name: str) -> str:
 
 
 def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding: str | None = None,
-                max_bytes: int = 500 * 2**20, max_unpacked: int = 2**30, max_entries: int = 10000) -> Raw:
-    """Open a member upload; raise IngestRefused with one clear line when it cannot be read."""
+                limits: lim.FileLimits) -> Raw:
+    """Open a member upload; raise IngestRefused with one clear line when it cannot be read
+    or is over one of its declared limits."""
     path = Path(path)
     if not path.exists():
         raise IngestRefused(f"file not found: {path}")
@@ -64,8 +66,8 @@ def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding
     size = path.stat().st_size
     if size == 0:
         raise IngestRefused(f"{path.name} is empty (0 bytes)")
-    if size > max_bytes:
-        raise IngestRefused(f"{path.name} is {size:,} bytes, more than the limit of {max_bytes:,} bytes")
+    if size > limits.max_file_bytes:
+        raise IngestRefused(f"{path.name} is {size:,} bytes, more than the limit of {limits.max_file_bytes:,} bytes")
     if encoding:
         try:
             encoding = enc.normalise_encoding(encoding)
@@ -74,7 +76,8 @@ def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding
     ext = path.suffix.lower()
     members: list[str] = []
     if ext in ARCHIVE_EXT or _is_zip(path):
-        files = safe_extract(path, workdir / "unpacked", max_bytes=max_unpacked, max_entries=max_entries)
+        files = safe_extract(path, workdir / "unpacked", max_bytes=limits.max_unpacked_bytes,
+                             max_entries=limits.max_zip_entries)
         members = [str(f.relative_to(workdir / "unpacked")) for f in files]
         path = _pick_from_archive(files, layer, kmz=ext == ".kmz")
         ext = path.suffix.lower()
@@ -82,7 +85,12 @@ def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding
         raise IngestRefused(
             f"unsupported format '{ext or path.name}'; accepted: zipped Shapefile, GeoPackage, GeoJSON, KML/KMZ, "
             "CSV, Excel (.xlsx), FlatGeobuf")
-    raw = _read_table(path, encoding) if ext in TABLE_EXT else _read_vector(path, ext, layer, encoding)
+    if ext in TABLE_EXT:
+        raw = _read_table(path, encoding, limits)
+    else:
+        raw = _read_vector(path, ext, layer, encoding, limits)
+    lim.check_size(raw.frame, path.name, limits)
+    lim.check_nesting(raw.frame, path.name, limits.max_nesting_depth)
     raw.members = members
     return raw
 
@@ -129,28 +137,36 @@ def _prepare_shapefile(shp: Path) -> Path:
     return shp
 
 
-def _check_xml(path: Path) -> None:
-    """Refuse DTDs and entities before GDAL's XML parser sees the file (XXE)."""
+def _check_xml(path: Path, max_depth: int) -> None:
+    """Refuse DTDs and entities before GDAL's XML parser sees the file (XXE), and elements
+    nested deeper than the limit (KML nests Document/Folder/Placemark/MultiGeometry/… ~8 deep)."""
     import defusedxml.ElementTree as DET
     from defusedxml import DefusedXmlException
 
     try:
-        DET.parse(path, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        depth = 0
+        for event, _ in DET.iterparse(path, events=("start", "end"), forbid_dtd=True, forbid_entities=True,
+                                      forbid_external=True):
+            depth += 1 if event == "start" else -1
+            if depth > max_depth:
+                raise lim.too_deep(path.name, depth, max_depth)
     except DefusedXmlException as exc:
         raise IngestRefused(f"{path.name}: XML with a DTD or entities is not accepted ({type(exc).__name__})") from exc
     except DET.ParseError as exc:
         raise IngestRefused(f"{path.name} is not well-formed XML ({exc})") from exc
 
 
-def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None) -> Raw:
+def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None, limits: lim.FileLimits) -> Raw:
     messages: list[str] = []
     if ext == ".kml":
-        _check_xml(path)
+        _check_xml(path, limits.max_nesting_depth)
     try:
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
         if ext in {".geojson", ".json"} and "number" in str(exc).lower():
-            return _read_geojson_with_bad_numbers(path)
+            return _read_geojson_with_bad_numbers(path, limits.max_nesting_depth)
+        if "too many nested" in str(exc).lower():
+            raise lim.too_deep(path.name, limits.max_nesting_depth + 1, limits.max_nesting_depth) from exc
         raise IngestRefused(f"{path.name} could not be read as {VECTOR_EXT[ext]}: {_one_line(exc)}") from exc
     spatial = [str(name) for name, gtype in layers if gtype is not None] or [str(n) for n, _ in layers]
     if layer:
@@ -178,6 +194,8 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None) 
             except Exception:  # noqa: BLE001 — any driver the Arrow path trips on is read row-wise
                 frame = pyogrio.read_dataframe(path, layer=chosen, **kwargs)
     except Exception as exc:
+        if "too many nested" in str(exc).lower():
+            raise lim.too_deep(path.name, limits.max_nesting_depth + 1, limits.max_nesting_depth) from exc
         raise IngestRefused(f"{path.name} could not be read: {_one_line(exc)}") from exc
     declared = None
     if frame.crs is not None:
@@ -191,7 +209,7 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None) 
     return Raw(frame, VECTOR_EXT[ext], chosen, declared, enc_used, enc_source, messages)
 
 
-def _read_geojson_with_bad_numbers(path: Path) -> Raw:
+def _read_geojson_with_bad_numbers(path: Path, max_depth: int) -> Raw:
     """GeoJSON that GDAL refuses for a number it cannot represent (NaN, Infinity, 1e309): read with
     Python's json, where those become NaN or ±inf, so that only the features holding them are
     rejected ("not a number") and the rest of the file is published."""
@@ -205,6 +223,8 @@ def _read_geojson_with_bad_numbers(path: Path) -> Raw:
     try:
         with open(path, encoding="utf-8-sig") as fh:
             doc = json.load(fh, parse_constant=constant)
+    except RecursionError as exc:
+        raise lim.too_deep(path.name, max_depth + 1, max_depth) from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise IngestRefused(f"{path.name} could not be read as GeoJSON: {_one_line(exc)}") from exc
     features = doc.get("features") if isinstance(doc, dict) else None
@@ -248,7 +268,7 @@ def _shapefile_encoding(shp: Path, given: str | None) -> tuple[str, str]:
     return "cp1252", "detected: the DBF text is not UTF-8, read as Windows-1252 (no .cpg)"
 
 
-def _read_table(path: Path, encoding: str | None) -> Raw:
+def _read_table(path: Path, encoding: str | None, limits: lim.FileLimits) -> Raw:
     messages: list[str] = []
     if path.suffix.lower() == ".xlsx":
         try:
@@ -260,6 +280,7 @@ def _read_table(path: Path, encoding: str | None) -> Raw:
         data = path.read_bytes()
         if b"\x00" in data[:4096]:
             raise IngestRefused(f"{path.name} is not a text file (binary content)")
+        lim.check_lines(data, path.name, limits.max_line_bytes)
         if encoding:
             enc_used, enc_source = encoding, "given (--encoding)"
         else:

@@ -18,6 +18,7 @@ from gdi.ingest.fields import MappedColumns
 from gdi.ingest.geometry import conform_many
 from gdi.ingest.report import FeatureNote
 from gdi.ingest.territory import inside
+from gdi.messages import as_text, join
 
 
 @dataclass
@@ -50,7 +51,7 @@ def check_features(geoms: np.ndarray, cols: MappedColumns, geometry_type: str) -
         problems = list(cols.problems.get(i, []))
         if reasons[i]:
             problems.insert(0, reasons[i])
-        out.rejected.append(FeatureNote(i, "; ".join(problems), shown(cols.row(i))))
+        out.rejected.append(FeatureNote(i, join([as_text(p) for p in problems]), shown(cols.row(i))))
         bad[i] = True
     candidates = np.nonzero(~bad)[0]
     duplicate_of = duplicates(fixed[candidates], {k: v[candidates] for k, v in cols.values.items()})
@@ -59,9 +60,11 @@ def check_features(geoms: np.ndarray, cols: MappedColumns, geometry_type: str) -
         out.rejected.append(FeatureNote(i, f"exact duplicate of feature {int(candidates[duplicate_of[j]])}",
                                         shown(cols.row(i))))
     out.accepted = candidates[duplicate_of < 0]
-    for i in np.nonzero(np.not_equal(notes[out.accepted], None))[0].tolist():
-        row = int(out.accepted[i])
-        out.repaired.append(FeatureNote(row, notes[row], shown(cols.row(row))))
+    geometry_repaired = set(out.accepted[np.not_equal(notes[out.accepted], None)].tolist())
+    accepted = set(out.accepted.tolist())
+    for row in sorted(geometry_repaired | (set(cols.repairs) & accepted)):
+        found = ([notes[row]] if row in geometry_repaired else []) + cols.repairs.get(row, [])
+        out.repaired.append(FeatureNote(row, join([as_text(x) for x in found]), shown(cols.row(row))))
     out.geoms = fixed[out.accepted]
     return out
 

@@ -71,13 +71,15 @@ def property_schemas(collection: Collection) -> dict[str, dict[str, Any]]:
     """The JSON Schema of each property as declared (queryables and the OpenAPI document use it):
     a date is a string of format date, a uri one of format uri, a vocabulary an enum of its term ids."""
     out: dict[str, dict[str, Any]] = {}
+    text_limit = settings.get().ingest.max_text_length
     for name, p in collection.properties.items():
         jtype, fmt = JSON_TYPES[p.type]
         schema: dict[str, Any] = {"type": jtype, "title": p.label("de")}
         if fmt:
             schema["format"] = fmt
-        if p.max_length:
-            schema["maxLength"] = p.max_length
+        limit = p.length_limit(text_limit)
+        if limit:
+            schema["maxLength"] = limit
         if p.pattern:
             schema["pattern"] = p.pattern
         if p.vocabulary:
