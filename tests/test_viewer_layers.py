@@ -418,3 +418,30 @@ def test_supply_analysis_follows_its_declaration(tmp_path, municipalities, point
     assert len(table) == len(classes) == 32 and all(len(row) == 10 for row in table)
     # without a territory there is nothing to analyse
     assert compute_picture(frames, {"supply_points": colls["supply_points"]}) is None
+
+
+def test_a_long_text_scrolls_inside_its_popup(browser, site, routes, tmp_path) -> None:  # noqa: F811
+    """A 2,000-character text (the longest a text property takes by default) keeps its popup within
+    320 px: the text scrolls inside, the map, its buttons and the popup's close button stay usable."""
+    (tmp_path / "farm_routes.yml").write_text(ROUTES_YML.replace(
+        "storage_crs: EPSG:25832\n", "storage_crs: EPSG:25832\nwrite: county\n"), encoding="utf-8")
+    colls = load_collections(tmp_path)
+    long_routes = routes.copy()
+    name = long_routes["name"].iloc[0]
+    long_routes.loc[long_routes.index[0], "name"] = name + " " + "lang " * 400
+    root, base = site
+    build_viewer({"farm_routes": long_routes}, colls, root / "long" / "index.html", lang="en")
+    page, problems = open_map(browser, f"{base}/long/index.html")
+    try:
+        page.evaluate("""(start) => {
+            let hit = null;
+            gdiMap.layers.byId['farm_routes'].eachLayer(l => { if (l.feature.properties.name.startsWith(start)) hit = l; });
+            gdiMap.focus(gdiMap.map, hit); }""", name)
+        page.wait_for_selector(".gdi-popup h3", timeout=5000)
+        box = page.evaluate("""() => { const c = document.querySelector('.leaflet-popup-content');
+            const b = document.querySelector('.leaflet-popup-close-button').getBoundingClientRect();
+            return [c.clientHeight, c.scrollHeight, b.top >= 0 && b.bottom <= innerHeight]; }""")
+        assert box[0] <= 320 and box[1] > box[0] and box[2], box
+        assert problems == []
+    finally:
+        page.context.close()

@@ -25,6 +25,7 @@
   var OTHER = null;  // the term of values outside the vocabulary (cfg.other, from gdi/viewer/style.py)
   var SELECTED = { weight: 4, color: '#e65100' };
   var NARROW = 600;  // px of map width below which the layer list and the legend start folded
+  var POPUP_MAX_HEIGHT = 320;  // px; a popup with long texts scrolls instead of covering the map and its buttons
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -661,7 +662,7 @@
       gdiBind: function () {
         if (this.getPopup()) return this;
         var p = this.gdiPoint;
-        this.bindPopup(function () { return popupBox(spec, p, cfg); }, { maxWidth: 320 });
+        this.bindPopup(function () { return popupBox(spec, p, cfg); }, { maxWidth: 320, maxHeight: POPUP_MAX_HEIGHT });
         this.bindTooltip(function () { return el('span', null, featureName(spec, p)); });
         return this;
       }
@@ -708,7 +709,7 @@
         } else {
           layer.bindTooltip(function () { return el('span', null, featureName(spec, props)); }, { sticky: true });
         }
-        layer.bindPopup(function () { return popupBox(spec, props, cfg); }, { maxWidth: 320 });
+        layer.bindPopup(function () { return popupBox(spec, props, cfg); }, { maxWidth: 320, maxHeight: POPUP_MAX_HEIGHT });
       }
     }).addTo(group);
   }
