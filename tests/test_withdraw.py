@@ -19,8 +19,7 @@ COUNTY_ONLY = ("nur der Kreis (Admin-Token) darf die Sammlung municipalities sch
 
 
 def not_published(name: str) -> str:
-    return (f"der Datensatz {name} ist nicht veröffentlicht (unbekannt oder bereits zurückgezogen) / "
-            f"the dataset {name} is not published (unknown or already withdrawn)")
+    return f"the dataset {name} is not published (unknown or already withdrawn)"
 
 
 @pytest.fixture(scope="module", params=["gpkg", "postgis"])
