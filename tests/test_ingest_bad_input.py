@@ -309,8 +309,7 @@ def test_only_regular_files_are_read(boundaries, tmp_path, kind):
     if kind == "fifo":
         os.mkfifo(path)
     line = refused(boundaries, path)
-    assert line == (f"gdi: refused: not a regular file (a directory, device or pipe): {path} / "
-                    f"keine gewöhnliche Datei (ein Ordner, Gerät oder eine Pipe): {path}")
+    assert line == f"gdi: refused: not a regular file (a directory, device or pipe): {path}"
 
 
 @pytest.mark.parametrize("args,message", [
