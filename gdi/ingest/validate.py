@@ -18,6 +18,7 @@ from gdi.ingest.fields import MappedColumns
 from gdi.ingest.geometry import conform_many
 from gdi.ingest.report import FeatureNote
 from gdi.ingest.territory import inside
+from gdi.messages import de_number, join, t
 
 
 @dataclass
@@ -50,13 +51,14 @@ def check_features(geoms: np.ndarray, cols: MappedColumns, geometry_type: str) -
         problems = list(cols.problems.get(i, []))
         if reasons[i]:
             problems.insert(0, reasons[i])
-        out.rejected.append(FeatureNote(i, "; ".join(problems), shown(cols.row(i))))
+        out.rejected.append(FeatureNote(i, join(problems), shown(cols.row(i))))
         bad[i] = True
     candidates = np.nonzero(~bad)[0]
     duplicate_of = duplicates(fixed[candidates], {k: v[candidates] for k, v in cols.values.items()})
     for j in np.nonzero(duplicate_of >= 0)[0].tolist():
         i = int(candidates[j])
-        out.rejected.append(FeatureNote(i, f"exact duplicate of feature {int(candidates[duplicate_of[j]])}",
+        first = int(candidates[duplicate_of[j]])
+        out.rejected.append(FeatureNote(i, t(f"genaue Kopie von Objekt {first}", f"exact duplicate of feature {first}"),
                                         shown(cols.row(i))))
     out.accepted = candidates[duplicate_of < 0]
     for i in np.nonzero(np.not_equal(notes[out.accepted], None))[0].tolist():
@@ -74,7 +76,8 @@ def check_keys_of_member(checked: Checked, cols: MappedColumns, collection: Coll
     ok = text.str.startswith(member).to_numpy(dtype=bool)
     for j in np.nonzero(~ok)[0].tolist():
         i = int(checked.accepted[j])
-        checked.rejected.append(FeatureNote(i, f"{key} {text.iloc[j]} is not in the territory of member {member}",
+        checked.rejected.append(FeatureNote(i, t(f"{key} {text.iloc[j]} liegt nicht im Gebiet des Mitglieds {member}",
+                                                 f"{key} {text.iloc[j]} is not in the territory of member {member}"),
                                             shown(cols.row(i))))
     checked.keep(ok)
     return text[ok].tolist()
@@ -86,7 +89,9 @@ def check_inside(checked: Checked, cols: MappedColumns, member: str, area, toler
     for j in np.nonzero(~ok)[0].tolist():
         i = int(checked.accepted[j])
         checked.rejected.append(FeatureNote(
-            i, f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)",
+            i, t(f"außerhalb des Gebiets des Mitglieds {member} (mehr als {de_number(tolerance, 'g')} m jenseits "
+                 "seiner Grenze)",
+                 f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)"),
             shown(cols.row(i))))
     checked.keep(ok)
 
