@@ -267,6 +267,7 @@ def test_crs_override(boundaries, shops, tmp_path):
     path = tmp_path / "utm33.csv"
     path.write_text(df.to_csv(index=False), encoding="utf-8")
     report = ingest(path, boundaries, tmp_path, "--crs", "EPSG:25833")
-    assert report["crs"]["epsg"] == 25833 and report["crs"]["source"] == "given (--crs)"
+    assert report["crs"]["epsg"] == 25833 and report["crs"]["source"] == "given with the upload"
+    assert report["crs"]["source_de"] == "beim Hochladen angegeben"
     assert not any("CRS assumed" in w for w in report["warnings"])
     check_stored(boundaries, shops, report)
