@@ -11,9 +11,11 @@ import json
 import zipfile
 from pathlib import Path
 
+import pyogrio
 import pytest
 
 from conftest import REPO, run_gdi, store_text
+from fixtures import farmshops_of
 
 GDI = REPO / "gdi"
 TEXT_MAKERS = {"t", "join", "text_of", "Text"}      # gdi.messages: what makes (or finds) a Text
@@ -231,6 +233,20 @@ def test_the_report_keeps_the_refusal_and_the_reasons_in_german(boundaries, tmp_
                                   "source_de": "GeoJSON ist UTF-8 (RFC 7946)"}
     german = sorted(boundaries.glob("reports/*supply_points.html"))[-1].read_text(encoding="utf-8")
     assert "keines der 2 Objekte" in german and "steht nicht in der Werteliste" in german
+
+
+def test_the_crs_that_would_fit_is_named_in_german(boundaries, real_data, tmp_path):
+    """Marburg's farm shops in EPSG:25832 with the .prj of New York Long Island (EPSG:2263), as in
+    test_bad_numbers_and_crs, read in a German terminal."""
+    shops = farmshops_of(real_data, "06534014").to_crs(25832)[["name", "shop", "geometry"]]
+    shp = tmp_path / "hoflaeden.shp"
+    pyogrio.write_dataframe(shops.set_crs(2263, allow_override=True), shp)
+    assert refusal(boundaries, GERMAN, "ingest", str(shp), "--collection", "supply_points", "--member",
+                   "06534014") == (
+        f"gdi: abgelehnt: keines der {len(shops)} Objekte konnte angenommen werden (siehe die Liste der "
+        "abgewiesenen); die Koordinaten liegen im Gebiet, wenn man sie in EPSG:25832 (ETRS89 / UTM zone 32N) "
+        "liest, nicht in EPSG:2263 wie in der Datei angegeben: geben Sie dieses Koordinatensystem an "
+        "(Kommandozeile: --crs, Upload-Formular: Feld „Koordinatensystem“)")
 
 
 def test_a_web_upload_names_the_form_field_not_the_flag(gdi_home, tmp_path):

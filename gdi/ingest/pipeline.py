@@ -258,18 +258,18 @@ def _crs_hint(sample: np.ndarray, report: Report, known: PublishedTerritory) -> 
     CRS would put its coordinates inside the member's territory."""
     if report.crs.get("source") == "inferred" or known.area is None or not len(sample):
         return t("", "")
-    where, guess = "inside the territory", crsmod.infer_crs(sample[:, 0], sample[:, 1], _territory_lonlat(known.area))
+    (where, wo), guess = (("inside the territory", "im Gebiet"),
+                          crsmod.infer_crs(sample[:, 0], sample[:, 1], _territory_lonlat(known.area)))
     if guess is None:       # the file may cover more than the member (a county-wide export)
-        where, guess = "in Germany", crsmod.infer_crs(sample[:, 0], sample[:, 1], None)
+        (where, wo), guess = ("in Germany", "in Deutschland"), crsmod.infer_crs(sample[:, 0], sample[:, 1], None)
     if guess is None or (guess.epsg, guess.swapped) == (report.crs.get("epsg"), bool(report.crs.get("swapped"))):
         return t("", "")
-    how = "with x and y swapped " if guess.swapped else ""
+    how, wie = ("with x and y swapped ", "mit vertauschtem x und y ") if guess.swapped else ("", "")
     declared = report.crs.get("source") == "declared in the file"
     fits = f"EPSG:{guess.epsg} ({crsmod.crs_of(guess.epsg).name})"
-    return t(f"; in {fits}{' mit vertauschtem x und y' if guess.swapped else ''} liegen die Koordinaten "
-             f"{'im Gebiet' if where == 'inside the territory' else 'in Deutschland'}, in EPSG:{report.crs.get('epsg')}"
-             f", wie {'in der Datei' if declared else 'beim Hochladen'} angegeben, nicht: geben Sie dieses "
-             "Koordinatensystem an (Kommandozeile: --crs, Upload-Formular: Feld „Koordinatensystem“)",
+    return t(f"; die Koordinaten liegen {wo}, wenn man sie {wie}in {fits} liest, nicht in "
+             f"EPSG:{report.crs.get('epsg')} wie {'in der Datei' if declared else 'beim Hochladen'} angegeben: "
+             "geben Sie dieses Koordinatensystem an (Kommandozeile: --crs, Upload-Formular: Feld „Koordinatensystem“)",
              f"; the coordinates lie {where} {how}in {fits}, not in EPSG:{report.crs.get('epsg')} as "
              f"{'declared' if declared else 'given'}: "
              f"give that CRS (command line: --crs, upload form: crs)")
@@ -284,8 +284,8 @@ def _fields(frame: pd.DataFrame, collection: Collection, report: Report) -> Mapp
     if missing:
         names, columns = ", ".join(missing), ", ".join(frame.columns)
         raise IngestRefused(t(
-            f"kein Feld für {'das Pflichtfeld' if len(missing) == 1 else 'die Pflichtfelder'} {names} gefunden; "
-            f"Spalten in der Datei: {columns}",
+            f"die Datei hat kein Feld für {'die Pflichtangabe' if len(missing) == 1 else 'die Pflichtangaben'} "
+            f"{names}; Spalten in der Datei: {columns}",
             f"no field for required {names} found; columns in the file: {columns}"))
     return map_columns(frame, collection, mapping)
 
