@@ -11,7 +11,20 @@ import os
 import sys
 from pathlib import Path
 
-from gdi.messages import terminal_lang
+from gdi.messages import Lang, Text, terminal_lang, text_of
+
+
+def _lang() -> Lang:
+    return terminal_lang(os.environ)
+
+
+def _refused(text: Text) -> int:
+    """One line on stderr in the terminal's language; the exit status of a refusal."""
+    if _lang() == "de":
+        print(f"gdi: abgelehnt: {text.render('de')}", file=sys.stderr)
+    else:
+        print(f"gdi: refused: {text.render('en')}", file=sys.stderr)
+    return 2
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
@@ -30,11 +43,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
     where = settings.paths().reports / f"{report.id}.html"
     if report.status != "accepted":
-        if terminal_lang(os.environ) == "de":
-            print(f"gdi: abgelehnt: {report.refusal_de or report.refusal}", file=sys.stderr)
-        else:
-            print(f"gdi: refused: {report.refusal}", file=sys.stderr)
-        return 2
+        return _refused(report.refusal_text())
     c = report.counts
     crs = report.crs.get("epsg")
     what = "checked (dry run, nothing published)" if report.dry_run else f"published as version {report.version}"
@@ -86,7 +95,7 @@ def _collection_and_member(args: argparse.Namespace):
             version_number(args.to)
         return get_collection(args.collection), check_member_key(args.member)
     except (CollectionError, ValueError) as exc:
-        raise SystemExit(f"gdi: {exc}")
+        raise SystemExit(f"gdi: {text_of(exc).render(_lang())}")
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
@@ -98,8 +107,9 @@ def _cmd_history(args: argparse.Namespace) -> int:
         print(json.dumps([v.__dict__ for v in versions], ensure_ascii=False, indent=2))
         return 0
     if not versions:
-        print(f"gdi: no versions of {collection.id} for member {member}"
-              + (f", dataset {args.dataset}" if args.dataset else ""))
+        de_dataset, en_dataset = (f", Datensatz {args.dataset}", f", dataset {args.dataset}") if args.dataset else ("", "")
+        print("gdi: " + Text(f"keine Versionen von {collection.id} für Mitglied {member}{de_dataset}",
+                             f"no versions of {collection.id} for member {member}{en_dataset}").render(_lang()))
         return 0
     print(f"{'dataset':<24} {'ver':>4} {'':1} {'created':<20} {'action':<9} {'features':>8}  {'by':<16} file / sha256")
     for v in versions:
@@ -126,8 +136,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
         info = rollback(collection, member, args.dataset, to_version=args.to, admin=args.admin,
                         uploader=_cli_user(), store=store)
     except (VersionNotFound, IngestRefused) as exc:
-        print(f"gdi: refused: {exc}", file=sys.stderr)
-        return 2
+        return _refused(text_of(exc))
     publish(store=store, viewer=False)
     _map_note()
     restored = [v for v in store.history(collection, member, args.dataset) if v.version == info.version][0]
@@ -148,8 +157,7 @@ def _cmd_withdraw(args: argparse.Namespace) -> int:
     try:
         info = withdraw(collection, member, args.dataset, admin=args.admin, uploader=_cli_user(), store=store)
     except (DatasetNotFound, IngestRefused) as exc:
-        print(f"gdi: refused: {exc}", file=sys.stderr)
-        return 2
+        return _refused(text_of(exc))
     publish(store=store, viewer=False)
     _map_note()
     print(f"gdi: {collection.id}/{member}/{args.dataset}: withdrawn as version {info.version} "
@@ -192,7 +200,7 @@ def _cmd_token(args: argparse.Namespace) -> int:
         try:
             token, secret = tokens.create(args.member, args.name, args.admin)
         except ValueError as exc:
-            print(f"gdi: {exc}", file=sys.stderr)
+            print(f"gdi: {text_of(exc).render(_lang())}", file=sys.stderr)
             return 2
         kind = "admin token (may act for any member)" if token.admin else f"token for member {token.member}"
         print(f"gdi: created {kind}, id {token.id}{' (' + token.name + ')' if token.name else ''}.")

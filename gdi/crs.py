@@ -72,9 +72,9 @@ def parse_crs_option(text: str) -> int:
     try:
         code = epsg_of(crs_of(text.strip() if not text.strip().isdigit() else int(text.strip())))
     except pyproj.exceptions.CRSError as exc:
-        raise ValueError(f"unknown CRS '{text}'") from exc
+        raise ValueError(t(f"unbekanntes Koordinatensystem ‚{text}‘", f"unknown CRS '{text}'")) from exc
     if code is None:
-        raise ValueError(f"CRS '{text}' has no EPSG code")
+        raise ValueError(t(f"das Koordinatensystem ‚{text}‘ hat keinen EPSG-Code", f"CRS '{text}' has no EPSG code"))
     return code
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+from gdi.messages import Text, t, text_of
+
 MAX_LENGTH = 100
 MAX_VERSION = 2**31 - 1          # versions count from 1; far beyond any real history, within every integer type
 _ALLOWED = re.compile(r"[\w.-]+")          # letters (umlauts too), digits, '.', '_', '-'
@@ -15,7 +17,11 @@ _ECHO = 40
 
 
 class DatasetNameError(ValueError):
-    """A dataset name against the rule; str() says the rule in German and English."""
+    """A dataset name against the rule; it carries the rule in German and English, str() is the English."""
+
+    @property
+    def text(self) -> Text:
+        return text_of(self)
 
 
 def check_dataset_name(name: str) -> str:
@@ -24,10 +30,11 @@ def check_dataset_name(name: str) -> str:
             or set(name) == {"."}):
         shown = name if isinstance(name, str) else repr(name)
         shown = shown if len(shown) <= _ECHO else shown[:_ECHO] + f"… ({len(shown)})"
-        raise DatasetNameError(
+        raise DatasetNameError(t(
+            f"der Datensatzname ‚{shown}‘ ist nicht zulässig: 1 bis {MAX_LENGTH} Buchstaben, Ziffern, ‚.‘, ‚_‘ oder ‚-‘, "
+            "nicht nur Punkte",
             f"dataset name '{shown}' refused: 1 to {MAX_LENGTH} letters, digits, '.', '_' or '-', "
-            f"not only dots / Datensatzname '{shown}' abgelehnt: 1 bis {MAX_LENGTH} Buchstaben, Ziffern, "
-            "'.', '_' oder '-', nicht nur Punkte")
+            "not only dots"))
     return name
 
 
@@ -40,6 +47,6 @@ def version_number(value) -> int | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_VERSION:
-        raise ValueError(f"'to' must be a version number from 1 to {MAX_VERSION} / "
-                         f"'to' muss eine Versionsnummer von 1 bis {MAX_VERSION} sein")
+        raise ValueError(t(f"‚to‘ muss eine Versionsnummer von 1 bis {MAX_VERSION} sein",
+                           f"'to' must be a version number from 1 to {MAX_VERSION}"))
     return value

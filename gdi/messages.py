@@ -78,8 +78,24 @@ def as_text(value: object) -> Text:
     return Text(s, s)
 
 
+def text_of(exc: BaseException) -> Text:
+    """The Text an exception was raised with (``ValueError(t(...))``); a library's error, which has
+    none, is its message the same in both languages."""
+    first = exc.args[0] if len(exc.args) == 1 else None
+    return first if isinstance(first, Text) else as_text(exc)
+
+
+_DE_DIGITS = str.maketrans(",.", ".,")
+
+
+def de_number(value: float, spec: str = ",") -> str:
+    """A number as German writes it (``1.234.567``, ``0,5``); spec as for :func:`format`."""
+    return format(value, spec).translate(_DE_DIGITS)
+
+
 def join(texts: list[Text], sep: str = "; ") -> Text:
     """Several messages as one (a feature with several problems)."""
+    texts = [as_text(x) for x in texts]
     return Text(sep.join(x.de for x in texts), sep.join(x.en for x in texts))
 
 
@@ -120,7 +136,3 @@ def terminal_lang(environ: dict[str, str]) -> Lang:
             return "de" if value.lower().startswith("de") else "en"
     return "en"
 
-
-def num_de(n: int | float) -> str:
-    """A whole number as German text writes it: 100.000 (English: 100,000)."""
-    return f"{n:,.0f}".replace(",", ".")

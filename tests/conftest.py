@@ -88,9 +88,12 @@ def store_text() -> str:
 
 
 def run_gdi(*args: str, home: Path, check: bool = False, timeout: int = 300,
-            store: str | None = "env") -> subprocess.CompletedProcess:
-    """Run the gdi command with GDI_HOME (and GDI_STORE as the test has set it, unless given)."""
-    env = dict(os.environ, GDI_HOME=str(home))
+            store: str | None = "env", lang: str = "C.UTF-8") -> subprocess.CompletedProcess:
+    """Run the gdi command with GDI_HOME (and GDI_STORE as the test has set it, unless given), in the
+    locale ``lang`` (LANG; LC_ALL and LC_MESSAGES unset): English unless a test asks for German."""
+    env = dict(os.environ, GDI_HOME=str(home), LANG=lang)
+    env.pop("LC_ALL", None)
+    env.pop("LC_MESSAGES", None)
     if store != "env":
         env.pop("GDI_STORE", None)
         if store:

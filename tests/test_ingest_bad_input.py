@@ -282,8 +282,7 @@ def test_dataset_names_of_dots_never_leave_the_members_folder(boundaries, real_d
     path.write_bytes(shops_geojson(real_data))
     line = refused(boundaries, path, "--dataset", name, *(["--dry-run"] if dry_run else []))
     assert line == (f"gdi: refused: dataset name '{name}' refused: 1 to 100 letters, digits, '.', '_' or '-', "
-                    f"not only dots / Datensatzname '{name}' abgelehnt: 1 bis 100 Buchstaben, Ziffern, '.', '_' "
-                    "oder '-', nicht nur Punkte")
+                    "not only dots")
     assert not (boundaries / "originals" / "supply_points").exists()
 
 
@@ -310,8 +309,7 @@ def test_only_regular_files_are_read(boundaries, tmp_path, kind):
     if kind == "fifo":
         os.mkfifo(path)
     line = refused(boundaries, path)
-    assert line == (f"gdi: refused: not a regular file (a directory, device or pipe): {path} / "
-                    f"keine gewöhnliche Datei (ein Ordner, Gerät oder eine Pipe): {path}")
+    assert line == f"gdi: refused: not a regular file (a directory, device or pipe): {path}"
 
 
 @pytest.mark.parametrize("args,message", [

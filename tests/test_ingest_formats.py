@@ -240,7 +240,8 @@ def test_zipped_shapefile_utf8_with_cpg(boundaries, shops, tmp_path):
     report = ingest(path, boundaries, tmp_path)
     assert report["format"] == "ESRI Shapefile"
     assert report["crs"]["epsg"] == 25832 and report["crs"]["source"] == "declared in the file"
-    assert report["encoding"] == {"name": "utf-8", "source": "declared in .cpg"}
+    assert report["encoding"] == {"name": "utf-8", "source": "declared in .cpg",
+                                  "source_de": "in der .cpg-Datei angegeben"}
     check_stored(boundaries, shops, report)
 
 
@@ -251,7 +252,8 @@ def test_encoding_override(boundaries, shops, tmp_path):
     path = tmp_path / "dos.csv"
     path.write_bytes(df.to_csv(sep=";", index=False).encode("cp850"))
     report = ingest(path, boundaries, tmp_path, "--encoding", "CP850")
-    assert report["encoding"] == {"name": "cp850", "source": "given (--encoding)"}
+    assert report["encoding"] == {"name": "cp850", "source": "given (--encoding)",
+                                  "source_de": "mit --encoding angegeben"}
     assert report["crs"]["epsg"] == 4326
     check_stored(boundaries, shops, report)
 
@@ -266,5 +268,6 @@ def test_crs_override(boundaries, shops, tmp_path):
     path.write_text(df.to_csv(index=False), encoding="utf-8")
     report = ingest(path, boundaries, tmp_path, "--crs", "EPSG:25833")
     assert report["crs"]["epsg"] == 25833 and report["crs"]["source"] == "given (--crs)"
+    assert report["crs"]["source_de"] == "angegeben (--crs)"
     assert not any("CRS assumed" in w for w in report["warnings"])
     check_stored(boundaries, shops, report)

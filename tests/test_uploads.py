@@ -300,8 +300,7 @@ def test_a_bad_dataset_name_is_refused_at_the_door(service, name):
     shown = name if len(name) <= 40 else name[:40] + f"… ({len(name)})"
     assert r.json()["description"] == (
         f"form field 'dataset': dataset name '{shown}' refused: 1 to 100 letters, digits, '.', '_' or '-', "
-        f"not only dots / Datensatzname '{shown}' abgelehnt: 1 bis 100 Buchstaben, Ziffern, '.', '_' oder '-', "
-        "nicht nur Punkte")
+        "not only dots")
     after = {p for p in (service.home / "originals").rglob("*")} if (service.home / "originals").exists() else set()
     assert after == before
 
@@ -332,8 +331,7 @@ def test_rollback_with_a_malformed_version_is_400(service, body):
         assert r.status_code == 404 and "no version before" in r.json()["description"].lower(), r.text
     else:
         assert r.status_code == 400, r.text
-        assert r.json()["description"] == ("'to' must be a version number from 1 to 2147483647 / "
-                                           "'to' muss eine Versionsnummer von 1 bis 2147483647 sein")
+        assert r.json()["description"] == "'to' must be a version number from 1 to 2147483647"
     assert requests.get(f"{service.url}/datasets/municipalities/06534/versions",
                         headers=bearer(service.tokens["admin"]), timeout=30).json() == before
 

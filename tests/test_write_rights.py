@@ -22,8 +22,7 @@ from test_uploads import bearer, report_of, token, upload, wait
 MB = DATA / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"
 HX = DATA / "boundaries" / "vg250ew_gemeinden_hoexter.geojson"
 FARM = DATA / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson"
-COUNTY_ONLY = ("nur der Kreis (Admin-Token) darf die Sammlung municipalities schreiben / "
-               "only the county (an admin token) may write the collection municipalities")
+COUNTY_ONLY = "only the county (an admin token) may write the collection municipalities"
 
 
 @pytest.fixture(scope="module", params=["gpkg", "postgis"])
@@ -112,8 +111,7 @@ def test_the_county_cannot_give_a_key_twice(county, tmp_path, monkeypatch):
     proc = run_gdi("ingest", str(rectangle(tmp_path)), "--collection", "municipalities", "--member", "06534014",
                    "--admin", "--dataset", "extra", home=county.home, store=county.store_url)
     assert proc.returncode == 2, proc.stdout
-    assert proc.stderr.strip() == ("gdi: refused: ags bereits veröffentlicht (in 06534/vg250ew): 06534014 / "
-                                   "ags already published (in 06534/vg250ew): 06534014")
+    assert proc.stderr.strip() == "gdi: refused: ags already published (in 06534/vg250ew): 06534014"
     towns = gpd.read_file(MB)
     again = towns[towns["ags"].isin(["06534014", "06534006"])].assign(pop=1)     # not exact copies: other figures
     twice = gpd.GeoDataFrame(pd_concat([towns, again]), crs=towns.crs)
@@ -122,8 +120,7 @@ def test_the_county_cannot_give_a_key_twice(county, tmp_path, monkeypatch):
     proc = run_gdi("ingest", str(path), "--collection", "municipalities", "--member", "06534", "--admin",
                    "--dataset", "vg250ew", home=county.home, store=county.store_url)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == ("gdi: refused: ags mehrfach in der Datei: 06534006, 06534014 / "
-                                   "ags given more than once: 06534006, 06534014")
+    assert proc.stderr.strip() == "gdi: refused: ags given more than once: 06534006, 06534014"
     assert published(county, monkeypatch) == before
 
 
@@ -138,9 +135,7 @@ def test_the_county_cannot_drop_keys_other_features_use(county, tmp_path, monkey
                    "--dataset", "vg250ew", home=county.home, store=county.store_url)
     assert proc.returncode == 2
     assert proc.stderr.strip() == (
-        "gdi: refused: ags fehlen in der neuen Fassung, werden aber von Objekten in supply_points verwendet: "
-        "06534006, 06534014 / ags missing from the new version but used by features of supply_points: "
-        "06534006, 06534014")
+        "gdi: refused: ags missing from the new version but used by features of supply_points: 06534006, 06534014")
     assert published(county, monkeypatch) == before
 
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable
 
 from gdi.collections import Collection
 from gdi.ingest import IngestRefused
+from gdi.messages import t
 
 SHOWN = 5        # keys named in a refusal; the rest are counted
 
@@ -31,9 +32,9 @@ def _some(keys: Iterable[str]) -> str:
 def check_write_right(collection: Collection, admin: bool) -> None:
     """Refuse a member writing a collection only the county writes."""
     if collection.write == "county" and not admin:
-        raise IngestRefused(
-            f"nur der Kreis (Admin-Token) darf die Sammlung {collection.id} schreiben / "
-            f"only the county (an admin token) may write the collection {collection.id}")
+        raise IngestRefused(t(
+            f"nur der Kreis (Admin-Token) darf die Sammlung {collection.id} schreiben",
+            f"only the county (an admin token) may write the collection {collection.id}"))
 
 
 def check_unique_keys(keys: list[str], key_field: str, taken: dict[str, str]) -> None:
@@ -44,14 +45,14 @@ def check_unique_keys(keys: list[str], key_field: str, taken: dict[str, str]) ->
     seen: set[str] = set()
     twice = {k for k in keys if k in seen or seen.add(k)}
     if twice:
-        raise IngestRefused(
-            f"{key_field} mehrfach in der Datei: {_some(twice)} / {key_field} given more than once: {_some(twice)}")
+        raise IngestRefused(t(
+            f"{key_field} mehrfach in der Datei: {_some(twice)}", f"{key_field} given more than once: {_some(twice)}"))
     clash = sorted(k for k in set(keys) if k in taken)
     if clash:
         where = ", ".join(sorted({taken[k] for k in clash})[:SHOWN])
-        raise IngestRefused(
-            f"{key_field} bereits veröffentlicht (in {where}): {_some(clash)} / "
-            f"{key_field} already published (in {where}): {_some(clash)}")
+        raise IngestRefused(t(
+            f"{key_field} bereits veröffentlicht (in {where}): {_some(clash)}",
+            f"{key_field} already published (in {where}): {_some(clash)}"))
 
 
 def check_kept_keys(new_keys: Iterable[str], old_keys: Iterable[str], key_field: str,
@@ -66,12 +67,11 @@ def check_kept_keys(new_keys: Iterable[str], old_keys: Iterable[str], key_field:
     used = {k: v for k, v in used.items() if v}
     if used and withdrawn:
         colls = ", ".join(sorted({c for v in used.values() for c in v}))
-        raise IngestRefused(
-            f"{withdrawn} kann nicht zurückgezogen werden, Objekte in {colls} verwenden {key_field}: "
-            f"{_some(used)} / {withdrawn} cannot be withdrawn, features of {colls} use {key_field}: {_some(used)}")
+        raise IngestRefused(t(
+            f"{withdrawn} kann nicht zurückgezogen werden, Objekte in {colls} verwenden {key_field}: {_some(used)}",
+            f"{withdrawn} cannot be withdrawn, features of {colls} use {key_field}: {_some(used)}"))
     if used:
         colls = ", ".join(sorted({c for v in used.values() for c in v}))
-        raise IngestRefused(
-            f"{key_field} fehlen in der neuen Fassung, werden aber von Objekten in {colls} verwendet: "
-            f"{_some(used)} / {key_field} missing from the new version but used by features of {colls}: "
-            f"{_some(used)}")
+        raise IngestRefused(t(
+            f"{key_field} fehlen in der neuen Fassung, werden aber von Objekten in {colls} verwendet: {_some(used)}",
+            f"{key_field} missing from the new version but used by features of {colls}: {_some(used)}"))

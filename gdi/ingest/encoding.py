@@ -12,6 +12,8 @@ import struct
 import unicodedata
 from pathlib import Path
 
+from gdi.messages import t
+
 # DBF language driver ids (byte 29) for the code pages German exports use.
 _LDID = {0x57: "cp1252", 0x03: "cp1252", 0x02: "cp850", 0x01: "cp437", 0x64: "cp852", 0xC8: "cp1250"}
 
@@ -20,7 +22,7 @@ def normalise_encoding(name: str) -> str:
     try:
         return codecs.lookup(name.strip()).name
     except LookupError as exc:
-        raise ValueError(f"unknown text encoding '{name}'") from exc
+        raise ValueError(t(f"unbekannte Zeichenkodierung ‚{name}‘", f"unknown text encoding '{name}'")) from exc
 
 
 def guess_bytes(data: bytes) -> str:

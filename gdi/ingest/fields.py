@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from gdi.collections import Collection, Property, fold
 from gdi.ingest.encoding import clean_text
-from gdi.messages import Text, num_de, t
+from gdi.messages import Text, de_number, t, text_of
 
 
 @dataclass
@@ -78,16 +78,16 @@ def coerce(value: object, ptype: str) -> object:
         return clean_text(str(value))
     if ptype == "integer":
         if isinstance(value, bool):
-            raise ValueError(f"'{value}' is not a whole number")
+            raise ValueError(_not_whole(value))
         if isinstance(value, (int,)):
             return int(value)
         if isinstance(value, float):
             if not value.is_integer():
-                raise ValueError(f"'{value}' is not a whole number")
+                raise ValueError(_not_whole(value))
             return int(value)
         text = str(value).strip().replace("\u00a0", "").replace(" ", "").replace(".", "")
         if not re.fullmatch(r"[+-]?\d+", text):
-            raise ValueError(f"'{value}' is not a whole number")
+            raise ValueError(_not_whole(value))
         return int(text)
     if ptype == "number":
         if isinstance(value, (int, float)):
@@ -96,9 +96,13 @@ def coerce(value: object, ptype: str) -> object:
             text = str(value).strip().replace(" ", "")
             if "," in text:
                 text = text.replace(".", "").replace(",", ".")
-            number = float(text)
+            try:
+                number = float(text)
+            except ValueError as exc:
+                raise ValueError(t(f"‚{_short(str(value))}‘ ist keine Zahl", str(exc))) from None
         if not math.isfinite(number):
-            raise ValueError(f"'{_short(str(value))}' is not a number (NaN, Infinity or beyond ±1.8e308)")
+            raise ValueError(t(f"‚{_short(str(value))}‘ ist keine Zahl (NaN, Infinity oder jenseits von ±1,8e308)",
+                               f"'{_short(str(value))}' is not a number (NaN, Infinity or beyond ±1.8e308)"))
         return number
     if ptype == "boolean":
         key = fold(str(value))
@@ -106,7 +110,7 @@ def coerce(value: object, ptype: str) -> object:
             return True
         if key in {"0", "false", "nein", "no", "n", "falsch"}:
             return False
-        raise ValueError(f"'{value}' is not yes/no")
+        raise ValueError(t(f"‚{value}‘ ist weder ja noch nein", f"'{value}' is not yes/no"))
     if ptype == "date":
         return _date(value)
     if ptype == "datetime":
@@ -138,7 +142,8 @@ def _date(value: object) -> str:
             return dt.date.fromisoformat(text[:10]).isoformat()
     except ValueError:
         pass
-    raise ValueError(f"'{_short(text)}' is not a date (YYYY-MM-DD or DD.MM.YYYY)")
+    raise ValueError(t(f"‚{_short(text)}‘ ist kein Datum (JJJJ-MM-TT oder TT.MM.JJJJ)",
+                       f"'{_short(text)}' is not a date (YYYY-MM-DD or DD.MM.YYYY)"))
 
 
 def _datetime(value: object) -> str:
@@ -158,7 +163,8 @@ def _datetime(value: object) -> str:
             else:
                 moment = dt.datetime.fromisoformat(text.replace("z", "Z"))
         except ValueError:
-            raise ValueError(f"'{_short(text)}' is not a date and time (ISO 8601 or DD.MM.YYYY HH:MM)") from None
+            raise ValueError(t(f"‚{_short(text)}‘ ist keine Datums- und Zeitangabe (ISO 8601 oder TT.MM.JJJJ HH:MM)",
+                               f"'{_short(text)}' is not a date and time (ISO 8601 or DD.MM.YYYY HH:MM)")) from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=_LOCAL)
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -172,7 +178,20 @@ def _uri(text: str) -> str:
     if (parts.scheme in {"http", "https", "ftp"} and parts.netloc and " " not in text) or \
             (parts.scheme == "mailto" and "@" in parts.path):
         return text
-    raise ValueError(f"'{_short(text)}' is not a web address (https://…)")
+    raise ValueError(t(f"‚{_short(text)}‘ ist keine Webadresse (https://…)",
+                       f"'{_short(text)}' is not a web address (https://…)"))
+
+
+def _not_whole(value: object) -> Text:
+    return t(f"‚{value}‘ ist keine ganze Zahl", f"'{value}' is not a whole number")
+
+
+def _not_given(name: str) -> Text:
+    return t(f"{name} fehlt", f"no {name} given")
+
+
+def _wrong_form(name: str, value: str) -> Text:
+    return t(f"{name} ‚{value}‘ hat nicht die verlangte Form", f"{name} '{value}' does not match the required form")
 
 
 def _short(text: str, limit: int = 40) -> str:
@@ -184,9 +203,9 @@ def _over_length(prop: Property, limit: int, value: str) -> tuple[Text, str]:
     """A text over its limit: the note, and the value kept — cut to the limit where the property
     says truncate (a repair), else a short excerpt for the report (the feature is rejected)."""
     if prop.truncate:
-        return t(f"{prop.name} auf {num_de(limit)} Zeichen gekürzt (waren {num_de(len(value))})",
+        return t(f"{prop.name} auf {de_number(limit)} Zeichen gekürzt (waren {de_number(len(value))})",
                  f"{prop.name} cut to {limit:,} characters (was {len(value):,})"), value[:limit]
-    return t(f"{prop.name} ist länger als {num_de(limit)} Zeichen ({num_de(len(value))})",
+    return t(f"{prop.name} ist länger als {de_number(limit)} Zeichen ({de_number(len(value))})",
              f"{prop.name} is longer than {limit:,} characters ({len(value):,})"), _short(value)
 
 
@@ -308,8 +327,8 @@ def _pattern_failures(values: np.ndarray, pattern: str) -> np.ndarray:
 @dataclass
 class MappedColumns:
     values: dict[str, np.ndarray]             # property → object array, one value per source row
-    problems: dict[int, list[str]]            # row index → reasons it cannot be accepted (rows without: absent)
-    repairs: dict[int, list[str]] = field(default_factory=dict)    # row index → values cut to their limit
+    problems: dict[int, list[Text]]           # row index → reasons it cannot be accepted (rows without: absent)
+    repairs: dict[int, list[Text]] = field(default_factory=dict)   # row index → values cut to their limit
 
     def __len__(self) -> int:
         return len(next(iter(self.values.values()))) if self.values else 0
@@ -356,10 +375,10 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
         return out
 
     values: dict[str, np.ndarray] = {}
-    problems: dict[int, list[str]] = {}
-    repairs: dict[int, list[str]] = {}
+    problems: dict[int, list[Text]] = {}
+    repairs: dict[int, list[Text]] = {}
 
-    def add(rows: np.ndarray, texts: np.ndarray | str) -> None:
+    def add(rows: np.ndarray, texts: np.ndarray | Text) -> None:
         for k, i in enumerate(rows.tolist()):
             problems.setdefault(i, []).append(texts if isinstance(texts, str) else texts[k])
 
@@ -377,8 +396,9 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
                 failing = np.nonzero(np.equal(mapped, None))[0]
                 if len(failing):
                     raw_first = first_present(sources)[failing]
-                    add(failing, np.array([f"no {prop.name} given" if r is None else
-                                           f"{prop.name} '{clean_text(str(r))}' is not in the vocabulary"
+                    add(failing, np.array([_not_given(prop.name) if r is None else
+                                           t(f"{prop.name} ‚{clean_text(str(r))}‘ steht nicht in der Werteliste",
+                                             f"{prop.name} '{clean_text(str(r))}' is not in the vocabulary")
                                            for r in raw_first], dtype=object))
             continue
         if prop.type == "string" and sources and all(text(s) is not None for s in sources):
@@ -394,27 +414,28 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
                     (repairs if prop.truncate else problems).setdefault(i, []).append(note)
             if prop.pattern:
                 for i in _pattern_failures(vals, prop.pattern).tolist():
-                    problems.setdefault(i, []).append(f"{prop.name} '{_short(vals[i])}' does not match the required form")
+                    problems.setdefault(i, []).append(_wrong_form(prop.name, _short(vals[i])))
             values[prop.name] = vals
             if prop.required:
                 for i in np.nonzero(np.equal(vals, None))[0].tolist():
-                    problems.setdefault(i, []).append(f"no {prop.name} given")
+                    problems.setdefault(i, []).append(_not_given(prop.name))
             continue
         raw = first_present(sources)
 
         def convert(v, prop=prop, limit=prop.length_limit(text_limit)):
-            found: list[str] = []
-            cut: list[str] = []
+            found: list[Text] = []
+            cut: list[Text] = []
             try:
                 value = coerce(v, prop.type)
             except (ValueError, TypeError) as exc:
-                found.append(f"{prop.name}: {exc}")
+                why = text_of(exc)
+                found.append(t(f"{prop.name}: {why.de}", f"{prop.name}: {why.en}"))
                 value = None
             if isinstance(value, str) and limit and len(value) > limit:
                 note, value = _over_length(prop, limit, value)
                 (cut if prop.truncate else found).append(note)
             elif value is not None and prop.pattern and not re.fullmatch(prop.pattern, str(value)):
-                found.append(f"{prop.name} '{_short(str(value))}' does not match the required form")
+                found.append(_wrong_form(prop.name, _short(str(value))))
             return value, tuple(found), tuple(cut)
 
         codes, results = _factorized(raw, convert)
@@ -430,5 +451,5 @@ def map_columns(frame: pd.DataFrame, collection: Collection, mapping: FieldMappi
             for i in np.nonzero(np.equal(vals, None))[0].tolist():
                 row_problems = problems.setdefault(i, [])
                 if not any(p.startswith(prop.name) for p in row_problems):
-                    row_problems.append(f"no {prop.name} given")
+                    row_problems.append(_not_given(prop.name))
     return MappedColumns(values, problems, repairs)

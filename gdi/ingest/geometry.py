@@ -6,6 +6,8 @@ import shapely
 from shapely.geometry import MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
+from gdi.messages import Text, t
+
 POLYGONAL = {"Polygon", "MultiPolygon"}
 
 
@@ -17,20 +19,21 @@ def _polygons(geom: BaseGeometry) -> list[Polygon]:
     return []
 
 
-def conform(geom: BaseGeometry | None, target: str) -> tuple[BaseGeometry | None, str | None, str | None]:
+def conform(geom: BaseGeometry | None, target: str) -> tuple[BaseGeometry | None, Text | None, Text | None]:
     """(geometry, repair note, rejection reason) for one feature.
 
     Z and M are dropped; invalid polygons are repaired with make_valid and
     reduced to their polygonal parts; single parts are promoted to Multi*.
     """
     if geom is None:
-        return None, None, "no geometry"
+        return None, None, t("keine Geometrie", "no geometry")
     if geom.is_empty:
-        return None, None, "empty geometry"
+        return None, None, t("leere Geometrie", "empty geometry")
     geom = shapely.force_2d(geom)
     coords = shapely.get_coordinates(geom)
     if not np.isfinite(coords).all():
-        return None, None, "a coordinate is not a number (NaN, Infinity or beyond ±1.8e308)"
+        return None, None, t("eine Koordinate ist keine Zahl (NaN, Infinity oder jenseits von ±1,8e308)",
+                             "a coordinate is not a number (NaN, Infinity or beyond ±1.8e308)")
     note = None
     if target in {"Point"}:
         if geom.geom_type == "MultiPoint" and len(geom.geoms) == 1:
@@ -38,30 +41,33 @@ def conform(geom: BaseGeometry | None, target: str) -> tuple[BaseGeometry | None
         if geom.geom_type != "Point":
             if geom.geom_type in POLYGONAL or geom.geom_type in {"LineString", "MultiLineString"}:
                 rp = geom.representative_point()
-                return rp, f"{geom.geom_type} reduced to a point inside it", None
-            return None, None, f"{geom.geom_type} where a point is expected"
+                return rp, t(f"{geom.geom_type} auf einen Punkt darin reduziert",
+                             f"{geom.geom_type} reduced to a point inside it"), None
+            return None, None, t(f"{geom.geom_type}, wo ein Punkt erwartet wird",
+                                 f"{geom.geom_type} where a point is expected")
         return geom, None, None
     if target in POLYGONAL:
         if geom.geom_type not in POLYGONAL and geom.geom_type != "GeometryCollection":
-            return None, None, f"{geom.geom_type} where a polygon is expected"
+            return None, None, t(f"{geom.geom_type}, wo ein Polygon erwartet wird",
+                                 f"{geom.geom_type} where a polygon is expected")
         if not geom.is_valid:
             why = shapely.is_valid_reason(geom)
             geom = shapely.make_valid(geom)
-            note = f"invalid geometry repaired ({why})"
+            note = t(f"ungültige Geometrie repariert ({why})", f"invalid geometry repaired ({why})")
         parts = [p for p in _polygons(geom) if not p.is_empty and p.area > 0]
         if not parts:
-            return None, None, "geometry has no area"
+            return None, None, t("die Geometrie hat keine Fläche", "geometry has no area")
         if target == "MultiPolygon":
             geom = MultiPolygon(parts)
         elif len(parts) == 1:
             geom = parts[0]
         else:
-            return None, None, "several polygons where one is expected"
+            return None, None, t("mehrere Polygone, wo eines erwartet wird", "several polygons where one is expected")
         return geom, note, None
     # Lines and other types: validity repair only.
     if not geom.is_valid:
         geom = shapely.make_valid(geom)
-        note = "invalid geometry repaired"
+        note = t("ungültige Geometrie repariert", "invalid geometry repaired")
     return geom, note, None
 
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from gdi.ingest import IngestRefused
-from gdi.messages import num_de, t
+from gdi.messages import de_number, t
 
 _ESCAPE = re.compile(r"\\.", re.S)
 _STRING = re.compile(r'"[^"]*"')
@@ -55,8 +55,8 @@ def check_lines(data: bytes, name: str, limit: int) -> None:
     longest = int(lengths.max())
     if longest > limit:
         line = int(np.argmax(lengths)) + 1
-        raise _refuse(f"{name}: Zeile {num_de(line)} ist {num_de(longest)} Bytes lang, "
-                      f"mehr als die erlaubten {num_de(limit)}",
+        raise _refuse(f"{name}: Zeile {de_number(line)} ist {de_number(longest)} Bytes lang, "
+                      f"mehr als die erlaubten {de_number(limit)}",
                       f"{name}: line {line:,} is {longest:,} bytes long, more than the limit of {limit:,}",
                       "max_line_bytes")
 
@@ -65,13 +65,13 @@ def check_size(frame: pd.DataFrame, name: str, limits: FileLimits) -> None:
     """Columns (without the geometry) and features within their limits."""
     columns = len([c for c in frame.columns if c != getattr(frame, "_geometry_column_name", None)])
     if columns > limits.max_columns:
-        raise _refuse(f"{name} hat {num_de(columns)} Spalten, "
-                      f"mehr als die erlaubten {num_de(limits.max_columns)}",
+        raise _refuse(f"{name} hat {de_number(columns)} Spalten, "
+                      f"mehr als die erlaubten {de_number(limits.max_columns)}",
                       f"{name} has {columns:,} columns, more than the limit of {limits.max_columns:,}",
                       "max_columns")
     if len(frame) > limits.max_features:
-        raise _refuse(f"{name} enthält {num_de(len(frame))} Objekte, "
-                      f"mehr als die erlaubten {num_de(limits.max_features)}",
+        raise _refuse(f"{name} enthält {de_number(len(frame))} Objekte, "
+                      f"mehr als die erlaubten {de_number(limits.max_features)}",
                       f"{name} holds {len(frame):,} features, more than the limit of {limits.max_features:,}",
                       "max_features")
 
@@ -91,8 +91,8 @@ def nesting_depth(text: str) -> int:
 
 
 def too_deep(name: str, depth: int, limit: int) -> IngestRefused:
-    return _refuse(f"{name}: Werte sind {num_de(depth)} Ebenen tief verschachtelt, "
-                   f"mehr als die erlaubten {num_de(limit)}",
+    return _refuse(f"{name}: Werte sind {de_number(depth)} Ebenen tief verschachtelt, "
+                   f"mehr als die erlaubten {de_number(limit)}",
                    f"{name}: values are nested {depth:,} levels deep, more than the limit of {limit:,}",
                    "max_nesting_depth")
 

@@ -38,7 +38,7 @@ from gdi.ingest.limits import FileLimits
 from gdi.ingest.read import read_upload
 from gdi.ingest.report import Report
 from gdi.ingest.territory import assign_keys, check_member_key, split_keys, territory
-from gdi.messages import Surface, t
+from gdi.messages import Surface, Text, t, text_of
 from gdi.ingest.validate import Checked, check_features, check_inside, check_keys_of_member
 from gdi.store import open_store
 from gdi.store.base import Store, VersionMeta
@@ -166,8 +166,10 @@ def _run(path: Path, options: Options, report: Report, store: Store | None) -> N
     report.counts.update(accepted=len(checked.accepted), rejected=len(report.rejected),
                          repaired=len(report.repaired))
     if not len(checked.accepted):
-        raise IngestRefused(f"none of the {len(frame)} features could be accepted (see the rejected list)"
-                            + _crs_hint(sample, report, known))
+        hint = _crs_hint(sample, report, known)
+        raise IngestRefused(t(f"keines der {len(frame)} Objekte konnte angenommen werden (siehe die Liste der "
+                              f"abgewiesenen){hint.de}",
+                              f"none of the {len(frame)} features could be accepted (see the rejected list){hint.en}"))
     del frame
     updated = now_iso()
     result = _derive(checked, cols, target.collection, known, updated)
@@ -184,15 +186,15 @@ def _target(path: Path, options: Options) -> Target:
     try:
         member = check_member_key(options.member)
     except ValueError as exc:
-        raise IngestRefused(str(exc)) from exc
+        raise IngestRefused(text_of(exc)) from exc
     try:
         collections = load_collections()
     except CollectionError as exc:
-        raise IngestRefused(str(exc)) from exc
+        raise IngestRefused(text_of(exc)) from exc
     if options.collection not in collections:
-        known = ", ".join(sorted(collections)) or "keine / none"
-        raise IngestRefused(f"unbekannte Sammlung '{options.collection[:40]}' (bekannt: {known}) / "
-                            f"unknown collection '{options.collection[:40]}' (known: {known})")
+        known = ", ".join(sorted(collections))
+        raise IngestRefused(t(f"unbekannte Sammlung ‚{options.collection[:40]}‘ (bekannt: {known or 'keine'})",
+                              f"unknown collection '{options.collection[:40]}' (known: {known or 'none'})"))
     collection = collections[options.collection]
     authority.check_write_right(collection, options.admin)
     given_epsg = None
@@ -200,16 +202,16 @@ def _target(path: Path, options: Options) -> Target:
         try:
             given_epsg = crsmod.parse_crs_option(options.crs)
         except ValueError as exc:
-            raise IngestRefused(str(exc)) from exc
+            raise IngestRefused(text_of(exc)) from exc
     if not path.exists():
-        raise IngestRefused(f"file not found: {path}")
+        raise IngestRefused(t(f"Datei nicht gefunden: {path}", f"file not found: {path}"))
     if not path.is_file():       # a directory, device or pipe: never read (/dev/zero would never end)
-        raise IngestRefused(f"not a regular file (a directory, device or pipe): {path} / "
-                            f"keine gewöhnliche Datei (ein Ordner, Gerät oder eine Pipe): {path}")
+        raise IngestRefused(t(f"keine gewöhnliche Datei (ein Ordner, Gerät oder eine Pipe): {path}",
+                              f"not a regular file (a directory, device or pipe): {path}"))
     try:
         dataset = check_dataset_name(options.dataset or dataset_name(path))
     except DatasetNameError as exc:
-        raise IngestRefused(str(exc)) from None
+        raise IngestRefused(exc.text) from None
     return Target(member, collections, collection, dataset, given_epsg)
 
 
@@ -232,12 +234,14 @@ def _read(path: Path, options: Options, target: Target, known: PublishedTerritor
     frame = raw.frame
     raw.frame = None
     report.format, report.layer, report.archive_members = raw.format, raw.layer, raw.members
-    report.encoding = {"name": raw.encoding, "source": raw.encoding_source}
+    source = raw.encoding_source
+    report.encoding = {"name": raw.encoding, "source": source and source.render("en", report.surface),
+                       "source_de": source and source.render("de", report.surface)}
     for message in raw.messages:
         report.warn(message)
     report.counts["read"] = len(frame)
     if len(frame) == 0:
-        raise IngestRefused(f"{path.name} contains no features")
+        raise IngestRefused(t(f"{path.name} enthält keine Objekte", f"{path.name} contains no features"))
     geoms = np.asarray(frame.geometry.values, dtype=object)
     epsg = _decide_crs(geoms, raw.declared_epsg, target.given_epsg, frame, known.area, report)
     sample = shapely.get_coordinates(geoms[:SAMPLE])
@@ -249,21 +253,26 @@ def _read(path: Path, options: Options, target: Target, known: PublishedTerritor
 SAMPLE = 2000      # source geometries whose coordinates a CRS hint looks at
 
 
-def _crs_hint(sample: np.ndarray, report: Report, known: PublishedTerritory) -> str:
+def _crs_hint(sample: np.ndarray, report: Report, known: PublishedTerritory) -> Text:
     """When every feature is refused and the file's (or the given) CRS is probably wrong: which usual
     CRS would put its coordinates inside the member's territory."""
     if report.crs.get("source") == "inferred" or known.area is None or not len(sample):
-        return ""
-    where, guess = "inside the territory", crsmod.infer_crs(sample[:, 0], sample[:, 1], _territory_lonlat(known.area))
+        return t("", "")
+    (where, wo), guess = (("inside the territory", "im Gebiet"),
+                          crsmod.infer_crs(sample[:, 0], sample[:, 1], _territory_lonlat(known.area)))
     if guess is None:       # the file may cover more than the member (a county-wide export)
-        where, guess = "in Germany", crsmod.infer_crs(sample[:, 0], sample[:, 1], None)
+        (where, wo), guess = ("in Germany", "in Deutschland"), crsmod.infer_crs(sample[:, 0], sample[:, 1], None)
     if guess is None or (guess.epsg, guess.swapped) == (report.crs.get("epsg"), bool(report.crs.get("swapped"))):
-        return ""
-    how = "with x and y swapped " if guess.swapped else ""
-    return (f"; the coordinates lie {where} {how}in EPSG:{guess.epsg} "
-            f"({crsmod.crs_of(guess.epsg).name}), not in EPSG:{report.crs.get('epsg')} as "
-            f"{'declared' if report.crs.get('source') == 'declared in the file' else 'given'}: "
-            f"give that CRS (command line: --crs, upload form: crs)")
+        return t("", "")
+    how, wie = ("with x and y swapped ", "mit vertauschtem x und y ") if guess.swapped else ("", "")
+    declared = report.crs.get("source") == "declared in the file"
+    fits = f"EPSG:{guess.epsg} ({crsmod.crs_of(guess.epsg).name})"
+    return t(f"; die Koordinaten liegen {wo}, wenn man sie {wie}in {fits} liest, nicht in "
+             f"EPSG:{report.crs.get('epsg')} wie {'in der Datei' if declared else 'beim Hochladen'} angegeben: "
+             "geben Sie dieses Koordinatensystem an (Kommandozeile: --crs, Upload-Formular: Feld „Koordinatensystem“)",
+             f"; the coordinates lie {where} {how}in {fits}, not in EPSG:{report.crs.get('epsg')} as "
+             f"{'declared' if declared else 'given'}: "
+             f"give that CRS (command line: --crs, upload form: crs)")
 
 
 def _fields(frame: pd.DataFrame, collection: Collection, report: Report) -> MappedColumns:
@@ -273,9 +282,11 @@ def _fields(frame: pd.DataFrame, collection: Collection, report: Report) -> Mapp
     report.unknown_fields = mapping.unknown
     missing = [p.name for p in collection.input_properties() if p.required and p.name not in mapping.sources]
     if missing:
-        raise IngestRefused(
-            f"no field for required {', '.join(missing)} found; columns in the file: "
-            f"{', '.join(frame.columns)}")
+        names, columns = ", ".join(missing), ", ".join(frame.columns)
+        raise IngestRefused(t(
+            f"die Datei hat kein Feld für {'die Pflichtangabe' if len(missing) == 1 else 'die Pflichtangaben'} "
+            f"{names}; Spalten in der Datei: {columns}",
+            f"no field for required {names} found; columns in the file: {columns}"))
     return map_columns(frame, collection, mapping, settings.get().ingest.max_text_length)
 
 
@@ -288,11 +299,11 @@ def _check_territory(checked: Checked, cols: MappedColumns, target: Target, know
         return
     if known.area is None:
         what = known.collection.label("de") if known.collection is not None else "Gebietsgrenzen"
-        raise IngestRefused(
-            f"das Gebiet des Mitglieds {target.member} ist unbekannt: noch keine {what} mit einem Schlüssel, "
-            f"der mit {target.member} beginnt (zuerst die Grenzen hochladen) / the territory of member "
-            f"{target.member} is unknown: no boundaries with a key starting {target.member} are published yet "
-            f"(upload the boundaries first)")
+        raise IngestRefused(t(
+            f"das Gebiet des Mitglieds {target.member} ist unbekannt: noch sind keine {what} mit einem Schlüssel "
+            f"veröffentlicht, der mit {target.member} beginnt (laden Sie zuerst die Grenzen hoch)",
+            f"the territory of member {target.member} is unknown: no boundaries with a key starting "
+            f"{target.member} are published yet (upload the boundaries first)"))
     check_inside(checked, cols, target.member, known.area, settings.get().ingest.territory_tolerance_m)
 
 

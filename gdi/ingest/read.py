@@ -23,6 +23,7 @@ from gdi.ingest import IngestRefused
 from gdi.ingest import encoding as enc
 from gdi.ingest import limits as lim
 from gdi.ingest.unpack import safe_extract
+from gdi.messages import Text, de_number, t, text_of
 
 VECTOR_EXT = {".shp": "ESRI Shapefile", ".gpkg": "GeoPackage", ".geojson": "GeoJSON", ".json": "GeoJSON",
               ".kml": "KML", ".fgb": "FlatGeobuf"}
@@ -44,8 +45,8 @@ class Raw:
     layer: str | None
     declared_epsg: int | None
     encoding: str | None
-    encoding_source: str | None
-    messages: list[str] = field(default_factory=list)
+    encoding_source: Text | None
+    messages: list[Text] = field(default_factory=list)
     members: list[str] = field(default_factory=list)   # files inside an archive
 
 
@@ -60,19 +61,22 @@ def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding
     or is over one of its declared limits."""
     path = Path(path)
     if not path.exists():
-        raise IngestRefused(f"file not found: {path}")
+        raise IngestRefused(t(f"Datei nicht gefunden: {path}", f"file not found: {path}"))
     if path.is_dir():
-        raise IngestRefused(f"{path} is a folder, not a file")
+        raise IngestRefused(t(f"{path} ist ein Ordner, keine Datei", f"{path} is a folder, not a file"))
     size = path.stat().st_size
     if size == 0:
-        raise IngestRefused(f"{path.name} is empty (0 bytes)")
+        raise IngestRefused(t(f"{path.name} ist leer (0 Bytes)", f"{path.name} is empty (0 bytes)"))
     if size > limits.max_file_bytes:
-        raise IngestRefused(f"{path.name} is {size:,} bytes, more than the limit of {limits.max_file_bytes:,} bytes")
+        most = limits.max_file_bytes
+        raise IngestRefused(t(f"{path.name} ist {de_number(size)} Bytes groß, mehr als die Grenze von "
+                              f"{de_number(most)} Bytes",
+                              f"{path.name} is {size:,} bytes, more than the limit of {most:,} bytes"))
     if encoding:
         try:
             encoding = enc.normalise_encoding(encoding)
         except ValueError as exc:
-            raise IngestRefused(str(exc)) from exc
+            raise IngestRefused(text_of(exc)) from exc
     ext = path.suffix.lower()
     members: list[str] = []
     if ext in ARCHIVE_EXT or _is_zip(path):
@@ -82,9 +86,11 @@ def read_upload(path: Path, *, workdir: Path, layer: str | None = None, encoding
         path = _pick_from_archive(files, layer, kmz=ext == ".kmz")
         ext = path.suffix.lower()
     if ext not in VECTOR_EXT and ext not in TABLE_EXT:
-        raise IngestRefused(
+        raise IngestRefused(t(
+            f"nicht unterstütztes Format ‚{ext or path.name}‘; angenommen werden: gezipptes Shapefile, GeoPackage, "
+            "GeoJSON, KML/KMZ, CSV, Excel (.xlsx), FlatGeobuf",
             f"unsupported format '{ext or path.name}'; accepted: zipped Shapefile, GeoPackage, GeoJSON, KML/KMZ, "
-            "CSV, Excel (.xlsx), FlatGeobuf")
+            "CSV, Excel (.xlsx), FlatGeobuf"))
     if ext in TABLE_EXT:
         raw = _read_table(path, encoding, limits)
     else:
@@ -108,15 +114,17 @@ def _pick_from_archive(files: list[Path], layer: str | None, kmz: bool) -> Path:
     elif kmz:
         usable = [f for f in usable if f.suffix.lower() == ".kml"] or usable
     if not usable:
-        names = ", ".join(sorted(f.name for f in files)[:10]) or "nothing"
-        raise IngestRefused(f"the archive holds no readable geodata (found: {names})")
+        names = ", ".join(sorted(f.name for f in files)[:10])
+        raise IngestRefused(t(f"das Archiv enthält keine lesbaren Geodaten (gefunden: {names or 'nichts'})",
+                              f"the archive holds no readable geodata (found: {names or 'nothing'})"))
     if len(usable) > 1:
         if layer:
             chosen = [f for f in usable if f.stem.lower() == layer.lower() or f.name.lower() == layer.lower()]
             if chosen:
                 return _prepare_shapefile(chosen[0]) if chosen[0].suffix.lower() == ".shp" else chosen[0]
         names = ", ".join(sorted(f.stem for f in usable))
-        raise IngestRefused(f"the archive holds several data sets ({names}); choose one with --layer")
+        raise IngestRefused(t(f"das Archiv enthält mehrere Datensätze ({names}); wählen Sie einen mit ⟨--layer⟩",
+                              f"the archive holds several data sets ({names}); choose one with ⟨--layer⟩"))
     chosen = usable[0]
     return _prepare_shapefile(chosen) if chosen.suffix.lower() == ".shp" else chosen
 
@@ -131,9 +139,11 @@ def _prepare_shapefile(shp: Path) -> Path:
                 sib.rename(want)
     shp = shp.with_name(stem + ".shp")
     if not shp.with_suffix(".dbf").exists():
-        raise IngestRefused(f"the Shapefile '{shp.name}' has no .dbf file in the upload")
+        raise IngestRefused(t(f"zum Shapefile ‚{shp.name}‘ fehlt im Upload die .dbf-Datei",
+                              f"the Shapefile '{shp.name}' has no .dbf file in the upload"))
     if not shp.with_suffix(".shx").exists():
-        raise IngestRefused(f"the Shapefile '{shp.name}' has no .shx file in the upload")
+        raise IngestRefused(t(f"zum Shapefile ‚{shp.name}‘ fehlt im Upload die .shx-Datei",
+                              f"the Shapefile '{shp.name}' has no .shx file in the upload"))
     return shp
 
 
@@ -151,13 +161,17 @@ def _check_xml(path: Path, max_depth: int) -> None:
             if depth > max_depth:
                 raise lim.too_deep(path.name, depth, max_depth)
     except DefusedXmlException as exc:
-        raise IngestRefused(f"{path.name}: XML with a DTD or entities is not accepted ({type(exc).__name__})") from exc
+        raise IngestRefused(t(f"{path.name}: XML mit einer DTD oder Entitäten wird nicht angenommen "
+                              f"({type(exc).__name__})",
+                              f"{path.name}: XML with a DTD or entities is not accepted "
+                              f"({type(exc).__name__})")) from exc
     except DET.ParseError as exc:
-        raise IngestRefused(f"{path.name} is not well-formed XML ({exc})") from exc
+        raise IngestRefused(t(f"{path.name} ist kein wohlgeformtes XML ({exc})",
+                              f"{path.name} is not well-formed XML ({exc})")) from exc
 
 
 def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None, limits: lim.FileLimits) -> Raw:
-    messages: list[str] = []
+    messages: list[Text] = []
     if ext == ".kml":
         _check_xml(path, limits.max_nesting_depth)
     try:
@@ -167,24 +181,27 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None, 
             return _read_geojson_with_bad_numbers(path, limits.max_nesting_depth)
         if "too many nested" in str(exc).lower():
             raise lim.too_deep(path.name, limits.max_nesting_depth + 1, limits.max_nesting_depth) from exc
-        raise IngestRefused(f"{path.name} could not be read as {VECTOR_EXT[ext]}: {_one_line(exc)}") from exc
+        raise IngestRefused(t(f"{path.name} ließ sich nicht als {VECTOR_EXT[ext]} lesen: {_one_line(exc)}",
+                              f"{path.name} could not be read as {VECTOR_EXT[ext]}: {_one_line(exc)}")) from exc
     spatial = [str(name) for name, gtype in layers if gtype is not None] or [str(n) for n, _ in layers]
     if layer:
         if layer not in [str(n) for n, _ in layers]:
-            raise IngestRefused(f"layer '{layer}' not found in {path.name}; layers: {', '.join(spatial)}")
+            raise IngestRefused(t(f"die Ebene ‚{layer}‘ gibt es in {path.name} nicht; Ebenen: {', '.join(spatial)}",
+                                  f"layer '{layer}' not found in {path.name}; layers: {', '.join(spatial)}"))
         chosen = layer
     elif len(spatial) == 1:
         chosen = spatial[0]
     elif not spatial:
-        raise IngestRefused(f"{path.name} contains no layers")
+        raise IngestRefused(t(f"{path.name} enthält keine Ebenen", f"{path.name} contains no layers"))
     else:
-        raise IngestRefused(f"{path.name} has several layers ({', '.join(spatial)}); choose one with --layer")
+        raise IngestRefused(t(f"{path.name} hat mehrere Ebenen ({', '.join(spatial)}); wählen Sie eine mit ⟨--layer⟩",
+                              f"{path.name} has several layers ({', '.join(spatial)}); choose one with ⟨--layer⟩"))
 
     enc_used, enc_source = None, None
     if ext == ".shp":
         enc_used, enc_source = _shapefile_encoding(path, encoding)
     elif encoding:
-        enc_used, enc_source = encoding, "given"
+        enc_used, enc_source = encoding, t("beim Hochladen angegeben", "given")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -196,16 +213,19 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None, 
     except Exception as exc:
         if "too many nested" in str(exc).lower():
             raise lim.too_deep(path.name, limits.max_nesting_depth + 1, limits.max_nesting_depth) from exc
-        raise IngestRefused(f"{path.name} could not be read: {_one_line(exc)}") from exc
+        raise IngestRefused(t(f"{path.name} ließ sich nicht lesen: {_one_line(exc)}",
+                              f"{path.name} could not be read: {_one_line(exc)}")) from exc
     declared = None
     if frame.crs is not None:
         declared = epsg_of(frame.crs)
         if declared is None:
-            messages.append(f"the declared CRS ({frame.crs.name}) has no EPSG code; it is used as declared")
+            messages.append(t(f"das angegebene Koordinatensystem ({frame.crs.name}) hat keinen EPSG-Code; es wird "
+                              "wie angegeben verwendet",
+                              f"the declared CRS ({frame.crs.name}) has no EPSG code; it is used as declared"))
     if ext in {".geojson", ".json"} and enc_used is None:
-        enc_used, enc_source = "utf-8", "GeoJSON is UTF-8 (RFC 7946)"
+        enc_used, enc_source = "utf-8", GEOJSON_UTF8
     if ext == ".gpkg":
-        enc_used, enc_source = "utf-8", "GeoPackage text is UTF-8"
+        enc_used, enc_source = "utf-8", t("Text in GeoPackage ist UTF-8", "GeoPackage text is UTF-8")
     return Raw(frame, VECTOR_EXT[ext], chosen, declared, enc_used, enc_source, messages)
 
 
@@ -226,10 +246,12 @@ def _read_geojson_with_bad_numbers(path: Path, max_depth: int) -> Raw:
     except RecursionError as exc:
         raise lim.too_deep(path.name, max_depth + 1, max_depth) from exc
     except (ValueError, UnicodeDecodeError) as exc:
-        raise IngestRefused(f"{path.name} could not be read as GeoJSON: {_one_line(exc)}") from exc
+        raise IngestRefused(t(f"{path.name} ließ sich nicht als GeoJSON lesen: {_one_line(exc)}",
+                              f"{path.name} could not be read as GeoJSON: {_one_line(exc)}")) from exc
     features = doc.get("features") if isinstance(doc, dict) else None
     if not isinstance(features, list):
-        raise IngestRefused(f"{path.name} could not be read as GeoJSON: no FeatureCollection")
+        raise IngestRefused(t(f"{path.name} ließ sich nicht als GeoJSON lesen: keine FeatureCollection",
+                              f"{path.name} could not be read as GeoJSON: no FeatureCollection"))
     rows, geoms = [], []
     for f in features:
         f = f if isinstance(f, dict) else {}
@@ -245,63 +267,79 @@ def _read_geojson_with_bad_numbers(path: Path, max_depth: int) -> Raw:
         match = re.search(r"EPSG:{1,2}(\d+)|CRS84", str(legacy))
         declared = 4326 if match is None or match.group(1) is None else int(match.group(1))
     frame = gpd.GeoDataFrame(pd.DataFrame(rows), geometry=gpd.GeoSeries(geoms, crs=declared))
-    messages = ["the file holds numbers GDAL cannot read (NaN, Infinity or beyond ±1.8e308); "
-                "it was read feature by feature"]
-    return Raw(frame, "GeoJSON", Path(path).stem, declared, "utf-8", "GeoJSON is UTF-8 (RFC 7946)", messages)
+    messages = [t("die Datei enthält Zahlen, die GDAL nicht lesen kann (NaN, Infinity oder jenseits von ±1,8e308); "
+                  "sie wurde Objekt für Objekt gelesen",
+                  "the file holds numbers GDAL cannot read (NaN, Infinity or beyond ±1.8e308); "
+                  "it was read feature by feature")]
+    return Raw(frame, "GeoJSON", Path(path).stem, declared, "utf-8", GEOJSON_UTF8, messages)
 
 
-def _shapefile_encoding(shp: Path, given: str | None) -> tuple[str, str]:
+GEOJSON_UTF8 = t("GeoJSON ist UTF-8 (RFC 7946)", "GeoJSON is UTF-8 (RFC 7946)")
+ENCODING_GIVEN = t("mit ⟨--encoding⟩ angegeben", "given (⟨--encoding⟩)")
+
+
+def _shapefile_encoding(shp: Path, given: str | None) -> tuple[str, Text]:
     if given:
-        return given, "given (--encoding)"
+        return given, ENCODING_GIVEN
     cpg = shp.with_suffix(".cpg")
     if cpg.exists():
         declared = enc.cpg_encoding(cpg)
         if declared:
-            return declared, "declared in .cpg"
+            return declared, t("in der .cpg-Datei angegeben", "declared in .cpg")
     data = enc.dbf_records(shp.with_suffix(".dbf"))
     guess = enc.guess_bytes(data)
     if guess.startswith("utf-8"):
-        return "utf-8", "detected: the DBF text is valid UTF-8 (no .cpg)"
+        return "utf-8", t("erkannt: der DBF-Text ist gültiges UTF-8 (keine .cpg-Datei)",
+                          "detected: the DBF text is valid UTF-8 (no .cpg)")
     ldid = enc.dbf_ldid(shp.with_suffix(".dbf"))
     if ldid and ldid != "cp1252":
-        return ldid, f"declared by the DBF language driver byte ({ldid}; no .cpg)"
-    return "cp1252", "detected: the DBF text is not UTF-8, read as Windows-1252 (no .cpg)"
+        return ldid, t(f"vom Sprachtreiber-Byte der DBF angegeben ({ldid}; keine .cpg-Datei)",
+                       f"declared by the DBF language driver byte ({ldid}; no .cpg)")
+    return "cp1252", t("erkannt: der DBF-Text ist kein UTF-8, als Windows-1252 gelesen (keine .cpg-Datei)",
+                       "detected: the DBF text is not UTF-8, read as Windows-1252 (no .cpg)")
 
 
 def _read_table(path: Path, encoding: str | None, limits: lim.FileLimits) -> Raw:
-    messages: list[str] = []
+    messages: list[Text] = []
     if path.suffix.lower() == ".xlsx":
         try:
             df = pd.read_excel(path, dtype=object)
         except Exception as exc:
-            raise IngestRefused(f"{path.name} could not be read as Excel: {_one_line(exc)}") from exc
+            raise IngestRefused(t(f"{path.name} ließ sich nicht als Excel-Datei lesen: {_one_line(exc)}",
+                                  f"{path.name} could not be read as Excel: {_one_line(exc)}")) from exc
         enc_used, enc_source, fmt = None, None, "Excel"
     else:
         data = path.read_bytes()
         if b"\x00" in data[:4096]:
-            raise IngestRefused(f"{path.name} is not a text file (binary content)")
+            raise IngestRefused(t(f"{path.name} ist keine Textdatei (binärer Inhalt)",
+                                  f"{path.name} is not a text file (binary content)"))
         lim.check_lines(data, path.name, limits.max_line_bytes)
         if encoding:
-            enc_used, enc_source = encoding, "given (--encoding)"
+            enc_used, enc_source = encoding, ENCODING_GIVEN
         else:
             enc_used = enc.guess_bytes(data)
-            enc_source = ("detected: valid UTF-8" if enc_used.startswith("utf-8")
-                          else "detected: not UTF-8, read as Windows-1252")
+            enc_source = (t("erkannt: gültiges UTF-8", "detected: valid UTF-8") if enc_used.startswith("utf-8")
+                          else t("erkannt: kein UTF-8, als Windows-1252 gelesen",
+                                 "detected: not UTF-8, read as Windows-1252"))
         try:
             text = data.decode(enc_used, errors="strict" if encoding is None else "replace")
         except UnicodeDecodeError as exc:
-            raise IngestRefused(
+            raise IngestRefused(t(
+                f"{path.name}: der Text ist weder UTF-8 noch Windows-1252 (Byte 0x{data[exc.start]:02x} an "
+                f"Position {exc.start}); geben Sie die Zeichenkodierung mit ⟨--encoding⟩ an, z. B. cp850",
                 f"{path.name}: the text is neither UTF-8 nor Windows-1252 (byte 0x{data[exc.start]:02x} at "
-                f"position {exc.start}); give the encoding with --encoding, e.g. cp850") from exc
+                f"position {exc.start}); give the encoding with ⟨--encoding⟩, e.g. cp850")) from exc
         first = text.splitlines()[0] if text.strip() else ""
         sep = max([";", ",", "\t", "|"], key=first.count)
         if first.count(sep) == 0:
-            raise IngestRefused(f"{path.name}: no column separator found in the header line")
+            raise IngestRefused(t(f"{path.name}: in der Kopfzeile ist kein Spaltentrennzeichen zu finden",
+                                  f"{path.name}: no column separator found in the header line"))
         import io
         try:
             df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_values=[""])
         except Exception as exc:
-            raise IngestRefused(f"{path.name} could not be read as CSV: {_one_line(exc)}") from exc
+            raise IngestRefused(t(f"{path.name} ließ sich nicht als CSV lesen: {_one_line(exc)}",
+                                  f"{path.name} could not be read as CSV: {_one_line(exc)}")) from exc
         fmt = f"CSV (separator '{sep}')"
     df.columns = [str(c).strip() for c in df.columns]
     frame = _table_geometry(df, path.name, messages)
@@ -316,7 +354,7 @@ def _number(series: pd.Series) -> np.ndarray:
     return pd.to_numeric(s, errors="coerce").to_numpy(dtype=float)
 
 
-def _table_geometry(df: pd.DataFrame, name: str, messages: list[str]) -> gpd.GeoDataFrame:
+def _table_geometry(df: pd.DataFrame, name: str, messages: list[Text]) -> gpd.GeoDataFrame:
     folded = {_fold(c): c for c in df.columns}
     wkt_col = next((folded[n] for n in WKT_NAMES if n in folded), None)
     xcol = next((folded[_fold(n)] for n in X_NAMES if _fold(n) in folded), None)
@@ -324,10 +362,12 @@ def _table_geometry(df: pd.DataFrame, name: str, messages: list[str]) -> gpd.Geo
     if xcol and ycol:
         x, y = _number(df[xcol]), _number(df[ycol])
         if np.isfinite(x).sum() == 0:
-            raise IngestRefused(f"{name}: the coordinate columns '{xcol}'/'{ycol}' hold no numbers")
+            raise IngestRefused(t(f"{name}: die Koordinatenspalten ‚{xcol}‘/‚{ycol}‘ enthalten keine Zahlen",
+                                  f"{name}: the coordinate columns '{xcol}'/'{ycol}' hold no numbers"))
         geoms = shapely.points(x, y)
         geoms = np.where(np.isfinite(x) & np.isfinite(y), geoms, None)
-        messages.append(f"coordinates from columns '{xcol}' (x) and '{ycol}' (y)")
+        messages.append(t(f"Koordinaten aus den Spalten ‚{xcol}‘ (x) und ‚{ycol}‘ (y)",
+                          f"coordinates from columns '{xcol}' (x) and '{ycol}' (y)"))
         rest = df.drop(columns=[xcol, ycol])
     elif wkt_col:
         def parse(v: object):
@@ -337,13 +377,17 @@ def _table_geometry(df: pd.DataFrame, name: str, messages: list[str]) -> gpd.Geo
                 return None
         geoms = np.array([parse(v) for v in df[wkt_col]], dtype=object)
         if all(g is None for g in geoms):
-            raise IngestRefused(f"{name}: the column '{wkt_col}' holds no readable WKT geometry")
-        messages.append(f"geometry from the WKT column '{wkt_col}'")
+            raise IngestRefused(t(f"{name}: die Spalte ‚{wkt_col}‘ enthält keine lesbare WKT-Geometrie",
+                                  f"{name}: the column '{wkt_col}' holds no readable WKT geometry"))
+        messages.append(t(f"Geometrie aus der WKT-Spalte ‚{wkt_col}‘", f"geometry from the WKT column '{wkt_col}'"))
         rest = df.drop(columns=[wkt_col])
     else:
-        raise IngestRefused(
+        found = ", ".join(map(str, df.columns))
+        raise IngestRefused(t(
+            f"{name}: keine verwendbaren Koordinaten — erwartet werden Spalten wie lon/lat, x/y, Rechtswert/Hochwert, "
+            f"Längengrad/Breitengrad oder eine WKT-Spalte (gefunden: {found})",
             f"{name}: no usable coordinates — expected columns such as lon/lat, x/y, Rechtswert/Hochwert, "
-            f"Längengrad/Breitengrad, or a WKT column (found: {', '.join(map(str, df.columns))})")
+            f"Längengrad/Breitengrad, or a WKT column (found: {found})"))
     return gpd.GeoDataFrame(rest.reset_index(drop=True), geometry=gpd.GeoSeries(list(geoms)), crs=None)
 
 

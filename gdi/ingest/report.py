@@ -107,7 +107,6 @@ TEXT = {
         "index": "Nr.", "reason": "Grund", "values": "Werte", "warnings": "Hinweise",
         "dry": "Probelauf: nichts wurde veröffentlicht.", "published": "Veröffentlicht als Version",
         "target": "Zielfeld", "source": "Feld in der Datei", "none": "keine",
-        "declared": "in der Datei angegeben", "given": "beim Hochladen angegeben", "inferred": "ermittelt",
     },
     "en": {
         "title": "Ingest report", "file": "File", "collection": "Collection", "member": "Member",
@@ -118,7 +117,6 @@ TEXT = {
         "index": "No.", "reason": "Reason", "values": "Values", "warnings": "Notes",
         "dry": "Dry run: nothing was published.", "published": "Published as version",
         "target": "Schema field", "source": "Field in the file", "none": "none",
-        "declared": "declared in the file", "given": "given with the upload", "inferred": "inferred",
     },
 }
 

@@ -14,6 +14,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 
+from gdi.messages import t
+
 MEMBER_KEY = re.compile(r"^(\d{5}|\d{8})$")
 KEY_SEPARATOR = ","     # a line or polygon touching several territory features gets all their keys
 
@@ -21,9 +23,11 @@ KEY_SEPARATOR = ","     # a line or polygon touching several territory features 
 def check_member_key(member: str) -> str:
     member = str(member).strip()
     if not MEMBER_KEY.fullmatch(member):
-        raise ValueError(
+        raise ValueError(t(
+            f"der Mitgliedsschlüssel ‚{member}‘ ist fehlerhaft: geben Sie den achtstelligen AGS einer Gemeinde "
+            "(z. B. 06534014) oder den fünfstelligen Schlüssel des Kreises (z. B. 06534) an",
             f"member key '{member}' is malformed: give the 8-digit AGS of a municipality "
-            "(e.g. 06534014) or the 5-digit key of the county (e.g. 06534)")
+            "(e.g. 06534014) or the 5-digit key of the county (e.g. 06534)"))
     return member
 
 

@@ -18,7 +18,7 @@ from gdi.ingest.fields import MappedColumns
 from gdi.ingest.geometry import conform_many
 from gdi.ingest.report import FeatureNote
 from gdi.ingest.territory import inside
-from gdi.messages import as_text, join
+from gdi.messages import de_number, join, t
 
 
 @dataclass
@@ -51,20 +51,21 @@ def check_features(geoms: np.ndarray, cols: MappedColumns, geometry_type: str) -
         problems = list(cols.problems.get(i, []))
         if reasons[i]:
             problems.insert(0, reasons[i])
-        out.rejected.append(FeatureNote(i, join([as_text(p) for p in problems]), shown(cols.row(i))))
+        out.rejected.append(FeatureNote(i, join(problems), shown(cols.row(i))))
         bad[i] = True
     candidates = np.nonzero(~bad)[0]
     duplicate_of = duplicates(fixed[candidates], {k: v[candidates] for k, v in cols.values.items()})
     for j in np.nonzero(duplicate_of >= 0)[0].tolist():
         i = int(candidates[j])
-        out.rejected.append(FeatureNote(i, f"exact duplicate of feature {int(candidates[duplicate_of[j]])}",
+        first = int(candidates[duplicate_of[j]])
+        out.rejected.append(FeatureNote(i, t(f"genaue Kopie von Objekt {first}", f"exact duplicate of feature {first}"),
                                         shown(cols.row(i))))
     out.accepted = candidates[duplicate_of < 0]
     geometry_repaired = set(out.accepted[np.not_equal(notes[out.accepted], None)].tolist())
     accepted = set(out.accepted.tolist())
     for row in sorted(geometry_repaired | (set(cols.repairs) & accepted)):
         found = ([notes[row]] if row in geometry_repaired else []) + cols.repairs.get(row, [])
-        out.repaired.append(FeatureNote(row, join([as_text(x) for x in found]), shown(cols.row(row))))
+        out.repaired.append(FeatureNote(row, join(found), shown(cols.row(row))))
     out.geoms = fixed[out.accepted]
     return out
 
@@ -77,7 +78,8 @@ def check_keys_of_member(checked: Checked, cols: MappedColumns, collection: Coll
     ok = text.str.startswith(member).to_numpy(dtype=bool)
     for j in np.nonzero(~ok)[0].tolist():
         i = int(checked.accepted[j])
-        checked.rejected.append(FeatureNote(i, f"{key} {text.iloc[j]} is not in the territory of member {member}",
+        checked.rejected.append(FeatureNote(i, t(f"{key} {text.iloc[j]} liegt nicht im Gebiet des Mitglieds {member}",
+                                                 f"{key} {text.iloc[j]} is not in the territory of member {member}"),
                                             shown(cols.row(i))))
     checked.keep(ok)
     return text[ok].tolist()
@@ -89,7 +91,9 @@ def check_inside(checked: Checked, cols: MappedColumns, member: str, area, toler
     for j in np.nonzero(~ok)[0].tolist():
         i = int(checked.accepted[j])
         checked.rejected.append(FeatureNote(
-            i, f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)",
+            i, t(f"außerhalb des Gebiets des Mitglieds {member} (mehr als {de_number(tolerance, 'g')} m jenseits "
+                 "seiner Grenze)",
+                 f"outside the territory of member {member} (more than {tolerance:g} m beyond its boundary)"),
             shown(cols.row(i))))
     checked.keep(ok)
 

@@ -14,6 +14,7 @@ from typing import Protocol
 import geopandas as gpd
 
 from gdi.collections import Collection
+from gdi.messages import t
 
 
 class StoreError(RuntimeError):
@@ -28,8 +29,8 @@ class DatasetNotFound(VersionNotFound):
     """No live dataset to withdraw: never published, or withdrawn already."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(f"der Datensatz {name} ist nicht veröffentlicht (unbekannt oder bereits zurückgezogen) / "
-                         f"the dataset {name} is not published (unknown or already withdrawn)")
+        super().__init__(t(f"der Datensatz {name} ist nicht veröffentlicht (unbekannt oder bereits zurückgezogen)",
+                           f"the dataset {name} is not published (unknown or already withdrawn)"))
 
 
 @dataclass(frozen=True)
@@ -75,17 +76,19 @@ class VersionInfo:
 def rollback_target(name: str, versions: list[tuple], live: int | None, to_version: int | None) -> tuple:
     """Which (id, version) a rollback restores: the given one, or the one before the live version."""
     if not versions:
-        raise VersionNotFound(f"no versions of {name}")
+        raise VersionNotFound(t(f"keine Versionen von {name}", f"no versions of {name}"))
     if to_version is None:
         current = live if live is not None else versions[-1][1]
         earlier = [v for v in versions if v[1] < current]
         if not earlier:
-            raise VersionNotFound(f"{name} has no version before {current}")
+            raise VersionNotFound(t(f"{name} hat keine Version vor {current}",
+                                    f"{name} has no version before {current}"))
         return earlier[-1]
     match = [v for v in versions if v[1] == to_version]
     if not match:
         have = ", ".join(str(v[1]) for v in versions)
-        raise VersionNotFound(f"{name} has no version {to_version} (has {have})")
+        raise VersionNotFound(t(f"{name} hat keine Version {to_version} (vorhanden: {have})",
+                                f"{name} has no version {to_version} (has {have})"))
     return match[0]
 
 

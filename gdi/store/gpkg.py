@@ -18,6 +18,7 @@ import pyproj
 
 from gdi.collections import Collection
 from gdi.files import connect_readonly
+from gdi.messages import t
 from gdi.store import gpkg_binary, gpkg_rtree
 from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
                             rollback_target)
@@ -335,7 +336,8 @@ class GpkgStore:
             row = conn.execute("SELECT id FROM gdi_versions WHERE collection=? AND member=? AND dataset=? AND version=?",
                                (collection.id, member, dataset, version)).fetchone()
             if row is None:
-                raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {version}")
+                raise VersionNotFound(t(f"{collection.id}/{member}/{dataset} hat keine Version {version}",
+                                        f"{collection.id}/{member}/{dataset} has no version {version}"))
             names = ", ".join(chr(34) + c + chr(34) for c in cols)
             archived = conn.execute(f'SELECT 1 FROM "{ARCHIVE}{collection.id}" WHERE version_id = ? LIMIT 1',
                                     (row[0],)).fetchone()

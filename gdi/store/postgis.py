@@ -18,6 +18,7 @@ import psycopg
 import shapely
 
 from gdi.collections import Collection
+from gdi.messages import t
 from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
                             indexed_properties, rollback_target)
 from gdi.store.rows import prepared_rows
@@ -193,7 +194,8 @@ class PostgisStore:
             row = conn.execute(f"SELECT id FROM {SCHEMA}.versions WHERE collection=%s AND member=%s AND dataset=%s "
                                "AND version=%s", (collection.id, member, dataset, version)).fetchone()
             if row is None:
-                raise VersionNotFound(f"{collection.id}/{member}/{dataset} has no version {version}")
+                raise VersionNotFound(t(f"{collection.id}/{member}/{dataset} hat keine Version {version}",
+                                        f"{collection.id}/{member}/{dataset} has no version {version}"))
             rows = conn.execute(
                 f"SELECT ST_AsBinary(geom), {', '.join(_ident(c) for c in cols)} FROM "
                 f"{SCHEMA}.{_ident('archive_' + collection.id)} WHERE version_id = %s ORDER BY ord", (row[0],)).fetchall()
