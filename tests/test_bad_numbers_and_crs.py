@@ -54,7 +54,7 @@ def test_a_wrong_declared_crs_is_named_with_the_one_that_fits(boundaries, tmp_pa
     assert proc.stderr.strip() == (
         f"gdi: refused: none of the {len(shops)} features could be accepted (see the rejected list); the coordinates "
         "lie inside the territory in EPSG:25832 (ETRS89 / UTM zone 32N), not in EPSG:2263 as declared: give that "
-        "CRS (command line: --crs, upload form: crs)")
+        "CRS with --crs")
     assert store_text() == before
 
 
@@ -65,4 +65,4 @@ def test_a_wrong_given_crs_is_named_too(boundaries):
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith(
         "; the coordinates lie in Germany in EPSG:4326 (WGS 84), not in EPSG:31467 as given: give that "
-        "CRS (command line: --crs, upload form: crs)")
+        "CRS with --crs")

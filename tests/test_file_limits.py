@@ -47,8 +47,8 @@ def refused(home: Path, path: Path, monkeypatch) -> tuple[str, str, dict]:
     before = store_text()
     lines = {}
     for lang in ("de_DE.UTF-8", "C.UTF-8"):
-        monkeypatch.setenv("LANG", lang)
-        proc = run_gdi("ingest", str(path), "--collection", "supply_points", "--member", "06534014", home=home)
+        proc = run_gdi("ingest", str(path), "--collection", "supply_points", "--member", "06534014", home=home,
+                       lang=lang)
         assert proc.returncode == 2, proc.stderr
         lines[lang[:2]] = proc.stderr.strip()
     assert store_text() == before
@@ -244,3 +244,18 @@ def test_limits_over_http(limited_server, tmp_path, case):
              requests.get(f"{srv.url}/datasets/supply_points/06534014/versions", headers=bearer(srv.secret),
                           timeout=30).json())
     assert after == before
+
+
+def test_a_text_of_12_million_characters(home, tmp_path):
+    """GDAL refuses a text this long ("Too many characters in number"); the file is read by Python's json,
+    the note says what GDAL said, and the feature is rejected for its length, the other one published."""
+    path = geojson(tmp_path / "riesig.geojson", [feature("x" * 12_000_000), feature("Hofladen Ok", [8.78, 50.81])])
+    proc = run_gdi("ingest", str(path), "--collection", "supply_points", "--member", "06534014", home=home,
+                   check=True)
+    assert "1 accepted, 0 repaired, 1 rejected of 2" in proc.stdout
+    report = json.loads(sorted((home / "reports").glob("*supply_points.json"))[-1].read_text(encoding="utf-8"))
+    assert report["rejected"][0]["reason"] == "name is longer than 2,000 characters (12,000,000)"
+    (note,) = report["warnings"]
+    assert note.startswith("GDAL could not read the file (Failed to read GeoJSON data; At line 1, character ")
+    assert note.endswith(": Too many characters in number); it was read feature by feature")
+    assert report["warnings_de"][0].startswith("GDAL konnte die Datei nicht lesen (")

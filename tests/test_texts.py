@@ -79,6 +79,22 @@ def test_the_errors_that_become_refusals_are_texts():
     assert _violations(_modules("store/*.py"), {"VersionNotFound"}) == []
 
 
+def test_texts_name_options_only_as_markers():
+    """A Text names an option as ⟨--flag⟩, which the web shows as its form field: a bare ``--flag``
+    in a Text would reach the upload page (the CRS hint once said "command line: --crs")."""
+    import re
+
+    found = []
+    for path in _modules("**/*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call) and _name(node.func) in {"t", "Text"}:
+                for part in ast.walk(node):
+                    if isinstance(part, ast.Constant) and isinstance(part.value, str) and re.search(
+                            r"(?<![⟨\w-])--[a-z]", part.value):
+                        found.append(f"{path.relative_to(REPO)}:{node.lineno}: {part.value[:80]}")
+    assert found == []
+
+
 def test_geometry_reasons_and_read_notes_are_texts():
     """conform() returns its repair note and rejection reason as Texts; what the readers note
     (Raw.messages) and what the field mapping finds (problems) are appended as Texts."""
@@ -245,8 +261,7 @@ def test_the_crs_that_would_fit_is_named_in_german(boundaries, real_data, tmp_pa
                    "06534014") == (
         f"gdi: abgelehnt: keines der {len(shops)} Objekte konnte angenommen werden (siehe die Liste der "
         "abgewiesenen); die Koordinaten liegen im Gebiet, wenn man sie in EPSG:25832 (ETRS89 / UTM zone 32N) "
-        "liest, nicht in EPSG:2263 wie in der Datei angegeben: geben Sie dieses Koordinatensystem an "
-        "(Kommandozeile: --crs, Upload-Formular: Feld „Koordinatensystem“)")
+        "liest, nicht in EPSG:2263 wie in der Datei angegeben: geben Sie dieses Koordinatensystem mit --crs an")
 
 
 def test_a_web_upload_names_the_form_field_not_the_flag(gdi_home, tmp_path):

@@ -269,10 +269,10 @@ def _crs_hint(sample: np.ndarray, report: Report, known: PublishedTerritory) -> 
     fits = f"EPSG:{guess.epsg} ({crsmod.crs_of(guess.epsg).name})"
     return t(f"; die Koordinaten liegen {wo}, wenn man sie {wie}in {fits} liest, nicht in "
              f"EPSG:{report.crs.get('epsg')} wie {'in der Datei' if declared else 'beim Hochladen'} angegeben: "
-             "geben Sie dieses Koordinatensystem an (Kommandozeile: --crs, Upload-Formular: Feld „Koordinatensystem“)",
+             "geben Sie dieses Koordinatensystem mit ⟨--crs⟩ an",
              f"; the coordinates lie {where} {how}in {fits}, not in EPSG:{report.crs.get('epsg')} as "
              f"{'declared' if declared else 'given'}: "
-             f"give that CRS (command line: --crs, upload form: crs)")
+             "give that CRS with ⟨--crs⟩")
 
 
 def _fields(frame: pd.DataFrame, collection: Collection, report: Report) -> MappedColumns:

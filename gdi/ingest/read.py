@@ -178,7 +178,7 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None, 
         layers = pyogrio.list_layers(path)
     except Exception as exc:  # pyogrio raises DataSourceError and friends
         if ext in {".geojson", ".json"} and "number" in str(exc).lower():
-            return _read_geojson_with_bad_numbers(path, limits.max_nesting_depth)
+            return _read_geojson_with_bad_numbers(path, limits.max_nesting_depth, _one_line(exc))
         if "too many nested" in str(exc).lower():
             raise lim.too_deep(path.name, limits.max_nesting_depth + 1, limits.max_nesting_depth) from exc
         raise IngestRefused(t(f"{path.name} ließ sich nicht als {VECTOR_EXT[ext]} lesen: {_one_line(exc)}",
@@ -229,20 +229,30 @@ def _read_vector(path: Path, ext: str, layer: str | None, encoding: str | None, 
     return Raw(frame, VECTOR_EXT[ext], chosen, declared, enc_used, enc_source, messages)
 
 
-def _read_geojson_with_bad_numbers(path: Path, max_depth: int) -> Raw:
+def _read_geojson_with_bad_numbers(path: Path, max_depth: int, gdal_error: str) -> Raw:
     """GeoJSON that GDAL refuses for a number it cannot represent (NaN, Infinity, 1e309): read with
     Python's json, where those become NaN or ±inf, so that only the features holding them are
-    rejected ("not a number") and the rest of the file is published."""
+    rejected ("not a number") and the rest of the file is published. GDAL says "number" also for
+    a text of more than ~10 million characters; the note then says what GDAL said."""
     import json
 
     import shapely.geometry
 
+    not_finite: list[str] = []
+
     def constant(name: str) -> float:
+        not_finite.append(name)
         return {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}[name]
+
+    def number(text: str) -> float:
+        value = float(text)
+        if math.isinf(value):
+            not_finite.append(text)
+        return value
 
     try:
         with open(path, encoding="utf-8-sig") as fh:
-            doc = json.load(fh, parse_constant=constant)
+            doc = json.load(fh, parse_constant=constant, parse_float=number)
     except RecursionError as exc:
         raise lim.too_deep(path.name, max_depth + 1, max_depth) from exc
     except (ValueError, UnicodeDecodeError) as exc:
@@ -267,10 +277,14 @@ def _read_geojson_with_bad_numbers(path: Path, max_depth: int) -> Raw:
         match = re.search(r"EPSG:{1,2}(\d+)|CRS84", str(legacy))
         declared = 4326 if match is None or match.group(1) is None else int(match.group(1))
     frame = gpd.GeoDataFrame(pd.DataFrame(rows), geometry=gpd.GeoSeries(geoms, crs=declared))
-    messages = [t("die Datei enthält Zahlen, die GDAL nicht lesen kann (NaN, Infinity oder jenseits von ±1,8e308); "
-                  "sie wurde Objekt für Objekt gelesen",
-                  "the file holds numbers GDAL cannot read (NaN, Infinity or beyond ±1.8e308); "
-                  "it was read feature by feature")]
+    if not_finite:
+        messages = [t("die Datei enthält Zahlen, die GDAL nicht lesen kann (NaN, Infinity oder jenseits von "
+                      "±1,8e308); sie wurde Objekt für Objekt gelesen",
+                      "the file holds numbers GDAL cannot read (NaN, Infinity or beyond ±1.8e308); "
+                      "it was read feature by feature")]
+    else:
+        messages = [t(f"GDAL konnte die Datei nicht lesen ({gdal_error}); sie wurde Objekt für Objekt gelesen",
+                      f"GDAL could not read the file ({gdal_error}); it was read feature by feature")]
     return Raw(frame, "GeoJSON", Path(path).stem, declared, "utf-8", GEOJSON_UTF8, messages)
 
 
