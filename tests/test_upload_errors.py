@@ -148,6 +148,9 @@ def post_upload(srv, body: bytes, content_type: str, secret: str | None = None):
     b"--XyZ\r\nContent-Disposition form-data\r\n\r\nx\r\n--XyZ--\r\n",         # a broken part header
     field(b"\xff\xfe", b"supply_points") + b"--XyZ--\r\n",                     # a field name not in UTF-8
     field(b"file", b"{}", filename=b"hof\xe4den.geojson") + b"--XyZ--\r\n",    # a Latin-1 file name
+    # parts without a name (found by Schemathesis: a 500)
+    field(b'y>\x12\\', b"1") + field(b"collection", b"supply_points") + b"--XyZ--\r\n",
+    b"--XyZ\r\nContent-Disposition: form-data; filename=\"a.zip\"\r\n\r\nPK\r\n--XyZ--\r\n",
 ])
 def test_a_broken_or_non_utf8_multipart_form_is_400(service, body):
     in_three_languages(post_upload(service, *multipart(body)), 400, BROKEN_FORM)

@@ -164,7 +164,8 @@ def _form():
     """The form of the request (form, files), parsed strictly.
 
     werkzeug answers a broken multipart body with an empty form, drops a part whose headers are not
-    UTF-8 and puts U+FFFD for bytes of a value that are not: each of these is a 400 here.
+    UTF-8, keeps a part without a name under None and puts U+FFFD for bytes of a value that are not
+    UTF-8: each of these is a 400 here.
     """
     if "gdi_form" not in g:
         parser = request.make_form_data_parser()
@@ -174,8 +175,10 @@ def _form():
                                                 request.mimetype_params)
         except ValueError as exc:              # UnicodeDecodeError too
             raise Problem(400, BROKEN_FORM) from exc
-        names = [*form.keys(), *files.keys(), *form.values(), *(f.filename or "" for f in files.values())]
-        bad = next((n for n in names if "\ufffd" in n), None)
+        if None in form or None in files:     # a part without a (readable) name: RFC 7578 requires one
+            raise Problem(400, BROKEN_FORM)
+        texts = [*form.keys(), *files.keys(), *form.values(), *(f.filename or "" for f in files.values())]
+        bad = next((n for n in texts if "\ufffd" in n), None)
         if bad is not None:
             raise Problem(400, t(f"das Formular ist kein UTF-8-Text: {_echo(bad)!r}",
                                  f"the form is not UTF-8 text: {_echo(bad)!r}"))
