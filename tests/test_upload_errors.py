@@ -160,8 +160,10 @@ def test_a_multipart_without_boundary_is_400(service):
     in_three_languages(post_upload(service, b"--XyZ--\r\n", "multipart/form-data"), 400, BROKEN_FORM)
 
 
-def test_a_form_value_not_in_utf8_is_400(service):
-    body = field(b"collection", b"Stra\xdfen") + field(b"file", b"{}", filename=b"a.geojson") + b"--XyZ--\r\n"
+@pytest.mark.parametrize("first", [b"", field(b"collection", b"supply_points")])
+def test_a_form_value_not_in_utf8_is_400(service, first):
+    """Also as the second value of a field given twice."""
+    body = first + field(b"collection", b"Stra\xdfen") + field(b"file", b"{}", filename=b"a.geojson") + b"--XyZ--\r\n"
     in_three_languages(post_upload(service, *multipart(body)), 400,
                        {"de": "das Formular ist kein UTF-8-Text: 'Stra\ufffden'",
                         "en": "the form is not UTF-8 text: 'Stra\ufffden'"})

@@ -177,7 +177,8 @@ def _form():
             raise Problem(400, BROKEN_FORM) from exc
         if None in form or None in files:     # a part without a (readable) name: RFC 7578 requires one
             raise Problem(400, BROKEN_FORM)
-        texts = [*form.keys(), *files.keys(), *form.values(), *(f.filename or "" for f in files.values())]
+        texts = [*form.keys(), *files.keys(), *(value for _, value in form.items(multi=True)),
+                 *(f.filename or "" for _, f in files.items(multi=True))]          # every value of a repeated field
         bad = next((n for n in texts if "\ufffd" in n), None)
         if bad is not None:
             raise Problem(400, t(f"das Formular ist kein UTF-8-Text: {_echo(bad)!r}",
