@@ -19,8 +19,7 @@ import yaml
 from conftest import DATA, REPO, Server, free_port, run_gdi
 from test_uploads import LIDL, bearer, report_of, token, wait
 
-import gdi.ingest.read
-from gdi.datasets import version_number
+from gdi.datasets import DatasetNameError, check_dataset_name, version_number
 from gdi.messages import as_text
 
 MB = DATA / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"
@@ -249,7 +248,17 @@ def test_unknown_paths_and_methods_are_problems(service):
 def test_a_malformed_member_in_the_path_is_400(service, path):
     r = requests.get(service.url + path, headers=bearer(service.tokens["admin"]), timeout=30)
     body = problem(r, 400)
-    assert "member key" in body["detail_en"]
+    assert "member key" in body["detail_en"] and body["detail"] == body["detail_de"] != body["detail_en"]
+
+
+def test_a_bad_dataset_name_in_the_form_names_the_field(service):
+    with pytest.raises(DatasetNameError) as refused:
+        check_dataset_name("..")
+    rule = web(refused.value.args[0])
+    body = field(b"collection", b"supply_points") + field(b"dataset", b"..") + \
+        field(b"file", b"{}", filename=b"a.geojson") + b"--XyZ--\r\n"
+    in_three_languages(post_upload(service, *multipart(body)), 400,
+                       {"de": "Formularfeld 'dataset': " + rule["de"], "en": "form field 'dataset': " + rule["en"]})
 
 
 def _jobs_db(srv) -> sqlite3.Connection:
@@ -328,8 +337,6 @@ def test_a_refused_upload_says_why_in_both_languages(service, tmp_path):
     assert next(j for j in listed["uploads"] if j["id"] == job["id"])["message"] == report["refusal"]
 
 
-@pytest.mark.xfail("⟨--layer⟩" not in Path(gdi.ingest.read.__file__).read_text(encoding="utf-8"), strict=True,
-                   reason="the ingest's refusals are not yet Texts naming ⟨--layer⟩ (converted in parallel)")
 def test_a_web_upload_of_two_layers_names_the_form_field_never_the_flag(service, tmp_path):
     lidl = json.loads((DATA / LIDL).read_text(encoding="utf-8"))
     archive = tmp_path / "zwei.zip"

@@ -28,7 +28,7 @@ from gdi.collections import load_collections
 from gdi.datasets import MAX_VERSION, DatasetNameError, check_dataset_name, version_number
 from gdi.ingest import IngestRefused, authority
 from gdi.ingest.territory import check_member_key
-from gdi.messages import Lang, Text, as_text, choose_lang, t
+from gdi.messages import Lang, Text, as_text, choose_lang, t, text_of
 from gdi.server import jobs, tokens
 
 bp = Blueprint("gdi_uploads", __name__)
@@ -69,12 +69,6 @@ class Problem(Exception):
     def __init__(self, status: int, text: Text) -> None:
         super().__init__(text)
         self.status, self.text = status, text
-
-
-def message_of(exc: BaseException) -> Text:
-    """An exception's message in both languages: the Text it was raised with, else its str()."""
-    first = exc.args[0] if exc.args else None
-    return first if isinstance(first, Text) else as_text(str(exc))
 
 
 def _echo(value: str, limit: int = 40) -> str:
@@ -233,7 +227,7 @@ def create_upload():
     try:
         member = check_member_key(member)
     except ValueError as exc:
-        raise Problem(400, message_of(exc)) from exc
+        raise Problem(400, text_of(exc)) from exc
     if not token.may_act_for(member):
         raise Problem(403, t(f"dieser Zugangsschlüssel schreibt nur für das Mitglied {token.member}, nicht für {member}",
                              f"this token writes only for member {token.member}, not {member}"))
@@ -245,7 +239,7 @@ def create_upload():
     try:
         authority.check_write_right(colls[collection], token.admin)
     except IngestRefused as exc:
-        raise Problem(403, message_of(exc)) from exc
+        raise Problem(403, text_of(exc)) from exc
     upload = files.get("file")
     if upload is None or not upload.filename:
         raise Problem(400, t("keine Datei im Formularfeld 'file'", "no file in the form field 'file'"))
@@ -255,7 +249,7 @@ def create_upload():
         if options["dataset"]:
             check_dataset_name(options["dataset"])
     except DatasetNameError as exc:
-        reason = message_of(exc)
+        reason = text_of(exc)
         raise Problem(400, Text(f"Formularfeld 'dataset': {reason.de}", f"form field 'dataset': {reason.en}")) from exc
     options["dry_run"] = (form.get("dry_run") or "").lower() in {"1", "true", "yes", "on"}
     options["admin"] = token.admin
@@ -265,7 +259,7 @@ def create_upload():
                           collection=collection, file_name=upload.filename, save=upload.save, options=options,
                           limit=limit)
     except jobs.QueueFull as exc:
-        raise Problem(429, message_of(exc)) from exc
+        raise Problem(429, text_of(exc)) from exc
     response = jsonify(_job_json(jobs.get(jid)))
     response.status_code = 202
     response.headers["Location"] = f"/uploads/{jid}"
@@ -322,11 +316,11 @@ def _dataset_access(collection: str, member: str, dataset: str | None = None):
         try:
             check_dataset_name(dataset)
         except DatasetNameError as exc:
-            raise Problem(400, message_of(exc)) from exc
+            raise Problem(400, text_of(exc)) from exc
     try:
         member = check_member_key(member)
     except ValueError as exc:
-        raise Problem(400, message_of(exc)) from exc
+        raise Problem(400, text_of(exc)) from exc
     colls = load_collections()
     if collection not in colls:
         shown = _echo(collection)
@@ -369,7 +363,7 @@ def _requested_version() -> int | None:
     try:
         return version_number(value)
     except ValueError as exc:
-        raise Problem(400, message_of(exc)) from exc
+        raise Problem(400, text_of(exc)) from exc
 
 
 @bp.route("/datasets/<collection>/<member>/<dataset>/rollback", methods=["POST"])
@@ -407,9 +401,9 @@ def _change_dataset(coll, token, missing: type[Exception], collection: str, memb
     try:
         info = change(store)
     except missing as exc:
-        raise Problem(404, message_of(exc)) from exc
+        raise Problem(404, text_of(exc)) from exc
     except IngestRefused as exc:
-        raise Problem(403 if coll.write == "county" and not token.admin else 409, message_of(exc)) from exc
+        raise Problem(403 if coll.write == "county" and not token.admin else 409, text_of(exc)) from exc
     publish(store=store, viewer=False)      # the server's map refresher follows
     return jsonify({"collection": collection, "member": member, "dataset": dataset, "version": info.version,
                     "count": info.count})
