@@ -167,6 +167,24 @@ class Server:
         self.log.close()
 
 
+def run_schemathesis(url: str, *args: str, report_dir: Path, timeout: int, hooks: Path | None = None) -> int:
+    """``schemathesis run`` against the OpenAPI document at url; fails the test on any problem it finds.
+    Returns how many operations it tested (after checking that it tested all it selected)."""
+    import re
+
+    cmd = [str(Path(sys.executable).with_name("schemathesis")), "run", url, *args, "--request-timeout", "30",
+           "--report", "junit", "--report-dir", str(report_dir)]
+    env = dict(os.environ, NO_COLOR="1", **({"SCHEMATHESIS_HOOKS": str(hooks)} if hooks else {}))
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=report_dir)
+    except subprocess.TimeoutExpired as exc:
+        raise AssertionError(f"schemathesis ran over {timeout} s:\n{exc.stdout}") from exc
+    assert proc.returncode == 0, f"schemathesis found problems:\n{proc.stdout[-15000:]}\n{proc.stderr[-3000:]}"
+    selected = re.search(r"Selected: (\d+)/\d+\s+Tested: (\d+)", proc.stdout)
+    assert selected and selected.group(1) == selected.group(2), proc.stdout[-3000:]
+    return int(selected.group(2))
+
+
 @pytest.fixture(scope="session")
 def server(demo_home) -> Server:
     srv = Server(demo_home, free_port())

@@ -237,7 +237,7 @@ def test_kill_during_a_large_upload_leaves_everything_as_before(service, tmp_pat
     restarted = Server(home, port)
     service.proc, service.log = restarted.proc, restarted.log
     job = requests.get(f"{service.url}/uploads/{jid}", headers=bearer(m), timeout=30).json()
-    assert job["status"] == "failed" and "interrupted" in job["message"]
+    assert job["status"] == "failed" and "interrupted" in job["message_en"] and "abgebrochen" in job["message"]
     after = items(service)
     assert after["numberMatched"] == before["numberMatched"]
     assert [f["id"] for f in after["features"]] == [f["id"] for f in before["features"]]
@@ -261,9 +261,17 @@ def test_html_upload_page_in_a_browser(service, tmp_path):
         browser = launch_chromium(p)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 1400})
-            blocked, errors = [], []
-            page.route("**/*", lambda r: r.continue_() if urlsplit(r.request.url).hostname == "127.0.0.1"
-                       else (blocked.append(r.request.url), r.abort()))
+            blocked, errors, languages = [], [], []
+
+            def route(r):
+                if urlsplit(r.request.url).hostname != "127.0.0.1":
+                    blocked.append(r.request.url)
+                    return r.abort()
+                if urlsplit(r.request.url).path.startswith("/uploads"):
+                    languages.append(r.request.headers.get("accept-language"))
+                return r.continue_()
+
+            page.route("**/*", route)
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.goto(f"{service.url}/upload")
             page.fill("#token", service.tokens["marburg"])
@@ -272,20 +280,29 @@ def test_html_upload_page_in_a_browser(service, tmp_path):
             page.click("button[type=submit]")
             page.wait_for_selector("#report h2", timeout=60000)
             text = page.inner_text("#report")
-            assert "name=<b>fett</b>" in text
-            assert "category '<script>window.__xss=2</script>' is not in the vocabulary" in text
+            assert "name=<b>fett</b>" in text and "'<script>window.__xss=2</script>'" in text
             assert page.evaluate("typeof window.__xss") == "undefined"
             assert page.locator("#report img, #report b, #report script").count() == 0
-            assert "angenommen" in page.inner_text("#state")
+            assert "angenommen" in page.inner_text("#state") and page.inner_text("#stage") == "(fertig)"
+            assert "Mitglied\t06534014" in text and "Mitglied / member" not in text
+            assert set(languages) == {"de"}
             page.screenshot(path=str(service.home / "upload-de.png"), full_page=True)
             page.click("#lang")
-            assert "accepted" in page.inner_text("#state") and "Ingest report" in page.inner_text("#report")
+            text = page.inner_text("#report")
+            assert "accepted" in page.inner_text("#state") and "Ingest report" in text
+            assert page.inner_text("#stage") == "(done)" and "Member\t06534014" in text
+            assert "category '<script>window.__xss=2</script>' is not in the vocabulary" in text
             page.screenshot(path=str(service.home / "upload-en.png"), full_page=True)
             page.fill("#token", "gdi_wrong_token")
             page.set_input_files("#file", str(path))
             page.click("button[type=submit]")
             page.wait_for_selector("#error:not(:empty)", timeout=30000)
-            assert "invalid" in page.inner_text("#error")
+            assert page.inner_text("#error") == ("The access token is missing or invalid. "
+                                                 "a valid upload token is required (Authorization: Bearer …)")
+            assert languages[-1] == "en"
+            page.click("#lang")
+            assert page.inner_text("#error") == ("Der Zugangsschlüssel fehlt oder ist ungültig. ein gültiger "
+                                                 "Zugangsschlüssel (Token) ist nötig (Authorization: Bearer …)")
             assert blocked == [] and errors == []
         finally:
             browser.close()
@@ -296,7 +313,7 @@ def test_a_bad_dataset_name_is_refused_at_the_door(service, name):
     m = service.tokens["marburg"]
     before = {p for p in (service.home / "originals").rglob("*")} if (service.home / "originals").exists() else set()
     r = upload(service, m, DATA / LIDL, dataset=name)
-    assert r.status_code == 400 and r.headers["Content-Type"] == "application/json"
+    assert r.status_code == 400 and r.headers["Content-Type"] == "application/problem+json"
     shown = name if len(name) <= 40 else name[:40] + f"… ({len(name)})"
     assert r.json()["description"] == (
         f"form field 'dataset': dataset name '{shown}' refused: 1 to 100 letters, digits, '.', '_' or '-', "
@@ -327,10 +344,10 @@ def test_rollback_with_a_malformed_version_is_400(service, body):
     r = requests.post(f"{service.url}/datasets/municipalities/06534/vg250ew_gemeinden_marburg-biedenkopf/rollback",
                       data=body, headers={**bearer(service.tokens["admin"]), "Content-Type": "application/json"},
                       timeout=30)
-    if body.startswith(("[", '"')):      # not an object: no 'to' given, so the previous version is meant
-        assert r.status_code == 404 and "no version before" in r.json()["description"].lower(), r.text
+    assert r.status_code == 400, r.text
+    if body.startswith(("[", '"')):      # not an object: refused, never read as "no 'to', the previous version"
+        assert r.json()["description"].startswith("the body is not a JSON object")
     else:
-        assert r.status_code == 400, r.text
         assert r.json()["description"] == "'to' must be a version number from 1 to 2147483647"
     assert requests.get(f"{service.url}/datasets/municipalities/06534/versions",
                         headers=bearer(service.tokens["admin"]), timeout=30).json() == before

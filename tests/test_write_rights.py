@@ -98,7 +98,7 @@ def test_points_outside_the_published_territory_are_refused(county, tmp_path, mo
     r = upload(county, county.tokens["marburg"], far_points(tmp_path))
     job = wait(county, county.tokens["marburg"], r.json()["id"])
     assert job["status"] == "rejected"
-    assert job["message"] == "none of the 3 features could be accepted (see the rejected list)"
+    assert job["message_en"] == "none of the 3 features could be accepted (see the rejected list)"
     report = report_of(county, county.tokens["marburg"], job)
     assert [n["reason"] for n in report["rejected"]] == [
         "outside the territory of member 06534014 (more than 50 m beyond its boundary)"] * 3

@@ -63,16 +63,19 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     # get_oas also reads each provider's fields: the collection definitions and pygeoapi's version count too
     import importlib.metadata
 
+    from gdi.datasets import MAX_VERSION
+    from gdi.publish.openapi import bundle, upload_paths, with_uploads
+
+    uploads = upload_paths(sorted(collections), MAX_VERSION)     # the upload service's paths count too
     key = hashlib.sha256(yaml.safe_dump(
         [_without_extents(cfg), {cid: c.raw for cid, c in collections.items()},
-         importlib.metadata.version("pygeoapi")], sort_keys=True).encode()).hexdigest()
+         importlib.metadata.version("pygeoapi"), uploads], sort_keys=True).encode()).hexdigest()
     oas_key = paths.openapi.with_name(paths.openapi.name + ".key")
     if _read(oas_key) != key or not paths.openapi.exists():
         from pygeoapi.openapi import get_oas
 
-        from gdi.publish.openapi import bundle
-
-        oas = bundle(get_oas(cfg))      # every $ref resolves locally (no schemas.opengis.net offline)
+        # every $ref resolves locally (no schemas.opengis.net offline); the upload routes are described too
+        oas = bundle(with_uploads(get_oas(cfg), uploads))
         write_atomically(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
         write_atomically(oas_key, key)
         changed = True

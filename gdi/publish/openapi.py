@@ -156,6 +156,169 @@ KNOWN = {
 LIBRARY = {"schemas": SCHEMAS, "responses": RESPONSES, "parameters": PARAMETERS}
 
 
+# -- the upload service (gdi/server/uploads.py): not pygeoapi's, added so clients see it too ---------------
+PROBLEM = {
+    "type": "object",
+    "description": "An RFC 9457 problem document: `detail` in the reader's language (`lang`, then "
+                   "`Accept-Language`, else German), both languages beside it; `code` and `description` "
+                   "(English) as clients read them before.",
+    "required": ["type", "title", "status", "detail", "detail_de", "detail_en", "code", "description"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"}, "detail_de": {"type": "string"}, "detail_en": {"type": "string"},
+        "code": {"type": "integer"}, "description": {"type": "string"},
+    },
+}
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+UPLOAD_JOB = {
+    "type": "object",
+    "required": ["id", "status", "member", "collection", "progress", "message", "message_de", "message_en", "links"],
+    "properties": {
+        "id": {"type": "string"},
+        "status": {"type": "string", "enum": ["queued", "running", "accepted", "rejected", "failed"]},
+        "member": {"type": "string"}, "collection": {"type": "string"}, "dataset": _NULLABLE_STRING,
+        "file": {"type": "string"}, "uploader": _NULLABLE_STRING, "created": {"type": "string"},
+        "started": _NULLABLE_STRING, "finished": _NULLABLE_STRING,
+        "progress": {"type": "object", "properties": {"stage": _NULLABLE_STRING,
+                                                      "fraction": {"type": "number", "nullable": True}}},
+        "counts": {"type": "object", "nullable": True, "additionalProperties": {"type": "integer"}},
+        "message": {**_NULLABLE_STRING, "description": "why the upload was refused, in the reader's language"},
+        "message_de": _NULLABLE_STRING, "message_en": _NULLABLE_STRING,
+        "version": {"type": "integer", "nullable": True},
+        "links": {"type": "array", "items": {"$ref": "#/components/schemas/link"}},
+    },
+}
+DATASET_CHANGE = {
+    "type": "object",
+    "required": ["collection", "member", "dataset", "version", "count"],
+    "properties": {"collection": {"type": "string"}, "member": {"type": "string"}, "dataset": {"type": "string"},
+                   "version": {"type": "integer"}, "count": {"type": "integer"}},
+}
+MEMBER_PATTERN = r"^(\d{5}|\d{8})$"
+DATASET_PATTERN = r"^[\w.-]{1,100}$"
+
+
+def _problem(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/problem"}}}}
+
+
+def _ok(description: str, schema: dict, media: str = "application/json") -> dict:
+    return {"description": description, "content": {media: {"schema": schema}}}
+
+
+def _path_param(name: str, description: str, **schema) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description,
+            "schema": {"type": "string", **schema}}
+
+
+def upload_paths(collection_ids: list[str], max_version: int) -> dict:
+    """The paths and components of the upload service: uploads and their jobs and reports, the versions
+    of a dataset, rollback and withdrawal. Writing needs an upload token (``gdi token create``)."""
+    lang = [{"$ref": "#/components/parameters/lang"}, {"$ref": "#/components/parameters/acceptLanguage"}]
+    secured = {"security": [{"uploadToken": []}], "tags": ["uploads"]}
+    errors = {"400": _problem("Malformed input (a form, a body, a name in the path)."),
+              "401": _problem("No valid upload token."),
+              "403": _problem("The token may not act for this member or collection."),
+              "404": _problem("No such upload, report, collection, dataset or version.")}
+    collection = _path_param("collectionId", "a collection", enum=sorted(collection_ids))
+    member = _path_param("member", "a member's key: the 8-digit AGS of a municipality or the 5-digit key "
+                                   "of the county", pattern=MEMBER_PATTERN)
+    dataset = _path_param("dataset", "a dataset of the member", pattern=DATASET_PATTERN)
+    upload_id = _path_param("uploadId", "the id of an upload (its job)")
+    versions = {**secured, "summary": "The versions of a member's datasets (or of one)",
+                "responses": {"200": _ok("The versions, oldest first.", {
+                    "type": "object", "required": ["versions"],
+                    "properties": {"versions": {"type": "array", "items": {"type": "object"}}}}), **errors}}
+    change = _ok("The dataset after the change: its live version and feature count.",
+                 {"$ref": "#/components/schemas/datasetChange"})
+    paths = {
+        "/upload": {"get": {"tags": ["uploads"], "summary": "The upload page (German and English)",
+                            "parameters": [{"$ref": "#/components/parameters/lang"}],
+                            "responses": {"200": _ok("The page.", {"type": "string"}, "text/html")}}},
+        "/uploads": {
+            "get": {**secured, "summary": "The token's uploads (an admin token: everyone's)", "parameters": lang,
+                    "responses": {"200": _ok("The uploads, newest first.", {
+                        "type": "object", "required": ["uploads"],
+                        "properties": {"uploads": {"type": "array",
+                                                   "items": {"$ref": "#/components/schemas/uploadJob"}}}}),
+                        "401": errors["401"]}},
+            "post": {**secured, "summary": "Upload a file: queued as a job that normalises, checks and publishes it",
+                     "parameters": lang,
+                     "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                         "type": "object", "required": ["file", "collection"],
+                         "properties": {
+                             "file": {"type": "string", "format": "binary"},
+                             "collection": {"type": "string", "enum": sorted(collection_ids)},
+                             "member": {"type": "string", "pattern": MEMBER_PATTERN,
+                                        "description": "for an admin token: the member to upload for"},
+                             "dataset": {"type": "string", "pattern": DATASET_PATTERN},
+                             "crs": {"type": "string", "description": "e.g. EPSG:25832, when the file has none"},
+                             "encoding": {"type": "string", "description": "e.g. cp1252, for a Shapefile"},
+                             "layer": {"type": "string", "description": "the layer or file of a multi-layer upload"},
+                             "dry_run": {"type": "string", "enum": ["true", "false"]},
+                             "lang": {"type": "string", "enum": ["de", "en"]}}}}}},
+                     "responses": {"202": {**_ok("The job, queued.", {"$ref": "#/components/schemas/uploadJob"}),
+                                           "headers": {"Location": {"schema": {"type": "string"}}}},
+                                   **{k: v for k, v in errors.items() if k != "404"},
+                                   "413": _problem("The upload is larger than the configured maximum."),
+                                   "415": _problem("Not a form."),
+                                   "429": _problem("The member has as many uploads waiting as it may.")}},
+        },
+        "/uploads/{uploadId}": {"get": {
+            **secured, "summary": "An upload's job: status, progress, counts, message, report links",
+            "parameters": [upload_id, *lang],
+            "responses": {"200": _ok("The job.", {"$ref": "#/components/schemas/uploadJob"}), **errors}}},
+        "/uploads/{uploadId}/report.json": {"get": {
+            **secured, "summary": "The ingest report (both languages)", "parameters": [upload_id, *lang],
+            "responses": {"200": _ok("The report.", {"type": "object"}), **errors}}},
+        "/uploads/{uploadId}/report.html": {"get": {
+            **secured, "summary": "The ingest report as a page in the reader's language",
+            "parameters": [upload_id, *lang],
+            "responses": {"200": _ok("The report.", {"type": "string"}, "text/html"), **errors}}},
+        "/datasets/{collectionId}/{member}/versions": {"get": {**versions, "parameters": [collection, member, *lang]}},
+        "/datasets/{collectionId}/{member}/{dataset}/versions": {"get": {
+            **versions, "parameters": [collection, member, dataset, *lang]}},
+        "/datasets/{collectionId}/{member}/{dataset}/rollback": {"post": {
+            **secured, "summary": "Make an earlier version live again (without `to`: the one before the live one)",
+            "parameters": [collection, member, dataset, *lang],
+            "requestBody": {"required": False, "content": {"application/json": {"schema": {
+                "type": "object", "properties": {"to": {"type": "integer", "minimum": 1, "maximum": max_version}}}}}},
+            "responses": {"200": change, **errors,
+                          "409": _problem("The territory's keys are in use by other collections.")}}},
+        "/datasets/{collectionId}/{member}/{dataset}": {"delete": {
+            **secured, "summary": "Withdraw a dataset (a version of its own; a rollback brings it back)",
+            "parameters": [collection, member, dataset, *lang],
+            "responses": {"200": change, **errors,
+                          "409": _problem("The territory's keys are in use by other collections.")}}},
+    }
+    components = {
+        "schemas": {"problem": PROBLEM, "uploadJob": UPLOAD_JOB, "datasetChange": DATASET_CHANGE},
+        "parameters": {
+            "lang": {"name": "lang", "in": "query", "required": False, "description": "the reader's language",
+                     "schema": {"type": "string", "enum": ["de", "en"]}},
+            "acceptLanguage": {"name": "Accept-Language", "in": "header", "required": False,
+                               "description": "the reader's languages, when `lang` is not given",
+                               "schema": {"type": "string"}},
+        },
+        "securitySchemes": {"uploadToken": {"type": "http", "scheme": "bearer",
+                                            "description": "an upload token (`gdi token create`)"}},
+    }
+    return {"paths": paths, "components": components,
+            "tags": [{"name": "uploads", "description": "Uploads, versions and withdrawal (upload token)"}]}
+
+
+def with_uploads(oas: dict, extra: dict) -> dict:
+    """pygeoapi's document with the upload service's paths and components (``upload_paths``) added."""
+    doc = copy.deepcopy(oas)
+    doc.setdefault("paths", {}).update(extra["paths"])
+    components = doc.setdefault("components", {})
+    for section, items in extra["components"].items():
+        components.setdefault(section, {}).update(items)
+    doc.setdefault("tags", []).extend(extra["tags"])
+    return doc
+
+
 def _local(ref: str) -> str | None:
     for suffix, target in KNOWN.items():
         if isinstance(target, tuple) and ref.endswith(suffix):

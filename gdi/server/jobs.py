@@ -23,6 +23,7 @@ from pathlib import Path
 
 from gdi import settings
 from gdi.files import now_iso
+from gdi.messages import Text, as_text, t
 from gdi.server import service_db
 
 STATUSES = ("queued", "running", "accepted", "rejected", "failed")
@@ -36,7 +37,36 @@ def _safe_filename(name: str) -> str:
 
 
 class QueueFull(Exception):
-    """The member already has as many uploads waiting or running as it may."""
+    """The member already has as many uploads waiting or running as it may (the message is a Text)."""
+
+
+INTERRUPTED = t("abgebrochen: der Server wurde während dieses Auftrags beendet; nichts davon wurde veröffentlicht",
+                "interrupted: the server stopped during this job; nothing of it was published")
+
+
+def encode_message(text: Text | str | None) -> str | None:
+    """A job's message as the ``message`` column keeps it: both languages, as the upload page names
+    the options (surface "web"), in one JSON object ``{"de": …, "en": …}``."""
+    if text is None:
+        return None
+    text = as_text(text)
+    return json.dumps({"de": text.render("de", "web"), "en": text.render("en", "web")}, ensure_ascii=False)
+
+
+def message_of(job: dict) -> Text | None:
+    """A job's message in both languages; a row written before messages were kept in both holds
+    plain text, which then stands for both."""
+    raw = job.get("message")
+    if not raw:
+        return None
+    if raw.startswith("{"):
+        try:
+            both = json.loads(raw)
+        except ValueError:
+            both = None
+        if isinstance(both, dict) and isinstance(both.get("de"), str) and isinstance(both.get("en"), str):
+            return Text(both["de"], both["en"])
+    return as_text(raw)
 
 
 def submit(*, token_id: str, member: str, uploader: str, collection: str, file_name: str, save, options: dict,
@@ -59,7 +89,9 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
         if active >= limit:
             conn.execute("ROLLBACK")
             shutil.rmtree(folder, ignore_errors=True)
-            raise QueueFull(f"member {member} already has {limit} uploads waiting or running; try again later")
+            raise QueueFull(t(f"Mitglied {member} hat bereits {limit} wartende oder laufende Uploads; bitte später "
+                              "erneut versuchen",
+                              f"member {member} already has {limit} uploads waiting or running; try again later"))
         conn.execute(
             "INSERT INTO jobs (id, member, token_id, uploader, collection, dataset, file, path, options, status, "
             "created) VALUES (?,?,?,?,?,?,?,?,?,'queued',?)",
@@ -108,7 +140,7 @@ def recover_interrupted() -> int:
     try:
         return conn.execute(
             "UPDATE jobs SET status = 'failed', finished = ?, message = ? WHERE status = 'running'",
-            (now_iso(), "interrupted: the server stopped during this job; nothing of it was published")).rowcount
+            (now_iso(), encode_message(INTERRUPTED))).rowcount
     finally:
         conn.close()
 
@@ -137,13 +169,15 @@ def run_job(jid: str) -> int:
             collection=job["collection"], member=job["member"], dataset=opts.get("dataset") or None,
             crs=opts.get("crs") or None, encoding=opts.get("encoding") or None, layer=opts.get("layer") or None,
             dry_run=bool(opts.get("dry_run")), uploader=job["uploader"], admin=opts.get("admin") is True,
-            progress=progress))
+            progress=progress, surface="web"))       # the report names the upload form's fields, never a flag
     except Exception as exc:  # noqa: BLE001 — a job must always end with a status
-        _update(jid, status="failed", finished=now_iso(), message=f"internal error: {type(exc).__name__}")
+        name = type(exc).__name__
+        _update(jid, status="failed", finished=now_iso(),
+                message=encode_message(t(f"interner Fehler: {name}", f"internal error: {name}")))
         return 1
     status = "accepted" if report.status == "accepted" else ("rejected" if report.status == "refused" else "failed")
     _update(jid, status=status, finished=now_iso(), report=report.id, counts=json.dumps(report.counts),
-            message=report.refusal, dataset=report.dataset, version=report.version, stage="done", progress=1.0)
+            message=encode_message(report.refusal_text()), dataset=report.dataset, version=report.version, stage="done", progress=1.0)
     return 0
 
 
@@ -186,8 +220,10 @@ class Runner(threading.Thread):
             del self.children[jid]
             job = get(jid)
             if job and job["status"] not in FINAL:
-                _update(jid, status="failed", finished=now_iso(),
-                        message=f"the job process ended unexpectedly (exit {proc.returncode}); nothing was published")
+                code = proc.returncode
+                _update(jid, status="failed", finished=now_iso(), message=encode_message(t(
+                    f"der Auftrag endete unerwartet (Exit-Code {code}); nichts wurde veröffentlicht",
+                    f"the job process ended unexpectedly (exit {code}); nothing was published")))
 
     def _start_queued(self) -> None:
         if len(self.children) >= self.max_jobs:
