@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 
-from gdi.messages import Text, t, text_of
+from gdi.messages import Text, echo, t, text_of
 
 MAX_LENGTH = 100
 MAX_VERSION = 2**31 - 1          # versions count from 1; far beyond any real history, within every integer type
 _ALLOWED = re.compile(r"[\w.-]+")          # letters (umlauts too), digits, '.', '_', '-'
-_ECHO = 40
 
 
 class DatasetNameError(ValueError):
@@ -29,7 +28,7 @@ def check_dataset_name(name: str) -> str:
     if (not isinstance(name, str) or not 1 <= len(name) <= MAX_LENGTH or not _ALLOWED.fullmatch(name)
             or set(name) == {"."}):
         shown = name if isinstance(name, str) else repr(name)
-        shown = shown if len(shown) <= _ECHO else shown[:_ECHO] + f"… ({len(shown)})"
+        shown = echo(shown)
         raise DatasetNameError(t(
             f"der Datensatzname ‚{shown}‘ ist nicht zulässig: 1 bis {MAX_LENGTH} Buchstaben, Ziffern, ‚.‘, ‚_‘ oder ‚-‘, "
             "nicht nur Punkte",

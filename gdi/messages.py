@@ -136,3 +136,8 @@ def terminal_lang(environ: dict[str, str]) -> Lang:
             return "de" if value.lower().startswith("de") else "en"
     return "en"
 
+
+def echo(value: str, limit: int = 40) -> str:
+    """A value from a request or an upload, shown in a message in part: a 500-letter name is not
+    echoed whole (``abc…xyz… (500)``)."""
+    return value if len(value) <= limit else value[:limit] + f"… ({len(value)})"

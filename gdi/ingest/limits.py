@@ -8,9 +8,9 @@ its own default.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+import json
 import re
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -106,16 +106,12 @@ def check_nesting(frame: pd.DataFrame, name: str, limit: int) -> None:
         nested = series[series.map(lambda v: isinstance(v, (str, list, dict))
                                    and (not isinstance(v, str) or v[:1] in ("[", "{")))]
         for value in nested.tolist():
-            text = value if isinstance(value, str) else _json(value)
+            try:
+                text = value if isinstance(value, str) else json.dumps(value)
+            except RecursionError:          # deeper than json itself goes: deeper than any limit
+                raise too_deep(name, limit + 1, limit) from None
             if len(text) > limit:           # fewer characters than the limit cannot nest deeper
                 depth = nesting_depth(text)
                 if depth > limit:
                     raise too_deep(name, depth, limit)
 
-
-def _json(value: object) -> str:
-    import json
-    try:
-        return json.dumps(value)
-    except (RecursionError, ValueError, TypeError):
-        return "[" * (10**6)        # deeper than any limit: json itself gave up

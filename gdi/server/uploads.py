@@ -28,7 +28,7 @@ from gdi.collections import load_collections
 from gdi.datasets import MAX_VERSION, DatasetNameError, check_dataset_name, version_number
 from gdi.ingest import IngestRefused, authority
 from gdi.ingest.territory import check_member_key
-from gdi.messages import Lang, Text, as_text, choose_lang, t, text_of
+from gdi.messages import Lang, Text, as_text, choose_lang, echo, t, text_of
 from gdi.server import jobs, tokens
 
 bp = Blueprint("gdi_uploads", __name__)
@@ -71,11 +71,6 @@ class Problem(Exception):
         self.status, self.text = status, text
 
 
-def _echo(value: str, limit: int = 40) -> str:
-    """A value from the request, shown in a message in part."""
-    return value if len(value) <= limit else value[:limit] + f"… ({len(value)})"
-
-
 def reader_lang() -> Lang:
     """The reader's language: ``lang`` in the query or the form, else ``Accept-Language``, else German."""
     form = g.get("gdi_form")
@@ -113,12 +108,12 @@ def _too_large() -> Text:
 def _http_text(exc: HTTPException) -> Text:
     """What a werkzeug error (routing, body limits, bad request) says, in both languages."""
     if exc.code == 404:
-        path = _echo(request.path, 80)
+        path = echo(request.path, 80)
         return t(f"hier gibt es nichts: {path}", f"nothing here: {path}")
     if exc.code == 405:
         allowed = ", ".join(getattr(exc, "valid_methods", None) or ())
-        return t(f"{_echo(request.method)} ist hier nicht erlaubt (erlaubt: {allowed})",
-                 f"{_echo(request.method)} is not allowed here (allowed: {allowed})")
+        return t(f"{echo(request.method)} ist hier nicht erlaubt (erlaubt: {allowed})",
+                 f"{echo(request.method)} is not allowed here (allowed: {allowed})")
     if exc.code == 413:
         return _too_large()
     if exc.code == 400:
@@ -175,8 +170,8 @@ def _form():
                  *(f.filename or "" for _, f in files.items(multi=True))]          # every value of a repeated field
         bad = next((n for n in texts if "\ufffd" in n), None)
         if bad is not None:
-            raise Problem(400, t(f"das Formular ist kein UTF-8-Text: {_echo(bad)!r}",
-                                 f"the form is not UTF-8 text: {_echo(bad)!r}"))
+            raise Problem(400, t(f"das Formular ist kein UTF-8-Text: {echo(bad)!r}",
+                                 f"the form is not UTF-8 text: {echo(bad)!r}"))
         g.gdi_form, g.gdi_files = form, files
     return g.gdi_form, g.gdi_files
 
@@ -234,7 +229,7 @@ def create_upload():
     collection = (form.get("collection") or "").strip()
     colls = load_collections()
     if collection not in colls:
-        shown = _echo(collection)
+        shown = echo(collection)
         raise Problem(400, t(f"unbekannte Sammlung '{shown}'", f"unknown collection '{shown}'"))
     try:
         authority.check_write_right(colls[collection], token.admin)
@@ -270,7 +265,7 @@ def _owned_job(jid: str) -> dict:
     token = _require_token()
     job = jobs.get(jid)
     if job is None:
-        shown = _echo(jid)
+        shown = echo(jid)
         raise Problem(404, t(f"kein Upload {shown}", f"no upload {shown}"))
     if not token.may_act_for(job["member"]):
         raise Problem(403, t("dieser Upload gehört einem anderen Mitglied", "this upload belongs to another member"))
@@ -323,7 +318,7 @@ def _dataset_access(collection: str, member: str, dataset: str | None = None):
         raise Problem(400, text_of(exc)) from exc
     colls = load_collections()
     if collection not in colls:
-        shown = _echo(collection)
+        shown = echo(collection)
         raise Problem(404, t(f"unbekannte Sammlung '{shown}'", f"unknown collection '{shown}'"))
     if not token.may_act_for(member):
         raise Problem(403, t(f"dieser Zugangsschlüssel handelt nur für das Mitglied {token.member}",
