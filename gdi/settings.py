@@ -58,6 +58,7 @@ class Server(_Section):
     threads: int = Field(2, ge=1, le=64)
     limit_default: int = Field(10, ge=1)
     limit_max: int = Field(10000, ge=1)
+    html_columns: int = Field(5, ge=1, le=100)   # properties in the HTML items table besides the title field
 
 
 class Ingest(_Section):

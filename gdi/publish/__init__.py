@@ -52,7 +52,10 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
         templates = build_pygeoapi_templates(paths.publish / "pygeoapi", "/vendor")
     except ImportError:
         templates = None
-    cfg = build_config(collections, store, url=url, templates=templates)
+    from gdi.publish.translations import build_catalogues
+
+    locale_dir = build_catalogues(paths.publish / "pygeoapi" / "locale")
+    cfg = build_config(collections, store, url=url, templates=templates, locale_dir=locale_dir)
     text = yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
     if _read(paths.pygeoapi_config) != text:
         write_atomically(paths.pygeoapi_config, text)     # extents alone: the workers follow without a restart

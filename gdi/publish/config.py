@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from gdi import settings
-from gdi.collections import Collection
+from gdi.collections import PROVENANCE, Collection
+from gdi.messages import FIELDS
 
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 OUTPUT_CRS = [CRS84, EPSG_URI.format(25832), EPSG_URI.format(4258), EPSG_URI.format(4326), EPSG_URI.format(3857)]
 GERMANY_CRS84 = [5.87, 47.27, 15.04, 55.06]
+# member and dataset, which every feature carries: named as the upload names them
+PROVENANCE_TITLES = {name: dict(zip(("de", "en"), FIELDS[f"--{name}"])) for name in PROVENANCE}
 
 
 def lonlat_extent(extent: tuple[float, float, float, float] | None) -> list[float]:
@@ -47,7 +50,7 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
         provider["title_field"] = collection.title_field
     if collection.time_field:
         provider["time_field"] = collection.time_field
-    provider["options"] = {"properties": property_schemas(collection)}
+    provider["options"] = {"properties": property_schemas(collection), "html": html_options(collection)}
     description = dict(collection.description)
     if collection.attribution:
         description = {k: f"{v} Quelle/Source: {collection.attribution}" for k, v in description.items()}
@@ -85,12 +88,27 @@ def property_schemas(collection: Collection) -> dict[str, dict[str, Any]]:
         if p.vocabulary:
             schema["values"] = list(collection.vocabularies.get(p.vocabulary, {}))   # pygeoapi: enum
         out[name] = schema
-    for name in ("member", "dataset"):
-        out[name] = {"type": "string", "title": {"member": "Mitglied", "dataset": "Datensatz"}[name]}
+    for name in PROVENANCE:
+        out[name] = {"type": "string", "title": PROVENANCE_TITLES[name]["de"]}
     return out
 
 
-def build_config(collections: dict[str, Collection], store, *, url: str, templates: tuple[Path, Path] | None) -> dict:
+def html_options(collection: Collection) -> dict[str, Any]:
+    """What the HTML pages show of a collection's properties (gdi/publish/template_edits.py): the
+    items table's columns (the first ``server.html_columns`` properties, the title field first),
+    each property's title and each vocabulary term's name as {de, en}, which pygeoapi turns into
+    the request's language."""
+    rest = [n for n in collection.columns if n != collection.title_field]
+    columns = ([collection.title_field] if collection.title_field else []) + rest[:settings.get().server.html_columns]
+    labels = {n: {"de": p.label("de"), "en": p.label("en")} for n, p in collection.properties.items()}
+    labels.update({n: dict(titles) for n, titles in PROVENANCE_TITLES.items()})
+    terms = {n: {term.id: {"de": term.de, "en": term.en} for term in collection.vocabularies.get(p.vocabulary, {}).values()}
+             for n, p in collection.properties.items() if p.vocabulary}
+    return {"columns": columns, "labels": labels, "terms": terms}
+
+
+def build_config(collections: dict[str, Collection], store, *, url: str, templates: tuple[Path, Path] | None,
+                 locale_dir: Path | None = None) -> dict:
     server: dict[str, Any] = {
         "bind": {"host": "127.0.0.1", "port": 5000},
         "url": url.rstrip("/"),
@@ -110,6 +128,8 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
     }
     if templates:
         server["templates"] = {"path": str(templates[0]), "static": str(templates[1])}
+    if locale_dir:
+        server["locale_dir"] = str(locale_dir)      # the German (and English) texts of the HTML pages
     region = settings.get().region.name
     return {
         "server": server,

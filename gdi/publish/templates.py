@@ -5,11 +5,13 @@ unpkg/cdnjs/jsDelivr.  The GDI must work without internet and must not hand its
 visitors to third-party CDNs, so at start-up we copy the installed templates and
 static files, point every CDN reference we vendor at our own copy, and drop the
 ones we don't (coverage/EDR/tiles/STAC/AsyncAPI/ReDoc helpers, html5shiv): those
-pages are not used by this GDI.  The result goes into pygeoapi's config as
+pages are not used by this GDI.  What translation cannot fix in the pages (titles, "None",
+the items table) is edited in the copies first (gdi/publish/template_edits.py).  The result goes into pygeoapi's config as
 ``server.templates: {path: <templates_dir>, static: <static_dir>}``.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import importlib.util
 import re
@@ -17,6 +19,9 @@ import shutil
 from pathlib import Path
 
 from gdi.assets import Package, load_packages, local_asset, vendor_url
+from gdi.publish.template_edits import apply_edits, edits_key
+
+OUR_CSS = Path(__file__).resolve().parent / "pygeoapi.css"     # our additions to pygeoapi's styles
 
 # A whole <script src=...></script> or <link ... href=...> tag whose URL is external.
 _EXTERNAL_TAG = re.compile(
@@ -69,7 +74,8 @@ def build_pygeoapi_templates(dest: Path, vendor_url: str) -> tuple[Path, Path]:
     src_templates, src_static = pygeoapi_dirs()
     templates_dir, static_dir = dest / "templates", dest / "static"
     stamp = dest / "built-for"
-    key = f"pygeoapi {importlib.metadata.version('pygeoapi')} at {src_templates}; assets at {vendor_url}; {_packages_key()}"
+    key = (f"pygeoapi {importlib.metadata.version('pygeoapi')} at {src_templates}; assets at {vendor_url}; "
+           f"{_packages_key()}; edits {edits_key()}; css {hashlib.sha256(OUR_CSS.read_bytes()).hexdigest()[:16]}")
     if stamp.exists() and stamp.read_text(encoding="utf-8") == key and templates_dir.is_dir() and static_dir.is_dir():
         return templates_dir, static_dir      # built already: never rewritten under a running server
     stamp.unlink(missing_ok=True)             # an interrupted rebuild is never taken for a complete one
@@ -77,6 +83,8 @@ def build_pygeoapi_templates(dest: Path, vendor_url: str) -> tuple[Path, Path]:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(source, target)
+    apply_edits(templates_dir)
+    shutil.copyfile(OUR_CSS, static_dir / "css" / "gdi.css")
 
     packages = load_packages()
     leftovers: dict[str, list[str]] = {}
