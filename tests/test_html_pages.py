@@ -226,7 +226,7 @@ def test_the_german_catalogue_covers_every_text_of_the_pages(tmp_path):
     for page in pages:
         with open(templates / page, "rb") as fh:
             wanted |= {m for _, _, m, _ in babel_extract(fh, ["_", "gettext"], [], {}) if isinstance(m, str)}
-    assert {"Collections", "Queryables", "not specified", "Units", "Map"} <= wanted
+    assert {"Collections", "Queryables", "not specified", "Units", "Map", "Tile URL template"} <= wanted
     german = read_po(io.BytesIO(catalogue_sources()["de"].read_bytes()), locale="de")
     missing = sorted(m for m in wanted if not (german.get(m) and german.get(m).string))
     assert missing == []
@@ -293,3 +293,29 @@ def test_a_fuzzy_translation_is_refused():
     with pytest.raises(ValueError, match=r"de: fuzzy entries in the catalogue: \['Items'\]"):
         compile_po(po, "de")
     assert b"Objekte" in compile_po(po.replace(b"#, fuzzy\n", b""), "de")
+
+
+def test_the_tiles_pages_speak_german_too(tmp_path):
+    """No collection has tiles yet; their pages are rendered as pygeoapi renders any page, in German."""
+    from babel import Locale
+    from pygeoapi.util import render_j2_template
+
+    from gdi.publish.templates import build_pygeoapi_templates
+    from gdi.publish.translations import build_catalogues
+
+    templates, static = build_pygeoapi_templates(tmp_path / "pygeoapi", "/vendor")
+    config = {"server": {"url": "http://127.0.0.1", "encoding": "utf-8", "map": {"url": "", "attribution": ""},
+                         "templates": {"path": str(templates), "static": str(static)},
+                         "locale_dir": str(build_catalogues(tmp_path / "locale"))},
+              "metadata": {"identification": {"title": {"de": SERVICE["de"], "en": SERVICE["en"]}, "description": "",
+                                              "keywords": []}, "contact": {"email": ""}}}
+    data = {"id": "supply_points", "title": "Nahversorgung", "description": "", "keywords": [], "links": [],
+            "tilesets": ["WebMercatorQuad"], "tileset": "WebMercatorQuad", "json_url": "/j", "collections_path": "/c",
+            "metadata": {"a": "1"}, "bounds": [8.2, 50.6, 9.5, 51.9], "maxzoom": 15, "minzoom": 0, "tile_type": "vector"}
+    for page, heading in (("collections/tiles/index.html", "//main//h3"), ("collections/tiles/metadata.html", "//main//h1")):
+        html = render_j2_template(config, config["server"]["templates"], page, data, Locale("de", "DE"))
+        doc = lxml.html.fromstring(html)
+        check_frame(doc, "de", "Nahversorgung")
+        assert texts(doc, heading) == {"collections/tiles/index.html": ["Kacheln"],
+                                       "collections/tiles/metadata.html": ["Kachelsatz WebMercatorQuad für Nahversorgung"]}[page]
+    assert texts(doc, "//main//h2") == ["URL-Vorlage der Kacheln", "Metadaten"]

@@ -212,6 +212,21 @@ EDITS: tuple[Edit, ...] = (
     Edit("collections/tiles/index.html",
          """<div class="col-md-2 col-sm-12">Map</div>""",
          """<div class="col-md-2 col-sm-12">{% trans %}Map{% endtrans %}</div>"""),
+    Edit("collections/tiles/metadata.html",
+         "<h1>{{ data['tileset'] }} map tileset for {{ data['title'] }}</h1>",
+         """<h1>{% trans tileset=data['tileset'], title=data['title'] %}{{ tileset }} map tileset for {{ title }}"""
+         """{% endtrans %}</h1>
+      <p>
+      {% if data['tilejson_url'] %}<a href="{{ data['tilejson_url'] }}">{% trans %}TileJSON{% endtrans %}</a> · {% endif %}
+      <a href="{{ data['json_url'] }}">{% trans %}JSON{% endtrans %}</a>
+      </p>
+      <p>
+        <h2>{% trans %}Tile URL template{% endtrans %}</h2>
+        <b>{{ data['collections_path'] }}</b>
+      </p>
+      {% if data['metadata'] %}
+      <h2>{% trans %}Metadata{% endtrans %}</h2>""",
+         through="<h2>Metadata:</h2>"),
 )
 
 
