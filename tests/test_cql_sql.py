@@ -120,3 +120,14 @@ def test_bad_temporal_filters_are_named(run, cql, message):
     with pytest.raises(FilterError) as err:
         run(cql)
     assert str(err.value) == message
+
+
+def test_a_changed_pygeofilter_grammar_stops_the_start(tmp_path, monkeypatch):
+    from gdi.publish import cql2_parse
+
+    changed = tmp_path / "grammar.lark"
+    changed.write_text(cql2_parse.GRAMMAR.read_text(encoding="utf-8").replace('"T_INTERSECTS"i', '"T_CROSSES"i'),
+                       encoding="utf-8")
+    monkeypatch.setattr(cql2_parse, "GRAMMAR", changed)
+    with pytest.raises(RuntimeError, match="pygeofilter changed: its CQL2 text grammar"):
+        cql2_parse.grammar_text()

@@ -19,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import REPO
+from conftest import REPO, launch_chromium, offline_page
 from fixtures import published_supply_points, same_points
 
 EPSG25832 = "http://www.opengis.net/def/crs/EPSG/0/25832"
@@ -251,6 +251,50 @@ def test_upload_routes_never_answer_another_origin(server, method, path):
     r = requests.request(method, server.url + path, headers=headers, timeout=30)
     assert r.status_code != 204, (method, path)
     assert not [k for k in r.headers if k.lower().startswith("access-control-")], (method, path, r.headers)
+
+
+def test_a_page_on_another_origin_reads_the_api_but_not_the_uploads(server, supply, tmp_path):
+    """Chromium itself decides: a portal page served from another origin (another port) fetches as
+    Masterportal does — /api, items in EPSG:25832, a CQL2 JSON POST (which needs a preflight) — and is
+    refused the upload list."""
+    import functools
+    import http.server
+    import threading
+
+    from playwright.sync_api import sync_playwright
+
+    (tmp_path / "portal.html").write_text("<!doctype html><title>Geoportal</title>", encoding="utf-8")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    portal = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=portal.serve_forever, daemon=True).start()
+    try:
+        with sync_playwright() as p:
+            browser = launch_chromium(p)
+            page, problems, blocked = offline_page(browser)
+            page.goto(f"http://127.0.0.1:{portal.server_port}/portal.html")
+            result = page.evaluate("""async ([api, crs]) => {
+                const out = {};
+                const doc = await fetch(api + '/api', {headers: {accept: 'application/vnd.oai.openapi+json'}});
+                out.api = [doc.status, (await doc.json()).openapi.slice(0, 3)];
+                const items = await fetch(api + '/collections/supply_points/items?limit=400&crs=' + crs,
+                                          {headers: {accept: 'application/geo+json'}});
+                out.items = [items.status, items.headers.get('content-crs'), items.headers.get('etag') !== null,
+                             (await items.json()).numberReturned];
+                const post = await fetch(api + '/collections/supply_points/items?f=json&filter-lang=cql2-json', {
+                    method: 'POST', headers: {'content-type': 'application/query-cql-json'},
+                    body: JSON.stringify({op: 'in', args: [{property: 'category'}, ['farm_shop', 'market']]})});
+                out.post = [post.status, (await post.json()).numberMatched];
+                try { await fetch(api + '/uploads'); out.uploads = 'read'; } catch (e) { out.uploads = e.name; }
+                return out;
+            }""", [server.url, EPSG25832])
+            browser.close()
+    finally:
+        portal.shutdown()
+    assert result == {"api": [200, "3.0"], "items": [200, f"<{EPSG25832}>", True, len(supply)],
+                      "post": [200, int(supply["category"].isin(["farm_shop", "market"]).sum())],
+                      "uploads": "TypeError"}
+    assert blocked == []
+    assert [m for m in problems if "/uploads" not in m] == []     # the one refusal is the uploads'
 
 
 def test_a_configured_origin_list_is_echoed_only_to_its_origins(tmp_path, monkeypatch):

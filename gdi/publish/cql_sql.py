@@ -11,9 +11,9 @@ side is a date, both are compared as dates (``T_EQUALS(updated, DATE('2026-03-01
 """
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
-import unicodedata
 from datetime import UTC, date, datetime
 
 import shapely
