@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,9 @@ def config_file() -> Path:
     return Path(os.environ.get("GDI_CONFIG") or REPO_ROOT / "config" / "gdi.yml")
 
 
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,6 +63,21 @@ class Server(_Section):
     limit_default: int = Field(10, ge=1)
     limit_max: int = Field(10000, ge=1)
     html_columns: int = Field(5, ge=1, le=100)   # properties in the HTML items table besides the title field
+    # Origins whose browser pages may read the API (CORS): ["*"] any, [] none, else exact origins.
+    # Reads are public, so any is the default; the upload routes never answer cross-origin.
+    cors_origins: list[str] = ["*"]
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        """An origin is what a browser sends in ``Origin:``: scheme, host and port, no path; a
+        trailing slash or a path would never match, so it is refused here instead of silently."""
+        if "*" in value and len(value) > 1:
+            raise ValueError("'*' allows every origin; list either '*' alone or the origins")
+        bad = [o for o in value if o != "*" and not ORIGIN.fullmatch(o)]
+        if bad:
+            raise ValueError(f"not an origin (scheme://host[:port], no path): {', '.join(bad)}")
+        return value
 
 
 class Ingest(_Section):

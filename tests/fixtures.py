@@ -6,6 +6,7 @@ import zipfile
 from pathlib import Path
 
 import geopandas as gpd
+import pandas as pd
 import pyogrio
 
 from gdi.crs import enable_grids
@@ -65,3 +66,29 @@ def feature_collection(features: list[dict]) -> dict:
 def write_json(obj: dict, path: Path) -> Path:
     path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
     return path
+
+
+FARMSHOP_CATEGORIES = {"farm": "farm_shop", "vending_machine": "vending_machine", "marketplace": "market",
+                       "beekeeper": "beekeeper"}
+
+
+def published_supply_points(real_data: Path) -> gpd.GeoDataFrame:
+    """The supply points as the demo publishes them, from the source files: inside both counties, of a
+    known category (name, category, geometry; EPSG:4326 as the files are)."""
+    counties = ["06534", "05762"]
+    farm = read_geojson(real_data / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson")
+    farm = farm[farm["ags"].fillna("").str[:5].isin(counties)].assign(
+        category=lambda f: f["farmshops_category"].map(FARMSHOP_CATEGORIES)).dropna(subset=["category"])
+    lidl = read_geojson(real_data / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson")
+    lidl = lidl[lidl["ags"].fillna("").str[:5].isin(counties)].assign(category="supermarket")
+    both = pd.concat([farm[["name", "category", "geometry"]], lidl[["name", "category", "geometry"]]])
+    return gpd.GeoDataFrame(both, geometry="geometry", crs=farm.crs).reset_index(drop=True)
+
+
+def same_points(served: list[dict], frame: gpd.GeoDataFrame, tolerance: float) -> bool:
+    """The served Point features are exactly the frame's points (each within ``tolerance`` in the
+    frame's CRS, which the features are served in): compared as sorted coordinate lists."""
+    got = sorted(tuple(f["geometry"]["coordinates"]) for f in served)
+    want = sorted((p.x, p.y) for p in frame.geometry)
+    return len(got) == len(want) and all(abs(a[0] - b[0]) <= tolerance and abs(a[1] - b[1]) <= tolerance
+                                         for a, b in zip(got, want))

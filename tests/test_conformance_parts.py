@@ -205,6 +205,30 @@ def test_filter_crs(server):
     assert names(fc) == {"Marburg"}
 
 
+@pytest.mark.parametrize("cql,crs,box", [
+    ("BBOX(geometry, 8.70, 50.76, 8.85, 50.86)", None, (8.70, 50.76, 8.85, 50.86)),
+    ("BBOX(geometry, 8.70, 50.76, 8.85, 50.86)", CRS84, (8.70, 50.76, 8.85, 50.86)),
+    ("BBOX(geometry, 50.76, 8.70, 50.86, 8.85)", EPSG.format(4326), (8.70, 50.76, 8.85, 50.86)),   # lat, lon
+    ("BBOX(geometry, 478000, 5624000, 490000, 5636000)", EPSG.format(25832), (478000, 5624000, 490000, 5636000)),
+    ("BBOX(geometry, 9.30, 51.70, 9.45, 51.80) AND category = 'supermarket'", None, (9.30, 51.70, 9.45, 51.80)),
+])
+def test_bbox_predicate_searches_the_box_in_filter_crs(server, real_data, cql, crs, box):
+    """BBOX(geometry, minx, miny, maxx, maxy) in CQL2 text selects the points of that box, the box read in
+    filter-crs (default CRS84; EPSG:4326 is latitude first); expected from the source files."""
+    from fixtures import published_supply_points, same_points
+
+    points = published_supply_points(real_data)
+    if crs == EPSG.format(25832):
+        points = points.to_crs(25832)
+    inside = points.cx[box[0]:box[2], box[1]:box[3]]
+    if "supermarket" in cql:
+        inside = inside[inside["category"] == "supermarket"]
+    params = {"filter": cql, "limit": 1000, **({"filter-crs": crs} if crs else {})}
+    served = get_json(server, "/collections/supply_points/items", **params)
+    assert served["numberMatched"] == len(inside) > 0
+    assert same_points(served["features"], inside.to_crs(4326), 1e-6)
+
+
 @pytest.mark.parametrize("bad", ["nosuch = 1", "name = ", "S_INTERSECTS(name, POINT(1 2))", "{\"op\": \"=\"}",
                                  "T_AFTER(updated, TIMESTAMP('2020-01-01T00:00:00Z'))"])
 def test_bad_filters_are_400(server, bad):

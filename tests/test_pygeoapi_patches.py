@@ -28,7 +28,7 @@ def patched():
     originals = {"transform_bbox": pcrs.transform_bbox, "to_json": itemtypes.to_json}
     fixes.check_version()
     fixes.fix_conformance()
-    fixes.fix_cql2_json_in_query()
+    fixes.fix_cql2_parsing()
     fixes.fix_crs_caching()
     fixes.fix_json_speed()
     fixes.fix_csv_formulas()
@@ -55,6 +55,26 @@ def test_cql2_json_in_the_filter_parameter_is_parsed_as_json():
     # pygeoapi looks the parser up by this module-level name when it reads ?filter=
     source = open(itemtypes.__file__, encoding="utf-8").read()
     assert "filter_ = parse_cql2_text(cql_text)" in source
+
+
+def test_cql2_temporal_predicates_are_read_as_the_standard_writes_them():
+    """pygeofilter 0.4.0 refuses CQL2's function form and maps JSON t_intersects to t_overlaps; both
+    parsers pygeoapi calls (?filter= and a POSTed body) are gdi/publish/cql2_parse.py's."""
+    from pygeofilter import ast, values
+
+    assert itemtypes.parse_cql2_json._gdi
+    with pytest.raises(Exception):
+        parse_text("T_INTERSECTS(updated, INTERVAL('2020-01-01','..'))")     # the reason for the patch
+    text = itemtypes.parse_cql2_text("T_INTERSECTS(updated, INTERVAL('2020-01-01','..'))")
+    assert isinstance(text, ast.Not) and isinstance(text.sub_node, ast.TimeDisjoint)
+    assert text.sub_node.rhs == values.Interval(parse_text("updated = DATE('2020-01-01')").rhs, None)
+    doc = '{"op": "t_intersects", "args": [{"property": "updated"}, {"interval": ["2020-01-01", ".."]}]}'
+    assert isinstance(parse_json(doc), ast.TimeOverlaps)                      # pygeofilter's reading
+    read = itemtypes.parse_cql2_json(doc)
+    assert isinstance(read, ast.Not) and isinstance(read.sub_node, ast.Or)
+    assert [type(n) for n in (read.sub_node.lhs, read.sub_node.rhs)] == [ast.TimeBefore, ast.TimeAfter]
+    # pygeoapi looks the JSON parser up by this module-level name when it reads a POSTed filter
+    assert "filter_ = parse_cql2_json(request_data)" in open(itemtypes.__file__, encoding="utf-8").read()
 
 
 def test_crs_work_is_cached_where_pygeoapi_calls_it(patched):
@@ -107,9 +127,10 @@ from pygeoapi.api import itemtypes
 from gdi.server import caching, fixes
 print(json.dumps({
     "live_config": flask_app.api_.config is flask_app.CONFIG,
-    "patched": [bool(getattr(f, "_gdi", False)) for f in (itemtypes.parse_cql2_text, itemtypes.transform_bbox,
-                itemtypes.create_crs_transform_spec, itemtypes.to_json)],
-    "outer": type(app.wsgi_app).__name__, "inner": type(app.wsgi_app.app).__name__,
+    "patched": [bool(getattr(f, "_gdi", False)) for f in (itemtypes.parse_cql2_text, itemtypes.parse_cql2_json,
+                itemtypes.transform_bbox, itemtypes.create_crs_transform_spec, itemtypes.to_json)],
+    "layers": [type(app.wsgi_app).__name__, type(app.wsgi_app.app).__name__, type(app.wsgi_app.app.app).__name__],
+    "api": app.view_functions["gdi_api"] is app.view_functions["pygeoapi.openapi"],
 }))
 """
     import os
@@ -121,5 +142,6 @@ print(json.dumps({
         env["GDI_STORE"] = store
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.splitlines()[-1]) == {
-        "live_config": True, "patched": [True, True, True, True],
-        "outer": "CachingMiddleware", "inner": "Middleware"}
+        "live_config": True, "patched": [True, True, True, True, True],
+        # CORS outermost (cached and 304 answers get it too), then the cache, then the fixes
+        "layers": ["CorsMiddleware", "CachingMiddleware", "Middleware"], "api": True}

@@ -14,6 +14,7 @@ def test_the_shipped_configuration_is_valid_and_read_as_written():
     s = settings.get()
     assert (s.server.workers, s.server.threads, s.uploads.max_queued_per_member) == (2, 2, 5)
     assert s.ingest.territory_tolerance_m == 50.0 and s.viewer.basemap == "osm"
+    assert s.server.cors_origins == ["*"]
 
 
 @pytest.mark.parametrize("text,problem", [
@@ -21,6 +22,10 @@ def test_the_shipped_configuration_is_valid_and_read_as_written():
     ("server:\n  workers: many\n", "server.workers: Input should be a valid integer, unable to parse string as an integer"),
     ("viewer:\n  basemap: google\n", "viewer.basemap: Input should be 'osm', 'basemap.de' or 'none'"),
     ("ingest:\n  territory_tolerance_m: -5\n", "ingest.territory_tolerance_m: Input should be greater than or equal to 0"),
+    ("server:\n  cors_origins: [https://geoportal.example.de/]\n",
+     "server.cors_origins: Value error, not an origin (scheme://host[:port], no path): https://geoportal.example.de/"),
+    ("server:\n  cors_origins: ['*', https://geoportal.example.de]\n",
+     "server.cors_origins: Value error, '*' allows every origin; list either '*' alone or the origins"),
 ])
 def test_a_wrong_setting_is_named(tmp_path, monkeypatch, text, problem):
     path = tmp_path / "gdi.yml"

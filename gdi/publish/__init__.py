@@ -67,18 +67,23 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     import importlib.metadata
 
     from gdi.datasets import MAX_VERSION
-    from gdi.publish.openapi import bundle, upload_paths, with_uploads
+    from gdi.publish import openapi
+    from gdi.publish.openapi import bundle, upload_paths, with_property_parameters, with_uploads
 
     uploads = upload_paths(sorted(collections), MAX_VERSION)     # the upload service's paths count too
+    # and so does the code that rewrites pygeoapi's document: an upgrade of gdi regenerates it
+    rewriter = hashlib.sha256(Path(openapi.__file__).read_bytes()).hexdigest()
     key = hashlib.sha256(yaml.safe_dump(
         [_without_extents(cfg), {cid: c.raw for cid, c in collections.items()},
-         importlib.metadata.version("pygeoapi"), uploads], sort_keys=True).encode()).hexdigest()
+         importlib.metadata.version("pygeoapi"), uploads, rewriter], sort_keys=True).encode()).hexdigest()
     oas_key = paths.openapi.with_name(paths.openapi.name + ".key")
     if _read(oas_key) != key or not paths.openapi.exists():
         from pygeoapi.openapi import get_oas
 
-        # every $ref resolves locally (no schemas.opengis.net offline); the upload routes are described too
-        oas = bundle(with_uploads(get_oas(cfg), uploads))
+        # every $ref resolves locally (no schemas.opengis.net offline); the upload routes are described too;
+        # each items path has a typed parameter per property (Masterportal's filter reads the types there)
+        properties = {cid: r["providers"][0]["options"]["properties"] for cid, r in cfg["resources"].items()}
+        oas = bundle(with_uploads(with_property_parameters(get_oas(cfg), properties), uploads))
         write_atomically(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
         write_atomically(oas_key, key)
         changed = True

@@ -115,7 +115,7 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
         "mimetype": "application/json; charset=UTF-8",
         "encoding": "utf-8",
         "gzip": False,
-        "cors": True,
+        "cors": False,        # CORS is ours (gdi/server/cors.py): per server.cors_origins, never on uploads
         "languages": ["de-DE", "en-US"],
         "pretty_print": False,
         "limits": {

@@ -319,6 +319,35 @@ def with_uploads(oas: dict, extra: dict) -> dict:
     return doc
 
 
+# JSON Schema keywords of a property (gdi.publish.config.property_schemas) an OpenAPI 3.0 schema has too
+OPENAPI_SCHEMA_KEYS = ("type", "format", "title", "maxLength", "pattern")
+
+
+def property_parameter(name: str, schema: dict) -> dict:
+    """The query parameter ``name=value`` (features whose property equals the value) with the property's
+    type: Masterportal's filter reads each property's type from exactly these parameters."""
+    typed = {k: schema[k] for k in OPENAPI_SCHEMA_KEYS if k in schema}
+    if "values" in schema:                          # pygeoapi's word for a vocabulary; OpenAPI's is enum
+        typed["enum"] = list(schema["values"])
+    return {"name": name, "in": "query", "required": False, "style": "form", "explode": False,
+            "description": f"features whose `{name}` equals the value", "schema": typed}
+
+
+def with_property_parameters(oas: dict, properties: dict[str, dict[str, dict]]) -> dict:
+    """pygeoapi's document with one typed query parameter per queryable property on each
+    ``/collections/{id}/items`` GET, from the collection's declared properties (``properties``:
+    collection id → property → JSON Schema). pygeoapi 0.24 writes such parameters from the provider's
+    fields, but with its own ``values`` keyword, which is no OpenAPI; ours replace them."""
+    doc = copy.deepcopy(oas)
+    for cid, schemas in properties.items():
+        get = doc.get("paths", {}).get(f"/collections/{cid}/items", {}).get("get")
+        if get is None:
+            continue
+        kept = [p for p in get.get("parameters", []) if not (isinstance(p, dict) and p.get("name") in schemas)]
+        get["parameters"] = kept + [property_parameter(n, s) for n, s in schemas.items()]
+    return doc
+
+
 def _local(ref: str) -> str | None:
     for suffix, target in KNOWN.items():
         if isinstance(target, tuple) and ref.endswith(suffix):

@@ -25,7 +25,7 @@ from pygeoapi.provider.base import (
 )
 
 from gdi.files import connect_readonly
-from gdi.publish.cql_sql import SqlFilter
+from gdi.publish.cql_sql import SqlFilter, unaccent
 from gdi.publish.provider_base import StoreProvider, cached_count, remember_count
 from gdi.store import gpkg_binary
 from gdi.thread_cache import per_thread_lru_cache
@@ -78,14 +78,6 @@ def _casei(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
 
 
-def _unaccent(value: Any) -> Any:
-    if not isinstance(value, str):
-        return value
-    import unicodedata
-
-    return "".join(c for c in unicodedata.normalize("NFKD", value) if not unicodedata.combining(c))
-
-
 def _connection(path: str) -> sqlite3.Connection:
     """One read-only connection per thread and file (providers are created per request)."""
     conns = getattr(_local, "conns", None)
@@ -100,7 +92,7 @@ def _connection(path: str) -> sqlite3.Connection:
         conn.create_function("gdi_spatial", 3, _spatial, deterministic=True)
         conn.create_function("gdi_like", 3, _like, deterministic=True)
         conn.create_function("gdi_casei", 1, _casei, deterministic=True)
-        conn.create_function("gdi_unaccent", 1, _unaccent, deterministic=True)
+        conn.create_function("gdi_unaccent", 1, unaccent, deterministic=True)
         conns[path] = conn
     return conn
 
@@ -201,7 +193,7 @@ class GpkgProvider(StoreProvider):
 
     def _filter(self) -> SqlFilter:
         return SqlFilter(self.table, set(self.fields), f"rtree_{self.table}_{self.geom}", self.geom,
-                         envelope_to_storage=self._filter_envelope)
+                         envelope_to_storage=self._filter_envelope, temporal=self._temporal_fields())
 
     def get(self, identifier, crs_transform_spec=None, **kwargs) -> dict:
         fid = self._fid(identifier)

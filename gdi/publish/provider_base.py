@@ -18,7 +18,7 @@ import shapely
 from pygeoapi.provider.base import BaseProvider, ProviderInvalidQueryError, ProviderItemNotFoundError
 from shapely.geometry import mapping
 
-from gdi.publish.cql_sql import FilterError
+from gdi.publish.cql_sql import DATE_FORMATS, FilterError
 
 _count_cache: dict[tuple, int] = {}
 _count_lock = threading.Lock()
@@ -143,6 +143,10 @@ class StoreProvider(BaseProvider):
         not just text. Columns the definition does not know keep the type read from the table."""
         declared = (self.options or {}).get("properties") or {}
         return {name: dict(declared.get(name, spec)) for name, spec in stored.items()}
+
+    def _temporal_fields(self) -> dict[str, str]:
+        """The properties CQL2's temporal predicates may name: the date and date-time ones, by format."""
+        return {n: f["format"] for n, f in self.fields.items() if f.get("format") in DATE_FORMATS}
 
     @staticmethod
     def _decode(blobs: list) -> np.ndarray:

@@ -58,12 +58,10 @@ class PgFilter(SqlFilter):
     def _node(self, node) -> str:
         from pygeofilter import ast
 
-        from gdi.publish.cql_sql import _like_pattern
-
         if isinstance(node, ast.Like):
-            lhs = self._attr(node.lhs)
-            self.params.append(_like_pattern(node))
-            expr = f"({lhs}::text {'~*' if node.nocase else '~'} ?)"
+            lhs, pattern, nocase = self._like_parts(node)
+            self.params.append(pattern)
+            expr = f"({lhs}::text {'~*' if nocase else '~'} ?)"
             return f"(NOT {expr})" if node.not_ else expr
         return super()._node(node)
 
@@ -202,7 +200,8 @@ class PostgisProvider(StoreProvider):
 
     def _filter(self) -> SqlFilter:
         sf = PgFilter(self.table, set(self.fields), "", "geom", envelope_to_storage=self._filter_envelope,
-                      text_functions={"lower": "lower", "casei": "lower", "accenti": "gdi_unaccent"})
+                      text_functions={"lower": "lower", "casei": "lower", "accenti": "gdi_unaccent"},
+                      temporal=self._temporal_fields())
         sf.srid = self.srid
         return sf
 

@@ -31,9 +31,12 @@ def create_app():
 
     fixes.install(APP)
     __import__("gdi.server.caching", fromlist=["install"]).install(APP)   # ETag/304/gzip/response cache
-    from gdi.server import uploads
+    from gdi.server import cors, uploads
 
     uploads.install(APP)
+    # Masterportal (and other OGC API clients) read the API definition at {landing page}/api;
+    # pygeoapi serves it at /openapi: the same view, with the same content negotiation, at both
+    APP.add_url_rule("/api", "gdi_api", APP.view_functions["pygeoapi.openapi"])
 
     vendor = vendor_dir()
     viewer_dir = paths.viewer
@@ -62,6 +65,7 @@ def create_app():
     def favicon():
         return redirect("/static/img/favicon.ico")
 
+    cors.install(APP, uploads.OURS)      # outermost: cached and 304 answers get their CORS headers too
     return APP
 
 

@@ -48,7 +48,7 @@ from pathlib import Path
 from gdi.server.buffered import run_buffered, with_length
 
 LOGGER = logging.getLogger(__name__)
-CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|collections(/.*)?)$")
+CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|api/?|collections(/.*)?)$")
 COMPRESSIBLE = ("application/json", "application/geo+json", "application/schema+json", "text/", "application/xml",
                 "application/vnd.oai.openapi", "application/ld+json", "application/problem+json")
 CACHE_CONTROL = "public, no-cache"

@@ -7,7 +7,9 @@
   our provider implements (tests/test_conformance_*.py prove every claim).
 * CQL2 JSON in the ``filter`` query parameter (``filter-lang=cql2-json``):
   pygeoapi parses every ``filter`` parameter as CQL2 text; CQL2 text never
-  starts with ``{``, so such a value is parsed as CQL2 JSON instead.
+  starts with ``{``, so such a value is parsed as CQL2 JSON instead. Both
+  languages are read by gdi/publish/cql2_parse.py (pygeofilter's grammar and
+  parsers, with CQL2's temporal predicates as the standard writes them).
 * Features and feature collections are sent as ``application/geo+json``
   (their self links say so, and /req/geojson/content requires it); pygeoapi
   sends ``application/json``.
@@ -100,22 +102,27 @@ def fix_conformance() -> None:
     classes.extend(c for c in IMPLEMENTED if c not in classes)
 
 
-def fix_cql2_json_in_query() -> None:
+def fix_cql2_parsing() -> None:
+    """``?filter=`` and POSTed CQL2 JSON read by gdi/publish/cql2_parse.py: CQL2 text as the standard
+    writes temporal predicates (pygeofilter's parser refuses them), CQL2 JSON when the parameter
+    starts with ``{``, and JSON's temporal operators under the names pygeofilter reads right."""
     from pygeoapi.api import itemtypes
 
+    from gdi.publish import cql2_parse
+
     require(itemtypes, "parse_cql2_text", "parse_cql2_json")
-    parse_text = itemtypes.parse_cql2_text
-    if getattr(parse_text, "_gdi", False):
+    if getattr(itemtypes.parse_cql2_text, "_gdi", False):
         return
-    parse_json = itemtypes.parse_cql2_json
 
-    def parse(text: str):
-        if isinstance(text, str) and text.lstrip().startswith("{"):
-            return parse_json(text)
-        return parse_text(text)
+    def parse_text(text: str):
+        return cql2_parse.parse(text)
 
-    parse._gdi = True
-    itemtypes.parse_cql2_text = parse
+    def parse_json(text):
+        return cql2_parse.parse_json(text)
+
+    parse_text._gdi = parse_json._gdi = True
+    itemtypes.parse_cql2_text = parse_text
+    itemtypes.parse_cql2_json = parse_json
 
 
 def fix_crs_caching() -> None:
@@ -342,7 +349,7 @@ def install(flask_app) -> None:
     check_live_config()
     fix_csv_formulas()
     fix_conformance()
-    fix_cql2_json_in_query()
+    fix_cql2_parsing()
     fix_crs_caching()
     fix_json_speed()
     if not isinstance(flask_app.wsgi_app, Middleware):
