@@ -34,6 +34,9 @@ def create_app():
     from gdi.server import uploads
 
     uploads.install(APP)
+    from gdi.server import downloads
+
+    downloads.install(APP)       # /collections/{id}/download: whole collections as files
 
     vendor = vendor_dir()
     viewer_dir = paths.viewer
