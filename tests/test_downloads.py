@@ -265,3 +265,24 @@ def test_a_worker_busy_with_downloads_answers_503(demo_home, monkeypatch):
     free = client.get("/collections/supply_points/download?f=csv")
     assert free.status_code == 200 and free.data.startswith("\ufeffWKT,fid,name,".encode())
     free.close()
+
+
+def test_a_download_reads_one_snapshot_while_a_dataset_is_withdrawn(gdi_home):
+    """The rows of a download come from the snapshot it started with: a withdrawal committed between
+    two batches is not seen half-way (the next download sees it whole)."""
+    from conftest import DATA, run_gdi
+    from gdi.collections import get_collection
+    from gdi.store import open_store
+
+    run_gdi("ingest", str(DATA / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"), "--collection",
+            "municipalities", "--member", "06534", "--admin", "--dataset", "vg250ew", home=gdi_home, check=True)
+    store, c = open_store(), get_collection("municipalities")
+    before = store.read(c)["fid"].tolist()
+    with store.read_batches(c, batch_size=5) as (version, batches):
+        first = next(batches)
+        store.withdraw(c, "06534", "vg250ew", updated="2026-12-01T12:00:00Z")
+        rest = list(batches)
+    assert [fid for b in [first, *rest] for fid in b[0]] == before and len(before) == 22
+    assert store.data_version() == version + 1 and store.read(c).empty
+    with store.read_batches(c, batch_size=5) as (later, batches):
+        assert list(batches) == [] and later == version + 1

@@ -8,9 +8,10 @@ writes the stream through pyogrio's ``write_arrow`` — memory is bounded by the
 (``downloads.batch_features``), not the collection. Measured with ``bench/download_memory.py``
 (200,000 points, 20,000 per batch, 2026-12-01), peak RSS of the process: GeoPackage store 253 MB
 for a GeoPackage, 271–277 MB for FlatGeobuf, 247–250 MB for CSV (174 MB before anything is read:
-the libraries); PostGIS store 268–287 MB (182 MB before). A quarter of the points (50,000) needs
-243 MB for the GeoPackage: what grows with the collection is FlatGeobuf's index (GDAL keeps one
-small entry per feature in memory to build it: 235 MB at 50,000).
+the libraries); PostGIS store 268–287 MB (182 MB before). With 50,000 points a GeoPackage takes
+243 MB, with 1,000,000 points 282 MB: bounded. What grows with the collection is FlatGeobuf's
+index (GDAL keeps a small entry per feature in memory to build it): 235 MB at 50,000, 375 MB at
+1,000,000 points.
 
 * Every row carries its feature id (``fid``: the GeoPackage's own FID, a column in FlatGeobuf and
   CSV), the declared properties and ``member``/``dataset``.
