@@ -286,3 +286,33 @@ def test_a_download_reads_one_snapshot_while_a_dataset_is_withdrawn(gdi_home):
     assert store.data_version() == version + 1 and store.read(c).empty
     with store.read_batches(c, batch_size=5) as (later, batches):
         assert list(batches) == [] and later == version + 1
+
+
+def test_every_declared_type_is_written_as_such(tmp_path):
+    """Dates, booleans and numbers (the demo collections have none) as typed columns; in a CSV as the
+    API writes them; NULL stays empty. From store columns as both stores hand them over."""
+    import pyarrow as pa
+
+    from gdi.collections import parse
+    from gdi.publish.download import arrow_schema, record_batch
+
+    doc = {"id": "plans", "title": {"de": "Pläne", "en": "Plans"}, "geometry_type": "Point",
+           "storage_crs": "EPSG:25832", "properties": {
+               "name": {"type": "string"}, "valid_from": {"type": "date"}, "binding": {"type": "boolean"},
+               "area": {"type": "number"}, "count": {"type": "integer"}, "checked": {"type": "datetime"}}}
+    collection, problems = parse(doc, "plans.yml")
+    assert problems == []
+    point = shapely.to_wkb(shapely.Point(480000.5, 5630000.25))
+    columns = [[7, 8], [point, None], ["=SUMME(A1)", None], ["2024-01-31", None], [1, None], [2.5, None],
+               [3, None], ["2026-12-01T14:19:04Z", None], ["06534014", "06534014"], ["plan", "plan"]]
+    typed = record_batch(collection, columns, arrow_schema(collection, False), False, None).to_pylist()
+    assert typed[0] == {"fid": 7, "name": "=SUMME(A1)", "valid_from": __import__("datetime").date(2024, 1, 31),
+                        "binding": True, "area": 2.5, "count": 3,
+                        "checked": datetime(2026, 12, 1, 14, 19, 4, tzinfo=UTC), "member": "06534014",
+                        "dataset": "plan", "geometry": point}
+    assert typed[1] == {**{k: None for k in typed[0]}, "fid": 8, "member": "06534014", "dataset": "plan"}
+    text = record_batch(collection, columns, arrow_schema(collection, True), True, None)
+    assert text.schema.field("count").type == pa.int64() and text.schema.field("binding").type == pa.string()
+    assert text.to_pylist()[0] | {"geometry": None} == {
+        "fid": 7, "name": "'=SUMME(A1)", "valid_from": "2024-01-31", "binding": "true", "area": 2.5, "count": 3,
+        "checked": "2026-12-01T14:19:04Z", "member": "06534014", "dataset": "plan", "geometry": None}
