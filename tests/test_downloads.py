@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import subprocess
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -306,7 +306,7 @@ def test_every_declared_type_is_written_as_such(tmp_path):
     columns = [[7, 8], [point, None], ["=SUMME(A1)", None], ["2024-01-31", None], [1, None], [2.5, None],
                [3, None], ["2026-12-01T14:19:04Z", None], ["06534014", "06534014"], ["plan", "plan"]]
     typed = record_batch(collection, columns, arrow_schema(collection, False), False, None).to_pylist()
-    assert typed[0] == {"fid": 7, "name": "=SUMME(A1)", "valid_from": __import__("datetime").date(2024, 1, 31),
+    assert typed[0] == {"fid": 7, "name": "=SUMME(A1)", "valid_from": date(2024, 1, 31),
                         "binding": True, "area": 2.5, "count": 3,
                         "checked": datetime(2026, 12, 1, 14, 19, 4, tzinfo=UTC), "member": "06534014",
                         "dataset": "plan", "geometry": point}
