@@ -99,6 +99,14 @@ class Uploads(_Section):
     max_queued_per_member: int = Field(5, ge=1)
 
 
+class Downloads(_Section):
+    # rows read from the store and written to the file at a time: a download's memory is bounded by this
+    batch_features: int = Field(20_000, ge=100, le=1_000_000)
+    # downloads written at once per worker process; one more is answered 503 with Retry-After, so the
+    # worker's other threads keep answering the API
+    per_worker: int = Field(1, ge=1, le=64)
+
+
 class Viewer(_Section):
     basemap: Literal["osm", "basemap.de", "none"] = "osm"
     refresh_seconds: float = Field(2, gt=0)
@@ -115,6 +123,7 @@ class Settings(_Section):
     server: Server = Server()
     ingest: Ingest = Ingest()
     uploads: Uploads = Uploads()
+    downloads: Downloads = Downloads()
     viewer: Viewer = Viewer()
 
 
@@ -168,6 +177,11 @@ class Paths:
     @property
     def openapi(self) -> Path:
         return self.publish / "openapi.yml"
+
+    @property
+    def downloads(self) -> Path:
+        """Where downloads are written before they are sent (removed once sent)."""
+        return self.home / "downloads"
 
     @property
     def viewer(self) -> Path:

@@ -10,10 +10,26 @@ and a few attribute values, for tests/test_clients.py to compare with the API.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 
 from qgis.core import Qgis, QgsApplication, QgsFeatureRequest, QgsRectangle, QgsVectorLayer
+
+
+@contextlib.contextmanager
+def qgis_session(key: str) -> Iterator[dict]:
+    """A running QGIS application and the JSON object to fill (under key), printed at the end.
+    Delete every layer before leaving: a layer outliving the providers crashes at exit."""
+    app = QgsApplication([], False)
+    app.initQgis()
+    out: dict = {"qgis": Qgis.version(), key: {}}
+    try:
+        yield out[key]
+        print(json.dumps(out, ensure_ascii=False), flush=True)
+    finally:
+        app.exitQgis()
 
 
 def main() -> int:
@@ -24,15 +40,12 @@ def main() -> int:
     ap.add_argument("--page-size", type=int, default=100)
     args = ap.parse_args()
 
-    app = QgsApplication([], False)
-    app.initQgis()
-    out: dict = {"qgis": Qgis.version(), "layers": {}}
-    try:
+    with qgis_session("layers") as layers:
         for cid in args.collections:
             uri = f"url='{args.url}' typename='{cid}' pageSize='{args.page_size}'"
             layer = QgsVectorLayer(uri, cid, "OAPIF")
             info: dict = {"uri": uri, "valid": layer.isValid()}
-            out["layers"][cid] = info
+            layers[cid] = info
             if not layer.isValid():
                 info["error"] = layer.error().summary()
                 continue
@@ -51,10 +64,7 @@ def main() -> int:
             in_bbox = sorted(str(f["name"]) if f["name"] else "" for f in layer.getFeatures(
                 QgsFeatureRequest().setFilterRect(rect)))
             info["bbox_count"] = len(in_bbox)
-            del layer   # before exitQgis: a layer outliving the providers crashes at exit
-        print(json.dumps(out, ensure_ascii=False), flush=True)
-    finally:
-        app.exitQgis()
+            del layer
     return 0
 
 

@@ -39,6 +39,12 @@ def test_items_as_csv_neutralise_formulas_and_keep_numbers(gdi_home, tmp_path):
         assert [row["name"] for row in rows] == [formula_safe(v.strip()) for v in HOSTILE]
         assert {row["category"] for row in rows} == {"farm_shop"}
         assert {row["member"] for row in rows} == {"06534014"}      # a text of digits stays as it is
+        # the whole-collection download (gdi/publish/download.py) guards its cells the same way
+        d = srv.get("/collections/supply_points/download", params={"f": "csv"})
+        assert d.status_code == 200 and d.headers["Content-Type"] == "text/csv; charset=utf-8"
+        whole = list(csv.DictReader(io.StringIO(d.content.decode("utf-8-sig"), newline="")))
+        assert [row["name"] for row in whole] == [formula_safe(v.strip()) for v in HOSTILE]
+        assert {row["member"] for row in whole} == {"06534014"}
         m = srv.get("/collections/municipalities/items", params={"f": "csv", "limit": 100,
                                                                  "filter": "ags = '06534014'"})
         (marburg,) = list(csv.DictReader(io.StringIO(m.content.decode("utf-8"), newline="")))

@@ -32,11 +32,40 @@ def lonlat_extent(extent: tuple[float, float, float, float] | None) -> list[floa
 PROVIDERS = {"gpkg": "gdi.publish.provider.GpkgProvider", "postgis": "gdi.publish.provider_pg.PostgisProvider"}
 
 
-def resource(collection: Collection, store_path: Path | str, extent, kind: str = "gpkg") -> dict[str, Any]:
+def described(collection: Collection) -> dict[str, str]:
+    """The collection's description per language, with its attribution (the API and the downloads say it)."""
+    description = dict(collection.description)
+    if collection.attribution:
+        description = {k: f"{v} Quelle/Source: {collection.attribution}" for k, v in description.items()}
+    return description
+
+
+def download_links(collection: Collection, url: str) -> list[dict[str, Any]]:
+    """``rel="enclosure"`` links to the whole collection as files (gdi.publish.download), in the storage
+    CRS: the data exactly as stored, in the CRS the county's GIS works in.
+
+    ``length: -1``: pygeoapi (0.24, api/collection.py) sends a HEAD request to every enclosure link
+    without a ``length`` on every collection request, to learn its size — a request from the worker to
+    itself, dropped with the link when it takes over a second. A download is made when it is asked
+    for, so its size is not known beforehand; a negative length makes pygeoapi list the link as
+    configured, without ``length`` (tests/test_downloads.py checks both)."""
+    from gdi.publish.download import FORMATS
+
+    crs = EPSG_URI.format(collection.epsg)
+    href = f"{url.rstrip('/')}/collections/{collection.id}/download?f={{}}&crs={crs}"
+    return [{"type": fmt.media_type, "rel": "enclosure", "length": -1, "href": href.format(key),
+             "title": {"de": f"{collection.label('de')}: ganze Sammlung als {fmt.name} ({collection.storage_crs})",
+                       "en": f"{collection.label('en')}: whole collection as {fmt.name} ({collection.storage_crs})"}}
+            for key, fmt in FORMATS.items()]
+
+
+def resource(collection: Collection, store_path: Path | str, extent, kind: str = "gpkg", *,
+             url: str) -> dict[str, Any]:
     links = []
     if collection.licence.get("url"):
         links.append({"type": "text/html", "rel": "license", "title": collection.licence.get("name", "Licence"),
                       "href": collection.licence["url"], "hreflang": "de"})
+    links += download_links(collection, url)
     provider: dict[str, Any] = {
         "type": "feature",
         "name": PROVIDERS[kind],
@@ -51,13 +80,10 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
     if collection.time_field:
         provider["time_field"] = collection.time_field
     provider["options"] = {"properties": property_schemas(collection), "html": html_options(collection)}
-    description = dict(collection.description)
-    if collection.attribution:
-        description = {k: f"{v} Quelle/Source: {collection.attribution}" for k, v in description.items()}
     return {
         "type": "collection",
         "title": dict(collection.title),
-        "description": description,
+        "description": described(collection),
         "keywords": list(collection.keywords),
         "links": links,
         "extents": {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}},
@@ -155,5 +181,5 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
                         "fax": "", "email": "", "url": url.rstrip("/"), "hours": "", "instructions": "",
                         "role": "pointOfContact"},
         },
-        "resources": {cid: resource(c, store.path, store.extent_lonlat(c), store.kind) for cid, c in collections.items()},
+        "resources": {cid: resource(c, store.path, store.extent_lonlat(c), store.kind, url=url) for cid, c in collections.items()},
     }

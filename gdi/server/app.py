@@ -37,6 +37,9 @@ def create_app():
     # Masterportal (and other OGC API clients) read the API definition at {landing page}/api;
     # pygeoapi serves it at /openapi: the same view, with the same content negotiation, at both
     APP.add_url_rule("/api", "gdi_api", APP.view_functions["pygeoapi.openapi"])
+    from gdi.server import downloads
+
+    downloads.install(APP)       # /collections/{id}/download: whole collections as files
 
     vendor = vendor_dir()
     viewer_dir = paths.viewer

@@ -48,7 +48,8 @@ from pathlib import Path
 from gdi.server.buffered import run_buffered, with_length
 
 LOGGER = logging.getLogger(__name__)
-CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|api/?|collections(/.*)?)$")
+# whole-collection downloads are streamed from a file and tagged by gdi/server/downloads.py, never buffered here
+CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|api/?|collections(?!/[^/]+/download/?$)(/.*)?)$")
 COMPRESSIBLE = ("application/json", "application/geo+json", "application/schema+json", "text/", "application/xml",
                 "application/vnd.oai.openapi", "application/ld+json", "application/problem+json")
 CACHE_CONTROL = "public, no-cache"
@@ -91,7 +92,11 @@ class DataVersion:
         except Exception as exc:   # noqa: BLE001 — never fail a request for a cache check
             LOGGER.warning("data version unreadable: %s", exc)
             return "", 0.0
-        return f"{version}.{cfg_ns}", max(changed, cfg_mtime)
+        return self.token(version, cfg_ns), max(changed, cfg_mtime)
+
+    def token(self, version: int, cfg_ns: int | None = None) -> str:
+        """The token of a store data version (a snapshot knows its own) with the configuration's stamp."""
+        return f"{version}.{self._config_stamp()[0] if cfg_ns is None else cfg_ns}"
 
     def _gpkg(self) -> tuple[int, float]:
         conn = getattr(self._local, "conn", None)
@@ -229,6 +234,19 @@ def _http_date(epoch: float) -> str:
     return email.utils.formatdate(int(epoch), usegmt=True)
 
 
+def weak_etag(*parts) -> str:
+    """A weak entity tag (W/"…") standing for parts, the same in every worker."""
+    return 'W/"' + hashlib.blake2b(repr(parts).encode(), digest_size=12).hexdigest() + '"'
+
+
+def matches(if_none_match: str | None, tag: str) -> bool:
+    """Whether an If-None-Match names tag (weak comparison) or is ``*``."""
+    if if_none_match is None:
+        return False
+    tags = _tags(if_none_match)
+    return "*" in tags or tag.removeprefix("W/") in tags
+
+
 def _tags(header: str) -> set[str]:
     """The entity tags of an If-None-Match, for weak comparison (RFC 9110 13.1.2): W/ does not count."""
     return {t.strip().removeprefix("W/") for t in header.split(",") if t.strip()}
@@ -250,14 +268,13 @@ class CachingMiddleware:
             return self.app(environ, start_response)
         key = (path, environ.get("QUERY_STRING", ""), environ.get("HTTP_ACCEPT", ""),
                environ.get("HTTP_ACCEPT_LANGUAGE", ""))
-        etag = 'W/"' + hashlib.blake2b(repr((version, key)).encode(), digest_size=12).hexdigest() + '"'
+        etag = weak_etag(version, key)
         gz = _accepts_gzip(environ)
         tag = etag[:-1] + '-gz"' if gz else etag
         inm = environ.get("HTTP_IF_NONE_MATCH")
         entry = self.cache.get(key, version)
         if inm is not None:
-            tags = _tags(inm)
-            if "*" in tags or tag.removeprefix("W/") in tags:
+            if matches(inm, tag):
                 return self._not_modified(start_response, tag, modified)
         elif environ.get("HTTP_IF_MODIFIED_SINCE"):
             # Last-Modified is the time of the data change (not of a cache entry), so every worker can

@@ -482,6 +482,32 @@ class GpkgStore:
         geoms = gpkg_binary.decode([r[1] for r in rows])
         return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
 
+    @contextlib.contextmanager
+    def read_batches(self, collection: Collection, *,
+                     batch_size: int) -> Iterator[tuple[int, Iterator[list[list]]]]:
+        """All live rows from one read transaction (WAL keeps its snapshot while uploads commit),
+        fetched ``batch_size`` at a time; geometries as WKB (the GeoPackage header cut off)."""
+        if not self.path.exists():
+            yield 0, iter(())
+            return
+        conn = connect(self.path, readonly=True)
+        try:
+            conn.execute("BEGIN")
+            if not self._has_table(conn, collection.id):
+                yield 0, iter(())
+                return
+            version = conn.execute("SELECT value FROM gdi_state WHERE key='data_version'").fetchone()[0]
+            cols = ", ".join(chr(34) + c + chr(34) for c in collection.columns)
+            cursor = conn.execute(f'SELECT fid, "{GEOM}", {cols} FROM "{collection.id}" ORDER BY fid')
+
+            def batches() -> Iterator[list[list]]:
+                while rows := cursor.fetchmany(batch_size):
+                    fids, blobs, *columns = (list(c) for c in zip(*rows))
+                    yield [fids, [None if b is None else gpkg_binary.wkb_of(b) for b in blobs], *columns]
+            yield int(version), batches()
+        finally:
+            conn.close()        # ends the read transaction
+
     def datasets(self, collection: Collection | None = None) -> list[DatasetInfo]:
         if not self.path.exists():
             return []

@@ -267,6 +267,28 @@ class PostgisStore:
         geoms = shapely.from_wkb(np.array([None if r[1] is None else bytes(r[1]) for r in rows], dtype=object))
         return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
 
+    @contextlib.contextmanager
+    def read_batches(self, collection: Collection, *,
+                     batch_size: int) -> Iterator[tuple[int, Iterator[list[list]]]]:
+        """All live rows through a server-side cursor in one REPEATABLE READ transaction (the data
+        version and every row from the same snapshot), ``batch_size`` rows per round trip."""
+        with self._conn() as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            if not self._exists(conn, "state") or not self._exists(conn, collection.id):
+                yield 0, iter(())
+                return
+            version = conn.execute(f"SELECT value FROM {SCHEMA}.state WHERE key = 'data_version'").fetchone()[0]
+            cols = ", ".join(_ident(c) for c in collection.columns)
+            with conn.cursor(name="gdi_read_batches") as cursor:
+                cursor.execute(f"SELECT fid, ST_AsBinary(geom), {cols} FROM {SCHEMA}.{_ident(collection.id)} "
+                               "ORDER BY fid")
+
+                def batches() -> Iterator[list[list]]:
+                    while rows := cursor.fetchmany(batch_size):
+                        fids, wkbs, *columns = (list(c) for c in zip(*rows))
+                        yield [fids, [None if w is None else bytes(w) for w in wkbs], *columns]
+                yield int(version), batches()
+
     def history(self, collection: Collection, member: str, dataset: str | None = None) -> list[VersionInfo]:
         with self._conn() as conn:
             if not self._exists(conn, "versions"):
