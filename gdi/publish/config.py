@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gdi import settings
-from gdi.collections import Collection
+from gdi.collections import CATALOGUE_ID, Collection
 
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
@@ -29,8 +29,11 @@ def lonlat_extent(extent: tuple[float, float, float, float] | None) -> list[floa
 PROVIDERS = {"gpkg": "gdi.publish.provider.GpkgProvider", "postgis": "gdi.publish.provider_pg.PostgisProvider"}
 
 
-def resource(collection: Collection, store_path: Path | str, extent, kind: str = "gpkg") -> dict[str, Any]:
-    links = []
+def resource(collection: Collection, store_path: Path | str, extent, kind: str = "gpkg", *,
+             url: str | None = None, time: tuple[str, str] | None = None) -> dict[str, Any]:
+    from gdi.publish.catalogue import describedby_links
+
+    links = describedby_links(collection, url) if url else []
     if collection.licence.get("url"):
         links.append({"type": "text/html", "rel": "license", "title": collection.licence.get("name", "Licence"),
                       "href": collection.licence["url"], "hreflang": "de"})
@@ -57,9 +60,17 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
         "description": description,
         "keywords": list(collection.keywords),
         "links": links,
-        "extents": {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}},
+        "extents": extents(extent, time),
         "providers": [provider],
     }
+
+
+def extents(extent, time: tuple[str, str] | None) -> dict[str, Any]:
+    """Spatial extent, and the temporal one (from the time field's values) where the collection has one."""
+    out: dict[str, Any] = {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}}
+    if time:
+        out["temporal"] = {"begin": time[0], "end": time[1]}
+    return out
 
 
 JSON_TYPES = {"string": ("string", None), "integer": ("integer", None), "number": ("number", None),
@@ -90,7 +101,18 @@ def property_schemas(collection: Collection) -> dict[str, dict[str, Any]]:
     return out
 
 
-def build_config(collections: dict[str, Collection], store, *, url: str, templates: tuple[Path, Path] | None) -> dict:
+def contact(url: str) -> dict[str, str]:
+    """pygeoapi's service contact: the installation's contact (settings ``contact``), as in the ISO records."""
+    who = settings.get().contact
+    return {"name": who.person or who.organisation, "position": who.position, "address": who.street,
+            "city": who.city, "stateorprovince": who.state, "postalcode": who.postcode, "country": who.country,
+            "phone": who.phone, "fax": "", "email": who.email, "url": who.url or url.rstrip("/"), "hours": "",
+            "instructions": "", "role": who.role}
+
+
+def build_config(collections: dict[str, Collection], store, *, url: str, templates: tuple[Path, Path] | None,
+                 catalogue: dict | None = None) -> dict:
+    """``catalogue``: the pygeoapi resource of the metadata records (gdi/publish/catalogue.py), listed last."""
     server: dict[str, Any] = {
         "bind": {"host": "127.0.0.1", "port": 5000},
         "url": url.rstrip("/"),
@@ -129,11 +151,10 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
             },
             "license": {"name": "Datenlizenz Deutschland – Namensnennung 2.0 / ODbL (je Sammlung)",
                         "url": "https://www.govdata.de/dl-de/by-2-0"},
-            "provider": {"name": region, "url": url.rstrip("/")},
-            "contact": {"name": "GIS-Team des Kreises", "position": "GDI", "address": "", "city": "",
-                        "stateorprovince": "", "postalcode": "", "country": "Deutschland", "phone": "",
-                        "fax": "", "email": "", "url": url.rstrip("/"), "hours": "", "instructions": "",
-                        "role": "pointOfContact"},
+            "provider": {"name": settings.get().contact.organisation or region, "url": url.rstrip("/")},
+            "contact": contact(url),
         },
-        "resources": {cid: resource(c, store.path, store.extent_lonlat(c), store.kind) for cid, c in collections.items()},
+        "resources": {**{cid: resource(c, store.path, store.extent_lonlat(c), store.kind, url=url,
+                                       time=store.time_extent(c)) for cid, c in collections.items()},
+                      **({CATALOGUE_ID: catalogue} if catalogue else {})},
     }

@@ -34,6 +34,9 @@ def create_app():
     from gdi.server import uploads
 
     uploads.install(APP)
+    from gdi.server import catalogue
+
+    catalogue.install(APP)     # /csw (pycsw, proxied) and /collections/{id}/metadata (ISO 19139)
 
     vendor = vendor_dir()
     viewer_dir = paths.viewer

@@ -1,0 +1,173 @@
+"""The metadata catalogue, regenerated at each publish: ISO documents, Records, pycsw's repository.
+
+For every collection: its ISO 19139 document (``publish/metadata/{id}.xml``, served at
+``/collections/{id}/metadata``), its OGC API Record (``publish/catalogue.json``, the TinyDB
+file pygeoapi's ``TinyDBCatalogue`` serves at ``/collections/catalogue``) and its record in
+pycsw's SQLite repository (``publish/csw.db``, served by pycsw at ``/csw``). All three come
+from one MCF document per collection (gdi/publish/metadata.py), so they never disagree.
+pycsw's repository is rebuilt only when the ISO documents changed (the loader runs in pycsw's
+own environment and takes a second or two).
+"""
+from __future__ import annotations
+
+import configparser
+import hashlib
+import io
+import json
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from gdi import settings
+from gdi.collections import Collection
+from gdi.files import now_iso, write_atomically
+from gdi.collections import CATALOGUE_ID
+from gdi.publish.metadata import Facts, iso_xml, mcf, record_id, record_json
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    records: dict[str, dict]          # collection id → its OGC API Record
+    csw_records: int | None           # records in pycsw's repository after this publish (None: not rebuilt)
+
+
+def facts(collection: Collection, store) -> Facts:
+    updated = max((d.updated for d in store.datasets(collection)), default=None)
+    return Facts(bbox=store.extent_lonlat(collection), time=store.time_extent(collection), updated=updated)
+
+
+def pycsw_python() -> Path:
+    """The interpreter of pycsw's own environment (settings ``catalogue.environment``)."""
+    return settings.repo_root() / settings.get().catalogue.environment / "bin" / "python"
+
+
+def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> Catalogue:
+    paths = settings.paths()
+    contact = settings.get().contact
+    today = now_iso()
+    paths.metadata.mkdir(parents=True, exist_ok=True)
+    records: dict[str, dict] = {}
+    documents: dict[str, bytes] = {}
+    for cid, c in collections.items():
+        doc = mcf(c, facts(c, store), contact, url, today=today)
+        documents[cid] = iso_xml(doc, c)
+        records[cid] = record_json(doc, c, url)
+    for stale in paths.metadata.glob("*.xml"):
+        if stale.stem not in documents:
+            stale.unlink()
+    for cid, xml in documents.items():
+        target = paths.metadata / f"{cid}.xml"
+        if not target.exists() or target.read_bytes() != xml:
+            write_atomically(target, xml.decode("utf-8"))
+    tinydb = {"_default": {str(i): r for i, r in enumerate(records.values(), start=1)}}
+    text = json.dumps(tinydb, ensure_ascii=False, sort_keys=True, indent=1)
+    if not paths.records.exists() or paths.records.read_text(encoding="utf-8") != text:
+        write_atomically(paths.records, text)
+    write_if_changed(paths.pycsw_config, pycsw_config(url, contact, paths.pycsw_db))
+    return Catalogue(records=records, csw_records=load_pycsw(documents))
+
+
+def write_if_changed(path: Path, text: str) -> None:
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        write_atomically(path, text)
+
+
+def load_pycsw(documents: dict[str, bytes]) -> int | None:
+    """Rebuild pycsw's repository from the ISO documents when they changed; None when unchanged or
+    when pycsw's environment is missing (then /csw answers 503 and says so)."""
+    paths = settings.paths()
+    key = hashlib.sha256(b"".join(documents[k] for k in sorted(documents))).hexdigest()
+    key_file = paths.pycsw_db.with_name(paths.pycsw_db.name + ".key")
+    if paths.pycsw_db.exists() and key_file.exists() and key_file.read_text() == key:
+        return None
+    python = pycsw_python()
+    if not python.exists():
+        return None
+    fresh = paths.pycsw_db.with_name(paths.pycsw_db.name + ".new")
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(settings.repo_root()), "HOME": str(paths.home)}
+    proc = subprocess.run([str(python), "-m", "gdi.pycsw_app", "load", str(paths.pycsw_config), str(paths.metadata),
+                           str(fresh)], env=env, capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError(f"loading the CSW repository failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    count = int(proc.stdout.strip().splitlines()[-1])
+    if count != len(documents):
+        raise RuntimeError(f"the CSW repository holds {count} records, not {len(documents)}:\n{proc.stderr[-3000:]}")
+    os.replace(fresh, paths.pycsw_db)
+    write_atomically(key_file, key)
+    return count
+
+
+def pycsw_config(url: str, contact, database: Path) -> str:
+    """pycsw's configuration: the CSW at {url}/csw, read-only (no transactions), ISO (apiso) profile,
+    capabilities naming the installation and its contact."""
+    region = settings.get().region.name
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg["server"] = {
+        "home": str(database.parent), "url": f"{url.rstrip('/')}/csw", "mimetype": "application/xml; charset=UTF-8",
+        "encoding": "UTF-8", "language": "de-DE", "maxrecords": "100", "loglevel": "WARNING", "logfile": "",
+        "ogc_schemas_base": "http://schemas.opengis.net", "federatedcatalogues": "", "pretty_print": "true",
+        "domainquerytype": "list", "domaincounts": "false", "profiles": "apiso",
+    }
+    cfg["manager"] = {"transactions": "false", "allowed_ips": "127.0.0.1"}
+    cfg["metadata:main"] = {
+        "identification_title": f"{region} – Metadatenkatalog (CSW)",
+        "identification_abstract": "Metadaten (ISO 19139) der Geodaten der gemeinsamen Geodateninfrastruktur "
+                                   "des Kreises und seiner Mitgliedskommunen.",
+        "identification_keywords": "Geodaten,Metadaten,opendata",
+        "identification_keywords_type": "theme", "identification_fees": "keine",
+        "identification_accessconstraints": "keine",
+        "provider_name": contact.organisation, "provider_url": contact.url or url.rstrip("/"),
+        "contact_name": contact.person, "contact_position": contact.position, "contact_address": contact.street,
+        "contact_city": contact.city, "contact_stateorprovince": contact.state, "contact_postalcode": contact.postcode,
+        "contact_country": contact.country, "contact_phone": contact.phone, "contact_fax": "",
+        "contact_email": contact.email, "contact_url": contact.url or url.rstrip("/"), "contact_hours": "",
+        "contact_instructions": "", "contact_role": contact.role,
+    }
+    cfg["repository"] = {"database": f"sqlite:///{database}", "table": "records"}
+    out = io.StringIO()
+    cfg.write(out)
+    return out.getvalue()
+
+
+def catalogue_resource(records: dict[str, dict], url: str) -> dict:
+    """The pygeoapi resource of the OGC API Records collection (pygeoapi's TinyDBCatalogue provider)."""
+    paths = settings.paths()
+    boxes = [r["geometry"]["coordinates"][0] for r in records.values() if r.get("geometry")]
+    lons = [p[0] for ring in boxes for p in ring]
+    lats = [p[1] for ring in boxes for p in ring]
+    bbox = [min(lons), min(lats), max(lons), max(lats)] if lons else [5.87, 47.27, 15.04, 55.06]
+    updates = sorted(r["properties"].get("updated") for r in records.values() if r["properties"].get("updated"))
+    extents: dict = {"spatial": {"bbox": bbox, "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}}
+    if updates:
+        # the records' last update is part of the configuration, so caches keyed on it follow every publish
+        extents["temporal"] = {"begin": updates[0], "end": updates[-1]}
+    return {
+        "type": "collection",
+        "title": {"de": "Metadatenkatalog", "en": "Metadata catalogue"},
+        "description": {"de": "Ein Metadatensatz (OGC API Records) je Sammlung; dieselben Metadaten als "
+                              "ISO 19139 über die CSW-Schnittstelle unter /csw.",
+                        "en": "One metadata record (OGC API Records) per collection; the same metadata as "
+                              "ISO 19139 through the CSW at /csw."},
+        "keywords": ["Metadaten", "metadata", "catalogue"],
+        "links": [{"type": "application/xml", "rel": "alternate", "title": "CSW 2.0.2 (ISO 19139)",
+                   "href": f"{url.rstrip('/')}/csw?service=CSW&version=2.0.2&request=GetCapabilities"}],
+        "extents": extents,
+        "providers": [{"type": "record", "name": "TinyDBCatalogue", "data": str(paths.records), "id_field": "id",
+                       "time_field": "updated", "title_field": "title"}],
+    }
+
+
+def describedby_links(collection: Collection, url: str) -> list[dict[str, str]]:
+    """What each OGC API Features collection links as its description: the ISO document and the record."""
+    base = url.rstrip("/")
+    md_id = record_id(url, collection.id)
+    return [
+        {"type": "application/xml", "rel": "describedby", "title": "Metadaten (ISO 19139)",
+         "href": f"{base}/collections/{collection.id}/metadata"},
+        {"type": "application/geo+json", "rel": "describedby", "title": "Metadatensatz (OGC API Records)",
+         "href": f"{base}/collections/{CATALOGUE_ID}/items/{md_id}?f=json"},
+        {"type": "application/xml", "rel": "describedby", "title": "Metadatensatz (CSW GetRecordById)",
+         "href": f"{base}/csw?service=CSW&version=2.0.2&request=GetRecordById&id={md_id}"
+                 "&outputSchema=http://www.isotc211.org/2005/gmd&elementSetName=full"},
+    ]
