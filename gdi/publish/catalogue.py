@@ -60,12 +60,20 @@ def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> C
         target = paths.metadata / f"{cid}.xml"
         if not target.exists() or target.read_bytes() != xml:
             write_atomically(target, xml.decode("utf-8"))
-    tinydb = {"_default": {str(i): r for i, r in enumerate(records.values(), start=1)}}
+    tinydb = {"_default": {str(i): searchable(r) for i, r in enumerate(records.values(), start=1)}}
     text = json.dumps(tinydb, ensure_ascii=False, sort_keys=True, indent=1)
     if not paths.records.exists() or paths.records.read_text(encoding="utf-8") != text:
         write_atomically(paths.records, text)
     write_if_changed(paths.pycsw_config, pycsw_config(url, contact, paths.pycsw_db))
     return Catalogue(records=records, csw_records=load_pycsw(documents))
+
+
+def searchable(record: dict) -> dict:
+    """The record as TinyDBCatalogue stores it: ``q`` searches its ``_metadata-anytext`` (title, description,
+    keywords), which the provider leaves out of its answers."""
+    props = record["properties"]
+    words = [props.get("title", ""), props.get("description", ""), *props.get("keywords", [])]
+    return {**record, "properties": {**props, "_metadata-anytext": " ".join(w for w in words if w)}}
 
 
 def write_if_changed(path: Path, text: str) -> None:
