@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from gdi import settings
@@ -148,8 +149,9 @@ def catalogue_resource(records: dict[str, dict], url: str) -> dict:
     updates = sorted(r["properties"].get("updated") for r in records.values() if r["properties"].get("updated"))
     extents: dict = {"spatial": {"bbox": bbox, "crs": "http://www.opengis.net/def/crs/OGC/1.3/CRS84"}}
     if updates:
-        # the records' last update is part of the configuration, so caches keyed on it follow every publish
-        extents["temporal"] = {"begin": updates[0], "end": updates[-1]}
+        # the records' last update is part of the configuration, so the response caches (keyed on the data
+        # version and the configuration) follow every publish; pygeoapi wants datetimes here
+        extents["temporal"] = {"begin": datetime.fromisoformat(updates[0]), "end": datetime.fromisoformat(updates[-1])}
     return {
         "type": "collection",
         "title": {"de": "Metadatenkatalog", "en": "Metadata catalogue"},

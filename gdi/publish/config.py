@@ -30,7 +30,7 @@ PROVIDERS = {"gpkg": "gdi.publish.provider.GpkgProvider", "postgis": "gdi.publis
 
 
 def resource(collection: Collection, store_path: Path | str, extent, kind: str = "gpkg", *,
-             url: str | None = None, time: tuple[str, str] | None = None) -> dict[str, Any]:
+             url: str | None = None) -> dict[str, Any]:
     from gdi.publish.catalogue import describedby_links
 
     links = describedby_links(collection, url) if url else []
@@ -60,17 +60,10 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
         "description": description,
         "keywords": list(collection.keywords),
         "links": links,
-        "extents": extents(extent, time),
+        # no temporal extent: pygeoapi answers a datetime outside it with 400, where 0 features are right
+        "extents": {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}},
         "providers": [provider],
     }
-
-
-def extents(extent, time: tuple[str, str] | None) -> dict[str, Any]:
-    """Spatial extent, and the temporal one (from the time field's values) where the collection has one."""
-    out: dict[str, Any] = {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}}
-    if time:
-        out["temporal"] = {"begin": time[0], "end": time[1]}
-    return out
 
 
 JSON_TYPES = {"string": ("string", None), "integer": ("integer", None), "number": ("number", None),
@@ -154,7 +147,7 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
             "provider": {"name": settings.get().contact.organisation or region, "url": url.rstrip("/")},
             "contact": contact(url),
         },
-        "resources": {**{cid: resource(c, store.path, store.extent_lonlat(c), store.kind, url=url,
-                                       time=store.time_extent(c)) for cid, c in collections.items()},
+        "resources": {**{cid: resource(c, store.path, store.extent_lonlat(c), store.kind, url=url)
+                         for cid, c in collections.items()},
                       **({CATALOGUE_ID: catalogue} if catalogue else {})},
     }
