@@ -187,6 +187,11 @@ class Paths:
         return self.publish / "metadata"
 
     @property
+    def metadata_key(self) -> Path:
+        """The hash of the ISO documents, written last: pycsw rebuilds its repository when it changes."""
+        return self.publish / "metadata.key"
+
+    @property
     def records(self) -> Path:
         """The OGC API Records of the catalogue (a TinyDB file pygeoapi's TinyDBCatalogue reads)."""
         return self.publish / "catalogue.json"

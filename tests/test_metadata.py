@@ -9,13 +9,15 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
-from conftest import DATA, run_gdi
+from conftest import DATA, REPO, run_gdi
 
 COLLECTIONS = ("municipalities", "supply_points")
 GMD = "http://www.isotc211.org/2005/gmd"
@@ -66,9 +68,6 @@ def store_facts(server, cid: str) -> dict:
     code = (f"import json; from gdi.collections import get_collection; from gdi.store import open_store; "
             f"s = open_store(); c = get_collection({cid!r}); "
             f"print(json.dumps([s.extent_lonlat(c), s.time_extent(c), max(d.updated for d in s.datasets(c))]))")
-    import subprocess
-    import sys
-
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
                          check=True).stdout
     extent, time, updated = json.loads(out)
@@ -280,7 +279,7 @@ def test_publish_regenerates_the_catalogue_from_the_store(gdi_home):
     before = etree.parse(str(publish / "metadata" / "municipalities.xml"))
     box = "//gmd:EX_GeographicBoundingBox"
     assert [float(v) for v in before.xpath(f"{box}/*/gco:Decimal/text()", namespaces=NS)] == [5.87, 15.04, 47.27, 55.06]
-    key = (publish / "csw.db.key").read_text()
+    key = (publish / "metadata.key").read_text()
     run_gdi("ingest", str(DATA / "boundaries" / "vg250ew_gemeinden_hoexter.geojson"), "--collection",
             "municipalities", "--member", "05762", "--admin", home=gdi_home, check=True)
     after = etree.parse(str(publish / "metadata" / "municipalities.xml"))
@@ -292,7 +291,14 @@ def test_publish_regenerates_the_catalogue_from_the_store(gdi_home):
     assert [west, south, east, north] == config["resources"]["municipalities"]["extents"]["spatial"]["bbox"]
     updated = json.loads(run_gdi("datasets", "--json", home=gdi_home, check=True).stdout)[0]["updated"]
     assert after.xpath("string(/gmd:MD_Metadata/gmd:dateStamp/gco:DateTime)", namespaces=NS) == updated
-    assert (publish / "csw.db.key").read_text() != key
+    assert (publish / "metadata.key").read_text() != key
+    # pycsw rebuilds its repository from the new documents (at its next request; here from the command line)
+    loader = [str(REPO / ".venv-pycsw" / "bin" / "python"), "-m", "gdi.pycsw_app", "load",
+              str(publish / "pycsw.cfg")]
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(REPO)}
+    assert subprocess.run(loader, env=env, capture_output=True, text=True, check=True).stdout == "2\n"
+    assert subprocess.run(loader, env=env, capture_output=True, text=True, check=True).stdout == "current\n"
+    assert (publish / "csw.db.key").read_text() == (publish / "metadata.key").read_text()
     with sqlite3.connect(publish / "csw.db") as db:
         rows = db.execute("SELECT identifier, title FROM records ORDER BY title").fetchall()
     url = "http://127.0.0.1:5000"

@@ -5,8 +5,9 @@ For every collection: its ISO 19139 document (``publish/metadata/{id}.xml``, ser
 file pygeoapi's ``TinyDBCatalogue`` serves at ``/collections/catalogue``) and its record in
 pycsw's SQLite repository (``publish/csw.db``, served by pycsw at ``/csw``). All three come
 from one MCF document per collection (gdi/publish/metadata.py), so they never disagree.
-pycsw's repository is rebuilt only when the ISO documents changed (the loader runs in pycsw's
-own environment and takes a second or two).
+The publish writes the ISO documents and their key (``publish/metadata.key``); pycsw rebuilds
+its repository from them at its next request (gdi/pycsw_app.py), in its own environment,
+so an upload never waits for pycsw.
 """
 from __future__ import annotations
 
@@ -14,8 +15,6 @@ import configparser
 import hashlib
 import io
 import json
-import os
-import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -30,17 +29,11 @@ from gdi.publish.metadata import Facts, iso_xml, mcf, record_id, record_json
 @dataclass(frozen=True)
 class Catalogue:
     records: dict[str, dict]          # collection id → its OGC API Record
-    csw_records: int | None           # records in pycsw's repository after this publish (None: not rebuilt)
 
 
 def facts(collection: Collection, store) -> Facts:
     updated = max((d.updated for d in store.datasets(collection)), default=None)
     return Facts(bbox=store.extent_lonlat(collection), time=store.time_extent(collection), updated=updated)
-
-
-def pycsw_python() -> Path:
-    """The interpreter of pycsw's own environment (settings ``catalogue.environment``)."""
-    return settings.repo_root() / settings.get().catalogue.environment / "bin" / "python"
 
 
 def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> Catalogue:
@@ -66,7 +59,9 @@ def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> C
     if not paths.records.exists() or paths.records.read_text(encoding="utf-8") != text:
         write_atomically(paths.records, text)
     write_if_changed(paths.pycsw_config, pycsw_config(url, contact, paths.pycsw_db))
-    return Catalogue(records=records, csw_records=load_pycsw(documents))
+    # last: the key tells pycsw (gdi/pycsw_app.py) to rebuild its repository from these documents
+    write_if_changed(paths.metadata_key, hashlib.sha256(b"".join(documents[k] for k in sorted(documents))).hexdigest())
+    return Catalogue(records=records)
 
 
 def searchable(record: dict) -> dict:
@@ -80,31 +75,6 @@ def searchable(record: dict) -> dict:
 def write_if_changed(path: Path, text: str) -> None:
     if not path.exists() or path.read_text(encoding="utf-8") != text:
         write_atomically(path, text)
-
-
-def load_pycsw(documents: dict[str, bytes]) -> int | None:
-    """Rebuild pycsw's repository from the ISO documents when they changed; None when unchanged or
-    when pycsw's environment is missing (then /csw answers 503 and says so)."""
-    paths = settings.paths()
-    key = hashlib.sha256(b"".join(documents[k] for k in sorted(documents))).hexdigest()
-    key_file = paths.pycsw_db.with_name(paths.pycsw_db.name + ".key")
-    if paths.pycsw_db.exists() and key_file.exists() and key_file.read_text() == key:
-        return None
-    python = pycsw_python()
-    if not python.exists():
-        return None
-    fresh = paths.pycsw_db.with_name(paths.pycsw_db.name + ".new")
-    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(settings.repo_root()), "HOME": str(paths.home)}
-    proc = subprocess.run([str(python), "-m", "gdi.pycsw_app", "load", str(paths.pycsw_config), str(paths.metadata),
-                           str(fresh)], env=env, capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        raise RuntimeError(f"loading the CSW repository failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    count = int(proc.stdout.strip().splitlines()[-1])
-    if count != len(documents):
-        raise RuntimeError(f"the CSW repository holds {count} records, not {len(documents)}:\n{proc.stderr[-3000:]}")
-    os.replace(fresh, paths.pycsw_db)
-    write_atomically(key_file, key)
-    return count
 
 
 def pycsw_config(url: str, contact, database: Path) -> str:
@@ -134,6 +104,8 @@ def pycsw_config(url: str, contact, database: Path) -> str:
         "contact_instructions": "", "contact_role": contact.role,
     }
     cfg["repository"] = {"database": f"sqlite:///{database}", "table": "records"}
+    paths = settings.paths()
+    cfg["gdi"] = {"documents": str(paths.metadata), "key": str(paths.metadata_key)}   # gdi/pycsw_app.py
     out = io.StringIO()
     cfg.write(out)
     return out.getvalue()

@@ -33,10 +33,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def pycsw_python() -> Path:
+    """The interpreter of pycsw's own environment (settings ``catalogue.environment``)."""
+    return settings.repo_root() / settings.get().catalogue.environment / "bin" / "python"
+
+
 def start_pycsw(env: dict[str, str], preexec_fn) -> tuple[subprocess.Popen | None, str | None]:
     """pycsw's gunicorn on a free port of 127.0.0.1, or (None, None) without pycsw's environment."""
-    from gdi.publish.catalogue import pycsw_python
-
     python = pycsw_python()
     paths = settings.paths()
     if not python.exists() or not paths.pycsw_config.exists():
