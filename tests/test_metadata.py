@@ -318,3 +318,30 @@ def test_a_wrong_inspire_theme_or_topic_is_refused(tmp_path: Path):
     assert [p.split(": ")[1] for p in problems] == ["metadata.topic_category", "metadata.inspire_theme"]
     coll, problems = parse({**doc, "id": "catalogue", "metadata": {}}, "x.yml")
     assert problems == ["x.yml: id: 'catalogue' is reserved (the catalogue of the metadata records)"]
+
+
+def test_the_csw_is_started_again_when_it_dies(server):
+    """pycsw is a child of `gdi serve`; killed, it is started again on its port and /csw answers as before."""
+    import signal
+    import time
+
+    def pycsw_pid() -> int | None:
+        out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(server.proc.pid)], capture_output=True,
+                             text=True).stdout
+        pids = [int(line.split()[0]) for line in out.splitlines() if "gdi.pycsw_app:application" in line]
+        return pids[0] if pids else None
+
+    params = {"service": "CSW", "version": "2.0.2", "request": "GetCapabilities"}
+    assert server.get("/csw", params=params).status_code == 200
+    first = pycsw_pid()
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        again = pycsw_pid()
+        if again not in (None, first) and server.get("/csw", params=params).status_code == 200:
+            break
+        time.sleep(0.5)
+    else:
+        raise AssertionError("the CSW did not come back within 60 s")
+    assert "Metadatenkatalog (CSW)" in server.get("/csw", params=params).text

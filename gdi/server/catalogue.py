@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import http.client
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,23 +40,57 @@ def pycsw_python() -> Path:
     return settings.repo_root() / settings.get().catalogue.environment / "bin" / "python"
 
 
-def start_pycsw(env: dict[str, str], preexec_fn) -> tuple[subprocess.Popen | None, str | None]:
-    """pycsw's gunicorn on a free port of 127.0.0.1, or (None, None) without pycsw's environment."""
-    python = pycsw_python()
-    paths = settings.paths()
-    if not python.exists() or not paths.pycsw_config.exists():
-        print(f"gdi: no CSW: pycsw's environment {python.parent.parent} is missing (make install)",
+class Pycsw(threading.Thread):
+    """pycsw's gunicorn on a free port of 127.0.0.1, started again (same port) should it ever exit,
+    until the server stops; a child of `gdi serve` that dies with it (``preexec_fn``)."""
+
+    def __init__(self, env: dict[str, str], preexec_fn, interval: float = 2.0) -> None:
+        super().__init__(name="gdi-csw", daemon=True)
+        paths = settings.paths()
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.preexec_fn, self.interval = preexec_fn, interval
+        self.env = {"PATH": env.get("PATH", ""), "HOME": env.get("HOME", str(paths.home)),
+                    "PYTHONPATH": str(settings.repo_root()), "PYCSW_CONFIG": str(paths.pycsw_config)}
+        self.stop_event = threading.Event()
+        self.child = self._start()
+
+    @staticmethod
+    def available() -> bool:
+        if pycsw_python().exists() and settings.paths().pycsw_config.exists():
+            return True
+        print(f"gdi: no CSW: pycsw's environment {pycsw_python().parent.parent} is missing (make install)",
               file=sys.stderr, flush=True)
-        return None, None
-    port = _free_port()
-    child_env = {"PATH": env.get("PATH", ""), "HOME": env.get("HOME", str(paths.home)),
-                 "PYTHONPATH": str(settings.repo_root()), "PYCSW_CONFIG": str(paths.pycsw_config)}
-    gunicorn = [str(python), "-m", "gunicorn", "--bind", f"127.0.0.1:{port}",
-                "--workers", str(settings.get().catalogue.workers), "--threads", "2", "--no-control-socket",
-                "--error-logfile", "-", "--log-level", "warning", "--timeout", "60", "gdi.pycsw_app:application"]
-    proc = subprocess.Popen(gunicorn, env=child_env, preexec_fn=preexec_fn, cwd=str(paths.publish),
-                            stdout=subprocess.DEVNULL)
-    return proc, f"http://127.0.0.1:{port}"
+        return False
+
+    def _start(self) -> subprocess.Popen:
+        gunicorn = [str(pycsw_python()), "-m", "gunicorn", "--bind", f"127.0.0.1:{self.port}",
+                    "--workers", str(settings.get().catalogue.workers), "--threads", "2", "--no-control-socket",
+                    "--error-logfile", "-", "--log-level", "warning", "--timeout", "60",
+                    "gdi.pycsw_app:application"]
+        # a session of its own: should its master die, the workers it leaves behind go with the group
+        return subprocess.Popen(gunicorn, env=self.env, preexec_fn=self.preexec_fn, start_new_session=True,
+                                cwd=str(settings.paths().publish), stdout=subprocess.DEVNULL)
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval):
+            code = self.child.poll()
+            if code is not None and not self.stop_event.is_set():
+                print(f"gdi: the CSW (pycsw) exited ({code}); starting it again", file=sys.stderr, flush=True)
+                try:
+                    os.killpg(self.child.pid, signal.SIGKILL)      # workers left holding the port
+                except ProcessLookupError:
+                    pass
+                self.child = self._start()
+
+    def stop(self) -> None:
+        self.stop_event.set()
+        if self.child.poll() is None:
+            self.child.terminate()
+            try:
+                self.child.wait(10)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
 
 
 def _forward(upstream: str, method: str, query: str, body: bytes, content_type: str | None):
