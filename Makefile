@@ -3,6 +3,8 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.12 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
+# pycsw's environment: catalogue.environment in config/gdi.yml
+PYCSW_VENV := .venv-pycsw
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
@@ -17,11 +19,18 @@ $(BIN)/gdi: pyproject.toml requirements.lock
 	$(BIN)/pip install -q --no-deps -e .
 	@touch $(BIN)/gdi
 
+# pycsw (the CSW at /csw) in an environment of its own: it pins an older OWSLib than gdi (requirements-pycsw.lock)
+$(PYCSW_VENV)/bin/pycsw-admin.py: requirements-pycsw.lock
+	$(PYTHON) -m venv $(PYCSW_VENV)
+	$(PYCSW_VENV)/bin/pip install -q --upgrade pip
+	$(PYCSW_VENV)/bin/pip install -q -r requirements-pycsw.lock
+	@touch $@
+
 viewer/vendor/.complete: viewer/assets.yml scripts/vendor_assets.py
 	@scripts/system_packages.sh assets
 	$(BIN)/python scripts/vendor_assets.py
 
-install: $(BIN)/gdi viewer/vendor/.complete
+install: $(BIN)/gdi viewer/vendor/.complete $(PYCSW_VENV)/bin/pycsw-admin.py
 
 demo: install
 	$(BIN)/gdi demo --host $(HOST) --port $(PORT)
@@ -44,4 +53,4 @@ lock:
 	  --no-emit-find-links -o requirements.lock pyproject.toml
 
 clean:
-	rm -rf $(VENV) var viewer/vendor
+	rm -rf $(VENV) $(PYCSW_VENV) var viewer/vendor

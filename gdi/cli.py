@@ -253,6 +253,20 @@ def _cmd_viewer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_masterportal(args: argparse.Namespace) -> int:
+    from gdi.collections import load_collections
+    from gdi.files import write_atomically
+    from gdi.masterportal import services
+    from gdi.publish import current_url
+    from gdi.store import open_store
+
+    url = current_url()
+    layers = services(load_collections(), open_store(), url=url)
+    write_atomically(Path(args.out), json.dumps(layers, ensure_ascii=False, indent=2) + "\n")
+    print(f"gdi: wrote {len(layers)} Masterportal OAF layers for {url} to {args.out}")
+    return 0
+
+
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from gdi.store import open_store
 
@@ -319,6 +333,10 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("--out", required=True)
     v.add_argument("--lang", default="de", choices=["de", "en"])
     v.set_defaults(func=_cmd_viewer)
+
+    mp = sub.add_parser("masterportal", help="write Masterportal services.json layer entries, one per collection")
+    mp.add_argument("--out", required=True, help="the services.json file to write")
+    mp.set_defaults(func=_cmd_masterportal)
 
     h = sub.add_parser("history", help="list the versions of a member's datasets (audit log)")
     h.add_argument("--collection", required=True)

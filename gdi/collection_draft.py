@@ -160,6 +160,7 @@ class Draft:
             "# Types, lengths and the vocabulary are guessed from those features. Review before adding it:",
             "#   - title (en is a copy of de) and a description, in German and English",
             "#   - licence and attribution (commented out below: the terms the member publishes under)",
+            "#   - metadata (commented out below): ISO topic category, INSPIRE theme and GovData category",
             "#   - required: the properties every feature must have (the draft requires none)",
             "#   - types, max_length, vocabularies and map.colour_by; aliases other members use for a field",
             "# then run: gdi collection check <this file>",
@@ -172,8 +173,10 @@ class Draft:
             lines.append(f"# time_field: {times[0]}        # the date the API's datetime= parameter filters on")
         lines.append("write: members              # each member within its own territory")
         lines.append("# licence: {name: Datenlizenz Deutschland – Namensnennung – Version 2.0, "
-                     "url: https://www.govdata.de/dl-de/by-2-0}")
+                     "url: https://www.govdata.de/dl-de/by-2-0, id: dl-by-de/2.0}")
         lines.append("# attribution: © <who must be named>")
+        lines.append("# metadata: {topic_category: location, inspire_theme: <id, where one fits>, "
+                     "opendata_category: <GovData category>}    # for its ISO record (CSW, Masterportal)")
         lines.append("properties:")
         for f in self.fields:
             spec = doc["properties"][f.name]

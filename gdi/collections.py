@@ -35,9 +35,10 @@ _DASH = re.compile(r"[0-9]+(?: [0-9]+)*")
 _KEYS = {
     "collection": {"id", "title", "description", "keywords", "geometry_type", "storage_crs", "title_field",
                    "time_field", "role", "territory", "write", "licence", "attribution", "properties",
-                   "vocabularies", "analysis", "map"},
+                   "vocabularies", "analysis", "map", "metadata"},
     "property": {"type", "required", "computed", "aliases", "vocabulary", "pattern", "max_length", "truncate",
                  "title"},
+    "metadata": {"topic_category", "inspire_theme", "opendata_category"},
     "map": {"show", "label", "colour", "colour_by", "icon", "line", "fill", "popup", "order"},
 }
 
@@ -154,6 +155,20 @@ class MapStyle:
 
 
 @dataclass(frozen=True)
+class MetadataHints:
+    """What the ISO record needs beyond the rest of the definition (GDI-DE conventions)."""
+
+    topic_category: str = "location"        # ISO 19115 MD_TopicCategoryCode
+    inspire_theme: str | None = None        # INSPIRE theme id (e.g. au), where one fits
+    opendata_category: str | None = None    # GovData category, e.g. "Regionen und Städte" (Masterportal's tree)
+
+
+#: the OGC API Records collection of the metadata (one record per collection): no definition may take its id
+CATALOGUE_ID = "catalogue"
+RESERVED_IDS = {CATALOGUE_ID}
+
+
+@dataclass(frozen=True)
 class Collection:
     id: str
     title: dict[str, str]
@@ -171,6 +186,7 @@ class Collection:
     write: str = "members"
     supply: SupplyAnalysis | None = None
     map: MapStyle = field(default_factory=MapStyle)
+    metadata: MetadataHints = field(default_factory=MetadataHints)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -359,6 +375,26 @@ def _parse_vocabularies(doc: Mapping, problems: _Problems) -> dict[str, dict[str
     return out
 
 
+def _parse_metadata(doc: Any, problems: _Problems) -> MetadataHints:
+    from gdi.vocabularies import INSPIRE_THEMES, TOPIC_CATEGORIES
+
+    if doc is None:
+        return MetadataHints()
+    if not isinstance(doc, Mapping):
+        problems.add("metadata", "must be {topic_category, inspire_theme, opendata_category}")
+        return MetadataHints()
+    _unknown(doc, _KEYS["metadata"], "metadata", problems)
+    topic = str(doc.get("topic_category", MetadataHints.topic_category))
+    if topic not in TOPIC_CATEGORIES:
+        problems.add("metadata.topic_category", f"{topic!r} is no ISO 19115 topic category ({', '.join(TOPIC_CATEGORIES)})")
+    theme = doc.get("inspire_theme")
+    if theme is not None and theme not in INSPIRE_THEMES:
+        problems.add("metadata.inspire_theme", f"{theme!r} is no INSPIRE theme id ({', '.join(INSPIRE_THEMES)})")
+    category = doc.get("opendata_category")
+    return MetadataHints(topic_category=topic, inspire_theme=None if theme is None else str(theme),
+                         opendata_category=None if category is None else str(category))
+
+
 def _parse_map(doc: Any, props: dict[str, Property], geometry_type: str, problems: _Problems) -> MapStyle:
     doc = doc or {}
     if not isinstance(doc, Mapping):
@@ -452,6 +488,8 @@ def parse(doc: Any, source: str) -> tuple[Collection | None, list[str]]:
     cid = str(doc.get("id", ""))
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", cid):
         problems.add("id", f"'{cid}' must be lower-case letters, digits and _, starting with a letter")
+    elif cid in RESERVED_IDS:
+        problems.add("id", f"'{cid}' is reserved (the catalogue of the metadata records)")
     title = _text(doc.get("title"), "title", problems, required=True)
     gtype = doc.get("geometry_type")
     if gtype not in GEOMETRY_TYPES:
@@ -539,6 +577,7 @@ def parse(doc: Any, source: str) -> tuple[Collection | None, list[str]]:
                 problems.add("analysis", "the supply analysis counts points")
             supply = SupplyAnalysis(field=str(fname), food=tuple(food), distance_bands_m=tuple(bands))
     map_style = _parse_map(doc.get("map"), props, gtype, problems)
+    hints = _parse_metadata(doc.get("metadata"), problems)
     keywords = doc.get("keywords") or []
     licence = doc.get("licence") or {}
     if not isinstance(licence, Mapping) or (licence and not licence.get("name")):
@@ -552,7 +591,7 @@ def parse(doc: Any, source: str) -> tuple[Collection | None, list[str]]:
         keywords=tuple(str(k) for k in keywords), vocabularies=vocabularies,
         licence={str(k): str(v) for k, v in licence.items()}, attribution=str(doc.get("attribution") or ""),
         title_field=title_field, time_field=time_field, territory=territory, write=str(write),
-        supply=supply, map=map_style, raw=dict(doc),
+        supply=supply, map=map_style, metadata=hints, raw=dict(doc),
     ), []
 
 

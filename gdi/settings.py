@@ -112,6 +112,35 @@ class Viewer(_Section):
     refresh_seconds: float = Field(2, gt=0)
 
 
+class Contact(_Section):
+    """Who answers for the data: the county's GIS office. One contact for pygeoapi's service metadata,
+    the ISO records (point of contact, metadata contact, distributor) and the CSW capabilities."""
+
+    organisation: str = "GIS-Team des Kreises"
+    person: str = ""                          # a name or a function (GDI-DE: a function is better than a name)
+    position: str = "GDI"
+    role: Literal["pointOfContact", "custodian", "owner", "distributor", "publisher"] = "pointOfContact"
+    email: str = ""
+    phone: str = ""
+    street: str = ""
+    postcode: str = ""
+    city: str = ""
+    state: str = ""
+    country: str = "Deutschland"
+    url: str = ""                             # the office's web page; empty: the server's URL
+
+
+class Catalogue(_Section):
+    """The metadata catalogue: pycsw runs in an environment of its own (it pins an older OWSLib than ours)."""
+
+    environment: str = ".venv-pycsw"          # pycsw's virtual environment, relative to the repository (make install)
+    workers: int = Field(1, ge=1, le=16)      # pycsw's gunicorn workers (the catalogue is small)
+
+
+class Masterportal(_Section):
+    limit: int = Field(1000, ge=1)            # features per request of a Masterportal OAF layer (`gdi masterportal`)
+
+
 class Settings(_Section):
     """config/gdi.yml, validated: the one place every setting and its default is declared.
 
@@ -125,6 +154,9 @@ class Settings(_Section):
     uploads: Uploads = Uploads()
     downloads: Downloads = Downloads()
     viewer: Viewer = Viewer()
+    contact: Contact = Contact()
+    catalogue: Catalogue = Catalogue()
+    masterportal: Masterportal = Masterportal()
 
 
 class SettingsError(ValueError):
@@ -182,6 +214,27 @@ class Paths:
     def downloads(self) -> Path:
         """Where downloads are written before they are sent (removed once sent)."""
         return self.home / "downloads"
+    def metadata(self) -> Path:
+        """One ISO 19139 document per collection (``{id}.xml``), regenerated at each publish."""
+        return self.publish / "metadata"
+
+    @property
+    def metadata_key(self) -> Path:
+        """The hash of the ISO documents, written last: pycsw rebuilds its repository when it changes."""
+        return self.publish / "metadata.key"
+
+    @property
+    def records(self) -> Path:
+        """The OGC API Records of the catalogue (a TinyDB file pygeoapi's TinyDBCatalogue reads)."""
+        return self.publish / "catalogue.json"
+
+    @property
+    def pycsw_config(self) -> Path:
+        return self.publish / "pycsw.cfg"
+
+    @property
+    def pycsw_db(self) -> Path:
+        return self.publish / "csw.db"
 
     @property
     def viewer(self) -> Path:

@@ -142,8 +142,11 @@ def test_owslib_features_end_to_end(server):
     from owslib.ogcapi.features import Features
 
     api = Features(server.url, timeout=60)
-    assert {c["id"] for c in api.collections()["collections"]} == set(COLLECTIONS)
+    assert {c["id"] for c in api.collections()["collections"]} == {*COLLECTIONS, "catalogue"}
     assert set(api.feature_collections()) == set(COLLECTIONS)
+    from owslib.ogcapi.records import Records
+
+    assert Records(server.url, timeout=60).records() == ["catalogue"]
     for cid in COLLECTIONS:
         meta = api.collection(cid)
         assert meta["id"] == cid

@@ -140,6 +140,7 @@ def test_draft_of_the_development_plans(drafts):
     assert "# time_field: in_kraft        # the date the API's datetime= parameter filters on" in lines
     assert any(ln.startswith("# licence: {name: Datenlizenz Deutschland") for ln in lines)
     assert "# attribution: © <who must be named>" in lines
+    assert any(ln.startswith("# metadata: {topic_category: location, inspire_theme: ") for ln in lines)
     assert stdout.splitlines() == [
         f"gdi: wrote {target}: Polygon from 10 features; properties nummer (string), titel (string), "
         "rechtsstan (string), in_kraft (date)",

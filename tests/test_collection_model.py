@@ -78,7 +78,7 @@ BASE = {"id": "schools", "title": {"de": "Schulen"}, "geometry_type": "Point",
     ({"map": {"popup": ["nme"]}}, "map.popup[0]: 'nme' is not a property of the collection"),
     ({"time_field": "name"}, "time_field: 'name' must be of type date or datetime"),
     ({"colour": "#fff"}, "document: unknown key 'colour' (known: analysis, attribution, description, geometry_type, "
-                         "id, keywords, licence, map, properties, role, storage_crs, territory, time_field, "
+                         "id, keywords, licence, map, metadata, properties, role, storage_crs, territory, time_field, "
                          "title, title_field, vocabularies, write)"),
 ])
 def test_each_problem_of_a_definition_is_one_line(change, problem):

@@ -98,9 +98,11 @@ def test_collections(server):
     links = rels(doc)
     assert "self" in links
     ids = [c["id"] for c in doc["collections"]]
-    assert sorted(ids) == sorted(COLLECTIONS)
+    assert sorted(ids) == sorted([*COLLECTIONS, "catalogue"])      # catalogue: the metadata records (Records API)
+    assert [c["itemType"] for c in doc["collections"] if c["id"] == "catalogue"] == ["record"]
     for c in doc["collections"]:
-        check_collection(c)
+        if c["id"] != "catalogue":
+            check_collection(c)
 
 
 def check_collection(c):

@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-TOP = {"gdi.server", "gdi.cli", "gdi.upload", "gdi.demo", "gdi.collection_cli"}
+TOP = {"gdi.server", "gdi.cli", "gdi.upload", "gdi.demo", "gdi.collection_cli", "gdi.masterportal"}
 FORBIDDEN = {
     "gdi.ingest": {"gdi.publish", "gdi.viewer", *TOP},
     "gdi.store": {"gdi.ingest", "gdi.publish", "gdi.viewer", *TOP},

@@ -32,7 +32,7 @@ def test_landing_and_collections(server, real_data):
     rels = {link["rel"] for link in landing["links"]}
     assert {"self", "service-desc", "conformance", "data"} <= rels
     colls = {c["id"]: c for c in server.get("/collections?f=json").json()["collections"]}
-    assert set(colls) == {"municipalities", "supply_points"}
+    assert set(colls) == {"municipalities", "supply_points", "catalogue"}
     mun = colls["municipalities"]
     bbox = mun["extent"]["spatial"]["bbox"][0]
     import geopandas as gpd
@@ -199,7 +199,8 @@ def test_owslib_reads_collections_and_items(server):
 
     api = Features(server.url)
     ids = {c["id"] for c in api.collections()["collections"]}
-    assert ids == {"municipalities", "supply_points"}
+    assert ids == {"municipalities", "supply_points", "catalogue"}
+    assert set(api.feature_collections()) == {"municipalities", "supply_points"}
     q = api.collection_queryables("supply_points")
     assert {"name", "category", "ags", "member", "dataset"} <= set(q["properties"])
     res = api.collection_items("supply_points", bbox=[8.70, 50.76, 8.85, 50.86], limit=100)

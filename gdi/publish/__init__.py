@@ -17,6 +17,13 @@ def server_url() -> str:
     return os.environ.get("GDI_URL") or settings.get().server.url
 
 
+def current_url() -> str:
+    """The URL the data are published under: GDI_URL, else the URL a running server published under,
+    else the configured one (what `gdi publish` and `gdi masterportal` name)."""
+    return (os.environ.get("GDI_URL") or (_published_url(settings.paths().pygeoapi_config) if servers_running()
+                                          else None) or server_url())
+
+
 def publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict[str, Path]:
     """Regenerate everything derived from definitions and store; tell a running server.
 
@@ -43,8 +50,7 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     collections = load_collections()
     for c in collections.values():
         store.ensure(c)
-    url = (url or os.environ.get("GDI_URL")
-           or (_published_url(paths.pygeoapi_config) if servers_running() else None) or server_url())
+    url = url or current_url()
     templates = None
     try:
         from gdi.publish.templates import build_pygeoapi_templates
@@ -52,10 +58,15 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
         templates = build_pygeoapi_templates(paths.publish / "pygeoapi", "/vendor")
     except ImportError:
         templates = None
+    from gdi.publish.catalogue import catalogue_resource, write_catalogue
     from gdi.publish.translations import build_catalogues
 
     locale_dir = build_catalogues(paths.publish / "pygeoapi" / "locale")
-    cfg = build_config(collections, store, url=url, templates=templates, locale_dir=locale_dir)
+    # the metadata first: the configuration written next names the records' last update, so every
+    # cache keyed on the configuration follows
+    records = write_catalogue(collections, store, url=url).records
+    cfg = build_config(collections, store, url=url, templates=templates, locale_dir=locale_dir,
+                       catalogue=catalogue_resource(records, url))
     text = yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
     if _read(paths.pygeoapi_config) != text:
         write_atomically(paths.pygeoapi_config, text)     # extents alone: the workers follow without a restart

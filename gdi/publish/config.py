@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from gdi import settings
-from gdi.collections import PROVENANCE, Collection
+from gdi.collections import CATALOGUE_ID, PROVENANCE, Collection
 from gdi.messages import FIELDS
 
 EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/{}"
@@ -61,7 +61,9 @@ def download_links(collection: Collection, url: str) -> list[dict[str, Any]]:
 
 def resource(collection: Collection, store_path: Path | str, extent, kind: str = "gpkg", *,
              url: str) -> dict[str, Any]:
-    links = []
+    from gdi.publish.catalogue import describedby_links
+
+    links = describedby_links(collection, url)
     if collection.licence.get("url"):
         links.append({"type": "text/html", "rel": "license", "title": collection.licence.get("name", "Licence"),
                       "href": collection.licence["url"], "hreflang": "de"})
@@ -86,6 +88,7 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
         "description": described(collection),
         "keywords": list(collection.keywords),
         "links": links,
+        # no temporal extent: pygeoapi answers a datetime outside it with 400, where 0 features are right
         "extents": {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}},
         "providers": [provider],
     }
@@ -133,8 +136,18 @@ def html_options(collection: Collection) -> dict[str, Any]:
     return {"columns": columns, "labels": labels, "terms": terms}
 
 
+def contact(url: str) -> dict[str, str]:
+    """pygeoapi's service contact: the installation's contact (settings ``contact``), as in the ISO records."""
+    who = settings.get().contact
+    return {"name": who.person or who.organisation, "position": who.position, "address": who.street,
+            "city": who.city, "stateorprovince": who.state, "postalcode": who.postcode, "country": who.country,
+            "phone": who.phone, "fax": "", "email": who.email, "url": who.url or url.rstrip("/"), "hours": "",
+            "instructions": "", "role": who.role}
+
+
 def build_config(collections: dict[str, Collection], store, *, url: str, templates: tuple[Path, Path] | None,
-                 locale_dir: Path | None = None) -> dict:
+                 locale_dir: Path | None = None, catalogue: dict | None = None) -> dict:
+    """``catalogue``: the pygeoapi resource of the metadata records (gdi/publish/catalogue.py), listed last."""
     server: dict[str, Any] = {
         "bind": {"host": "127.0.0.1", "port": 5000},
         "url": url.rstrip("/"),
@@ -175,11 +188,10 @@ def build_config(collections: dict[str, Collection], store, *, url: str, templat
             },
             "license": {"name": "Datenlizenz Deutschland – Namensnennung 2.0 / ODbL (je Sammlung)",
                         "url": "https://www.govdata.de/dl-de/by-2-0"},
-            "provider": {"name": region, "url": url.rstrip("/")},
-            "contact": {"name": "GIS-Team des Kreises", "position": "GDI", "address": "", "city": "",
-                        "stateorprovince": "", "postalcode": "", "country": "Deutschland", "phone": "",
-                        "fax": "", "email": "", "url": url.rstrip("/"), "hours": "", "instructions": "",
-                        "role": "pointOfContact"},
+            "provider": {"name": settings.get().contact.organisation or region, "url": url.rstrip("/")},
+            "contact": contact(url),
         },
-        "resources": {cid: resource(c, store.path, store.extent_lonlat(c), store.kind, url=url) for cid, c in collections.items()},
+        "resources": {**{cid: resource(c, store.path, store.extent_lonlat(c), store.kind, url=url)
+                         for cid, c in collections.items()},
+                      **({CATALOGUE_ID: catalogue} if catalogue else {})},
     }

@@ -40,6 +40,9 @@ def create_app():
     from gdi.server import downloads
 
     downloads.install(APP)       # /collections/{id}/download: whole collections as files
+    from gdi.server import catalogue
+
+    catalogue.install(APP)     # /csw (pycsw, proxied) and /collections/{id}/metadata (ISO 19139)
 
     vendor = vendor_dir()
     viewer_dir = paths.viewer

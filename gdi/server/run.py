@@ -26,6 +26,7 @@ def gunicorn_args(host: str, port: int, workers: int, threads: int, pidfile: Pat
 def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None) -> int:
     from gdi.publish import publish
     from gdi.server import jobs
+    from gdi.server.catalogue import CSW_URL_ENV, Pycsw
     from gdi.server.map_refresh import MapRefresher, build_map
 
     paths = settings.paths()
@@ -43,8 +44,13 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
         print(f"gdi: {failed} upload job(s) interrupted by the last stop were marked failed", flush=True)
     workers = workers or settings.get().server.workers
     threads = settings.get().server.threads
-    print(f"gdi: serving OGC API Features at {url}/ , the regional map at {url}/viewer "
-          f"and the upload page at {url}/upload", flush=True)
+    # the CSW (pycsw, in its own environment) listens on 127.0.0.1 only; the API proxies /csw to it
+    catalogue = Pycsw(env, jobs._die_with_parent) if Pycsw.available() else None
+    if catalogue is not None:
+        env[CSW_URL_ENV] = catalogue.url
+        catalogue.start()
+    print(f"gdi: serving OGC API Features at {url}/ , the regional map at {url}/viewer, "
+          f"the upload page at {url}/upload and the catalogue at {url}/csw", flush=True)
     server = subprocess.Popen(gunicorn_args(host, port, workers, threads, paths.home / f"server-{port}.pid"), env=env,
                               preexec_fn=jobs._die_with_parent)
     runner = jobs.Runner(env)
@@ -59,10 +65,14 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
         runner.stop()
         refresher.stop()
         server.send_signal(signal.SIGTERM)
+        if catalogue is not None:
+            catalogue.stop_event.set()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     code = server.wait()
     runner.stop()
     refresher.stop()
+    if catalogue is not None:
+        catalogue.stop()
     return code

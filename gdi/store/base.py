@@ -149,5 +149,8 @@ class Store(Protocol):
     def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
         """Exact lon/lat bounds of the stored features."""
 
+    def time_extent(self, collection: Collection) -> tuple[str, str] | None:
+        """Earliest and latest value of the collection's time field among the live features (None without one)."""
+
     def data_version(self) -> int:
         """Increases with every change; caches key on it."""

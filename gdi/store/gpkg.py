@@ -553,6 +553,19 @@ class GpkgStore:
             conn.close()
         return None if row is None or row[0] is None else tuple(row)
 
+    def time_extent(self, collection: Collection) -> tuple[str, str] | None:
+        if not collection.time_field or not self.path.exists():
+            return None
+        conn = connect(self.path, readonly=True)
+        try:
+            if not self._has_table(conn, collection.id):
+                return None
+            row = conn.execute(f'SELECT min("{collection.time_field}"), max("{collection.time_field}") '
+                               f'FROM "{collection.id}"').fetchone()
+        finally:
+            conn.close()
+        return None if row is None or row[0] is None else (str(row[0]), str(row[1]))
+
     def data_version(self) -> int:
         if not self.path.exists():
             return 0

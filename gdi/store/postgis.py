@@ -330,6 +330,16 @@ class PostgisStore:
                                "WHERE collection = %s", (collection.id,)).fetchone()
         return None if row is None or row[0] is None else tuple(row)
 
+    def time_extent(self, collection: Collection) -> tuple[str, str] | None:
+        if not collection.time_field:
+            return None
+        with self._conn() as conn:
+            if not self._exists(conn, collection.id):
+                return None
+            column = _ident(collection.time_field)
+            row = conn.execute(f"SELECT min({column}), max({column}) FROM {SCHEMA}.{_ident(collection.id)}").fetchone()
+        return None if row is None or row[0] is None else (str(row[0]), str(row[1]))
+
     def data_version(self) -> int:
         with self._conn() as conn:
             if not self._exists(conn, "state"):
