@@ -214,6 +214,8 @@ class Paths:
     def downloads(self) -> Path:
         """Where downloads are written before they are sent (removed once sent)."""
         return self.home / "downloads"
+
+    @property
     def metadata(self) -> Path:
         """One ISO 19139 document per collection (``{id}.xml``), regenerated at each publish."""
         return self.publish / "metadata"
