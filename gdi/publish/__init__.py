@@ -93,7 +93,7 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
 
         # every $ref resolves locally (no schemas.opengis.net offline); the upload routes are described too;
         # each items path has a typed parameter per property (Masterportal's filter reads the types there)
-        properties = {cid: r["providers"][0]["options"]["properties"] for cid, r in cfg["resources"].items()}
+        properties = {cid: cfg["resources"][cid]["providers"][0]["options"]["properties"] for cid in collections}
         oas = bundle(with_uploads(with_property_parameters(get_oas(cfg), properties), uploads))
         write_atomically(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
         write_atomically(oas_key, key)
