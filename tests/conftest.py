@@ -55,6 +55,45 @@ def fresh_store(kind: str, request) -> str | None:
     return f"postgresql://postgres@127.0.0.1:{db.port}/{name}"
 
 
+_boundary_templates: dict[tuple[str, tuple[str, ...]], tuple[Path, str | None]] = {}
+
+
+def ingest_boundaries(request, home: Path, *extra: str) -> None:
+    """home (and the store the test set in GDI_STORE) as `gdi ingest <the Marburg-Biedenkopf boundaries>
+    --collection municipalities --member 06534 --admin <extra>` leaves them.
+
+    Most tests need the boundaries only as the territory their uploads are checked against; ingesting
+    them (tested for itself in test_ingest.py) for each of those tests cost minutes of every run. So the
+    ingest runs once per store and arguments in a session, into a template home and database, and each
+    test gets a copy: the home's files, and on PostGIS its empty database recreated from the template.
+    """
+    import shutil
+
+    url = os.environ.get("GDI_STORE")
+    key = ("postgis" if url else "gpkg", extra)
+    if key not in _boundary_templates:
+        template_home = request.getfixturevalue("tmp_path_factory").mktemp("boundaries") / "home"
+        template_home.mkdir()
+        template_url = fresh_store(key[0], request)
+        config = os.environ.pop("GDI_CONFIG", None)          # the template is made with the shipped settings
+        try:
+            run_gdi("ingest", str(DATA / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
+                    "--collection", "municipalities", "--member", "06534", "--admin", *extra,
+                    home=template_home, check=True, store=template_url)
+        finally:
+            if config is not None:
+                os.environ["GDI_CONFIG"] = config
+        _boundary_templates[key] = (template_home, template_url)
+    template_home, template_url = _boundary_templates[key]
+    shutil.copytree(template_home, home, symlinks=True, dirs_exist_ok=True)
+    if url:
+        db = request.getfixturevalue("postgis")
+        name, template = url.rsplit("/", 1)[1], template_url.rsplit("/", 1)[1]
+        for sql in (f"DROP DATABASE {name}", f"CREATE DATABASE {name} TEMPLATE {template}"):
+            subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(db.port), "-U", "postgres", "-d", "postgres",
+                            "-qc", sql], check=True)
+
+
 @pytest.fixture(params=STORES)
 def gdi_home(request, tmp_path, monkeypatch) -> Path:
     """A fresh, empty GDI_HOME for one test, on each store in turn."""

@@ -8,16 +8,15 @@ from pathlib import Path
 import pyogrio
 import pytest
 
-from conftest import DATA, run_gdi, store_text
+from conftest import DATA, ingest_boundaries, run_gdi, store_text
 from fixtures import farmshops_of
 
 NOT_A_NUMBER = "a coordinate is not a number (NaN, Infinity or beyond ±1.8e308)"
 
 
 @pytest.fixture
-def boundaries(gdi_home: Path) -> Path:
-    run_gdi("ingest", str(DATA / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"), "--collection",
-            "municipalities", "--member", "06534", "--admin", home=gdi_home, check=True)
+def boundaries(gdi_home: Path, request) -> Path:
+    ingest_boundaries(request, gdi_home)
     return gdi_home
 
 

@@ -73,9 +73,11 @@ def test_landing_page(server, query, headers, lang):
     assert texts(doc, "//section[@id='collections'][h2]//a") == [  # (pygeoapi nests two of that id)
         {"de": "Die Sammlungen dieses Dienstes anzeigen", "en": "View the collections in this service"}[lang]]
     assert texts(doc, "//h1") == [SERVICE[lang]]
-    # contact details that are not configured leave no empty lines (only the name and the country are given)
-    assert texts(doc, "//div[@class='section']/span") == ["GIS-Team des Kreises", "Deutschland"]
-    assert doc.xpath("//a[starts-with(@href, 'mailto:')]") == []
+    # the contact of config/gdi.yml (person, street, city, state, postcode, country; no empty lines
+    # for what is not given: fax, hours), its e-mail address as the only mail link
+    assert texts(doc, "//div[@class='section']/span") == ["GDI-Koordination", "Musterstraße 1", "Marburg", "Hessen",
+                                                          "35037", "Deutschland"]
+    assert set(doc.xpath("//a[starts-with(@href, 'mailto:')]/@href")) == {"mailto:gdi@kreis.example.de"}
 
 
 @pytest.mark.parametrize("query, headers, lang", ASKS, ids=ASK_IDS)
@@ -91,11 +93,12 @@ def test_conformance_page(server, query, headers, lang):
 def test_collections_page(server, query, headers, lang):
     doc = fetch(server, "/collections", query, headers)
     check_frame(doc, lang, {"de": "Sammlungen", "en": "Collections"}[lang])
-    assert texts(doc, "//main//h1") == [{"de": "Datensammlungen dieses Dienstes",
-                                         "en": "Data collections in this service"}[lang]]
-    assert texts(doc, "//main//th") == {"de": ["Name", "Beschreibung"], "en": ["Name", "Description"]}[lang]
-    assert texts(doc, "//main//td[@data-label='name']") == {"de": ["Gemeindegrenzen", "Nahversorgung"],
-                                                           "en": ["Municipal boundaries", "Local supply"]}[lang]
+    assert texts(doc, "//main//h1") == {"de": ["Datensammlungen dieses Dienstes", "Metadatensammlungen dieses Dienstes"],
+                                        "en": ["Data collections in this service", "Record collections in this service"]}[lang]
+    assert texts(doc, "//main//th") == {"de": ["Name", "Beschreibung"], "en": ["Name", "Description"]}[lang] * 2
+    assert texts(doc, "//main//td[@data-label='name']") == {
+        "de": ["Gemeindegrenzen", "Nahversorgung", "Metadatenkatalog"],
+        "en": ["Municipal boundaries", "Local supply", "Metadata catalogue"]}[lang]
 
 
 @pytest.mark.parametrize("query, headers, lang", ASKS, ids=ASK_IDS)
@@ -202,9 +205,9 @@ def test_the_query_parameter_wins_and_german_is_the_default(server):
     doc = fetch(server, "/collections", "lang=en", {"Accept-Language": "de-DE,de;q=0.9"})
     assert doc.getroottree().getroot().get("lang") == "en"
     doc = fetch(server, "/collections", "", {"Accept-Language": "en-GB,en;q=0.9,de;q=0.5"})
-    assert texts(doc, "//main//h1") == ["Data collections in this service"]
+    assert texts(doc, "//main//h1")[0] == "Data collections in this service"
     doc = fetch(server, "/collections", "", {})
-    assert texts(doc, "//main//h1") == ["Datensammlungen dieses Dienstes"]
+    assert texts(doc, "//main//h1")[0] == "Datensammlungen dieses Dienstes"
 
 
 def test_the_german_catalogue_covers_every_text_of_the_pages(tmp_path):

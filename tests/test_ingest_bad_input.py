@@ -8,7 +8,7 @@ import pyogrio
 import pytest
 import yaml
 
-from conftest import REPO, run_gdi, store_text
+from conftest import REPO, ingest_boundaries, run_gdi, store_text
 from fixtures import farmshops_of, supply_frame_german, zipped_shapefile
 
 MB = "vg250ew_gemeinden_marburg-biedenkopf.geojson"
@@ -16,9 +16,8 @@ PASSWD_MARK = "root:x:0:0"
 
 
 @pytest.fixture
-def boundaries(gdi_home, real_data):
-    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534", "--admin",
-            "--dataset", "vg250ew", home=gdi_home, check=True)
+def boundaries(gdi_home, request):
+    ingest_boundaries(request, gdi_home, "--dataset", "vg250ew")
     return gdi_home
 
 

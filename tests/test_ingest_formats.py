@@ -13,7 +13,7 @@ import pyogrio
 import pytest
 import shapely
 
-from conftest import run_gdi, store_text
+from conftest import ingest_boundaries, run_gdi, store_text
 from fixtures import GERMAN, farmshops_of, supply_frame_german, zipped_shapefile
 from gdi.collections import get_collection
 from gdi.crs import enable_grids, transformer
@@ -25,9 +25,8 @@ CATEGORIES = {"farm": "farm_shop", "vending_machine": "vending_machine", "market
 
 
 @pytest.fixture
-def boundaries(gdi_home, real_data):
-    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534", "--admin",
-            "--dataset", "vg250ew", home=gdi_home, check=True)
+def boundaries(gdi_home, request):
+    ingest_boundaries(request, gdi_home, "--dataset", "vg250ew")
     return gdi_home
 
 

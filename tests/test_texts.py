@@ -14,7 +14,7 @@ from pathlib import Path
 import pyogrio
 import pytest
 
-from conftest import REPO, run_gdi, store_text
+from conftest import REPO, ingest_boundaries, run_gdi, store_text
 from fixtures import farmshops_of
 
 GDI = REPO / "gdi"
@@ -224,9 +224,8 @@ MB = "vg250ew_gemeinden_marburg-biedenkopf.geojson"
 
 
 @pytest.fixture
-def boundaries(gdi_home, real_data):
-    run_gdi("ingest", str(real_data / "boundaries" / MB), "--collection", "municipalities", "--member", "06534",
-            "--admin", "--dataset", "vg250ew", home=gdi_home, check=True)
+def boundaries(gdi_home, request):
+    ingest_boundaries(request, gdi_home, "--dataset", "vg250ew")
     return gdi_home
 
 

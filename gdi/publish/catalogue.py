@@ -54,7 +54,7 @@ def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> C
         target = paths.metadata / f"{cid}.xml"
         if not target.exists() or target.read_bytes() != xml:
             write_atomically(target, xml.decode("utf-8"))
-    tinydb = {"_default": {str(i): searchable(r) for i, r in enumerate(records.values(), start=1)}}
+    tinydb = {"_default": {str(i): searchable(r) for i, r in enumerate(same_keys(list(records.values())), start=1)}}
     text = json.dumps(tinydb, ensure_ascii=False, sort_keys=True, indent=1)
     if not paths.records.exists() or paths.records.read_text(encoding="utf-8") != text:
         write_atomically(paths.records, text)
@@ -62,6 +62,14 @@ def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> C
     # last: the key tells pycsw (gdi/pycsw_app.py) to rebuild its repository from these documents
     write_if_changed(paths.metadata_key, hashlib.sha256(b"".join(documents[k] for k in sorted(documents))).hexdigest())
     return Catalogue(records=records)
+
+
+def same_keys(records: list[dict]) -> list[dict]:
+    """Every record with every property any record has (None where it has none): pygeoapi 0.24's
+    TinyDBCatalogue reads each queryable of every record for ``queryables?profile=actual-domain`` and
+    fails with a KeyError (a 500) on a record without, e.g., ``themes``."""
+    keys = sorted({k for r in records for k in r["properties"]})
+    return [{**r, "properties": {k: r["properties"].get(k) for k in keys}} for r in records]
 
 
 def searchable(record: dict) -> dict:

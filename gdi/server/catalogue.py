@@ -19,6 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from gdi import settings
+from gdi.collections import CATALOGUE_ID
 from gdi.messages import t
 
 CSW_URL_ENV = "GDI_CSW_URL"
@@ -26,6 +27,8 @@ UNAVAILABLE = t("der Katalogdienst (CSW) läuft nicht; gdi serve startet ihn, we
                 "ist (make install)",
                 "the catalogue service (CSW) is not running; gdi serve starts it when pycsw's environment is "
                 "installed (make install)")
+NO_CSV = t("den Metadatenkatalog gibt es als JSON (f=json), JSON-LD (f=jsonld) und HTML (f=html), nicht als CSV",
+           "the metadata catalogue is offered as JSON (f=json), JSON-LD (f=jsonld) and HTML (f=html), not as CSV")
 NO_METADATA = t("für diese Sammlung gibt es keine Metadaten", "there is no metadata for this collection")
 
 
@@ -123,6 +126,15 @@ def install(app) -> None:
         response = app.response_class(body, status=status, content_type=content_type)
         response.headers["Cache-Control"] = "no-cache"
         return response
+
+    @app.before_request
+    def records_are_not_csv():
+        """pygeoapi 0.24 answers ``f=csv`` on a collection of records with a 500 (its CSV path asks for
+        a feature provider's CRS); the catalogue offers JSON, JSON-LD and HTML, so CSV is a bad request."""
+        if request.path.rstrip("/").startswith(f"/collections/{CATALOGUE_ID}/items") \
+                and request.args.get("f", "").lower() == "csv":
+            return problem(400, NO_CSV)
+        return None
 
     @app.route("/collections/<collection_id>/metadata")
     def collection_metadata(collection_id: str):
