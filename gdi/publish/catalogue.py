@@ -143,7 +143,8 @@ def catalogue_resource(records: dict[str, dict], url: str) -> dict:
         "links": [{"type": "application/xml", "rel": "alternate", "title": "CSW 2.0.2 (ISO 19139)",
                    "href": f"{url.rstrip('/')}/csw?service=CSW&version=2.0.2&request=GetCapabilities"}],
         "extents": extents,
-        "providers": [{"type": "record", "name": "TinyDBCatalogue", "data": str(paths.records), "id_field": "id",
+        "providers": [{"type": "record", "name": "gdi.publish.records_provider.CatalogueProvider",
+                       "data": str(paths.records), "id_field": "id",
                        "time_field": "updated", "title_field": "title"}],
     }
 
