@@ -25,11 +25,11 @@ class CatalogueProvider(TinyDBCatalogueProvider):
             raise ProviderInvalidQueryError(user_msg=str(text))
 
     def get_domains(self, properties=[], current=False) -> tuple:  # noqa: B006 — pygeoapi's signature
+        if not properties:                            # every property of the records (same_keys gave each all)
+            return super().get_domains([], current)
         records = set(self.get_fields()) - {"q"}      # q: the provider's search text, no property of a record
-        wanted = [name for name in properties or [] if name in records] if properties else []
-        if properties and not wanted:
-            return {}, True
-        return super().get_domains(wanted, current)
+        wanted = [name for name in properties if name in records]
+        return super().get_domains(wanted, current) if wanted else ({}, True)
 
     def query(self, offset=0, limit=10, resulttype="results", bbox=[], datetime_=None, properties=[],  # noqa: B006
               sortby=[], select_properties=[], skip_geometry=False, q=None, **kwargs):
