@@ -11,7 +11,7 @@ Everything runs on 127.0.0.1, one service at a time, with bounded durations:
    (uvicorn[standard], workers = cores) on the same table and gdi on the
    GeoPackage store, all three running, measured in interleaved rounds (wrk,
    16 connections, 10 s each; random bboxes from bench/bbox.lua), medians;
-5. tiles: bench/tiles.py — random MVT tiles of zoom 12–14 (bench/tiles.lua) from gdi on both
+5. tiles: bench/tiles.py — random MVT tiles of zoom 12–14 (bench/bbox.lua) from gdi on both
    stores and tipg on the same PostGIS table, interleaved rounds as in 4.;
 6. viewer: bench.viewer.run() (first draw of 10,000 points in Chromium);
 7. soak: bench/soak.py — 16 readers of random bboxes and a member uploading
@@ -162,10 +162,10 @@ def bench_memory(zip1m: Path) -> None:
 
 
 # -- serving ----------------------------------------------------------------
-def wrk(url: str, lua: tuple[str, ...] | None = None, seconds: int = SECONDS, script: str = "bbox.lua") -> dict:
+def wrk(url: str, lua: tuple[str, ...] | None = None, seconds: int = SECONDS) -> dict:
     cmd = ["wrk", "-t", "2", "-c", str(CONNECTIONS), "-d", f"{seconds}s", "--latency", "--timeout", "5s"]
     if lua:
-        cmd += ["-s", str(REPO / "bench" / script), url.split("/collections")[0], "--", *lua]
+        cmd += ["-s", str(REPO / "bench" / "bbox.lua"), url.split("/collections")[0], "--", *lua]
     else:
         cmd.append(url)
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout

@@ -2,7 +2,7 @@
 
 gdi on PostGIS, tipg (its own ST_AsMVT tiles) on the same table and gdi on the GeoPackage store run
 side by side and are measured in interleaved rounds (wrk, BENCH_CONNECTIONS clients, BENCH_SECONDS
-each, bench/tiles.lua); ratios against tipg and, for the GeoPackage store, against gdi on PostGIS.
+each, bench/bbox.lua); ratios against tipg and, for the GeoPackage store, against gdi on PostGIS.
 Part of `make bench`; alone: ``.venv/bin/python -m bench.tiles``.
 
 Random tiles mostly miss the response cache (42,000 tiles at z14 over the county alone), so this
@@ -35,10 +35,10 @@ def measure(targets: dict[str, tuple[str, str]]) -> dict:
     bbox = [f"{v:.5f}" for v in data.county_bbox_lonlat()]
     runs: dict[str, list[dict]] = {name: [] for name in targets}
     for name, (base, path) in targets.items():          # warm up
-        wrk(base, lua=(path, *bbox), seconds=2, script="tiles.lua")
+        wrk(base, lua=(path, *bbox), seconds=2)
     for r in range(ROUNDS):
         for name, (base, path) in targets.items():
-            result = wrk(base, lua=(path, *bbox), script="tiles.lua")
+            result = wrk(base, lua=(path, *bbox))
             runs[name].append(result)
             log(f"round {r + 1} tiles {name:14s} {result['rps']:7.0f} req/s, p99 {result['p99']:.1f} ms, "
                 f"{result['errors']} errors")

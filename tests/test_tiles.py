@@ -51,9 +51,10 @@ def tile_of(m: dict, x: float, y: float) -> tuple[int, int]:
     return int((oy - y) // size), int((x - ox) // size)
 
 
-def items_in(server, cid: str, bounds, epsg: int) -> list[dict]:
+def items_in(server, cid: str, bounds, epsg: int, **params) -> list[dict]:
     r = server.get(f"/collections/{cid}/items", params={
-        "f": "json", "limit": 10000, "bbox": ",".join(repr(v) for v in bounds), "bbox-crs": EPSG.format(epsg)})
+        "f": "json", "limit": 10000, "bbox": ",".join(repr(v) for v in bounds), "bbox-crs": EPSG.format(epsg),
+        **params})
     assert r.status_code == 200, r.text[:300]
     data = r.json()
     assert data["numberReturned"] == data["numberMatched"]
@@ -264,3 +265,42 @@ def test_tilesets_tile_matrix_sets_and_openapi(server):
                  for p in get["parameters"]}
         assert names == {"tileMatrixSetId", "tileMatrix", "tileRow", "tileCol", "f"}
         assert "application/vnd.mapbox-vector-tile" in get["responses"]["200"]["content"]
+
+
+def test_qgis_draws_every_point_of_a_tile(server, tmp_path):
+    """QGIS's vector tile layer (XYZ source of our MVT) is valid with the collection's zoom range and
+    draws one mark per point of a z14 tile — as many as items returns for the box (tiles whose points
+    lie at least 16 pixels apart in the 512-pixel image) — and nothing where there are no features."""
+    import os
+    import subprocess
+
+    from conftest import REPO
+
+    m = matrix(server, WMQ, 14)
+    chosen = []
+    for y, x in busiest_tiles(server, "supply_points", WMQ, 14, 3857, n=40):
+        bounds = tile_bounds(m, y, x)
+        feats = items_in(server, "supply_points", bounds, 3857, crs=EPSG.format(3857))
+        px = np.array([[(c[0] - bounds[0]) / (bounds[2] - bounds[0]) * 512, (bounds[3] - c[1]) / (bounds[3] - bounds[1]) * 512]
+                       for c in (f["geometry"]["coordinates"] for f in feats)])
+        gaps = [np.hypot(*(a - b)) for i, a in enumerate(px) for b in px[i + 1:]]
+        inside = ((px > 8) & (px < 504)).all()
+        if len(feats) > 1 and min(gaps) > 16 and inside:
+            chosen.append((bounds, len(feats)))
+        if len(chosen) == 2:
+            break
+    assert chosen, "no z14 tile with well separated points: the test data moved"
+    home, runtime = tmp_path / "qgis-home", tmp_path / "xdg-runtime"
+    home.mkdir()
+    runtime.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "QGIS"))}
+    env.update(QT_QPA_PLATFORM="offscreen", HOME=str(home), XDG_RUNTIME_DIR=str(runtime), PATH="/usr/bin:/bin")
+    extents = [b for b, _ in chosen] + [(0.0, 19000000.0, 10000.0, 19010000.0)]      # the Arctic Ocean
+    cmd = ["/usr/bin/python3", str(REPO / "tests" / "qgis_tiles.py"), server.url, "supply_points", "5", "14"]
+    for b in extents:
+        cmd += ["--extent", *(repr(v) for v in b)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180, env=env, cwd=tmp_path)
+    assert proc.returncode == 0, f"QGIS failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}"
+    out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])["layer"]
+    assert out["valid"] and (out["zmin"], out["zmax"], out["crs"]) == (5, 14, "EPSG:3857"), out
+    assert out["drawn"] == [n for _, n in chosen] + [0], (out, chosen)
