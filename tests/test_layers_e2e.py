@@ -133,7 +133,9 @@ def test_the_upload_page_offers_the_declared_collections(layers):
         try:
             page = browser.new_page(viewport={"width": 1366, "height": 900}, locale="de-DE")
             page.goto(f"{layers.url}/upload")
-            page.wait_for_function("document.querySelectorAll('#collection option').length >= 4", timeout=30000)
+            # a locator wait, not wait_for_function: the page's CSP (no unsafe-eval) refuses a polled string
+            # predicate, so that one passed only when the collections had arrived before its first look
+            page.locator("#collection option").nth(3).wait_for(state="attached", timeout=30000)
             options = page.eval_on_selector_all("#collection option", "os => os.map(o => [o.value, o.textContent])")
             assert ["development_plans", "Bebauungspläne"] in [list(map(str.strip, o)) for o in options]
             assert ["cycle_routes", "Radrouten"] in [list(map(str.strip, o)) for o in options]
