@@ -1,9 +1,9 @@
 """The planners' map's layout in Chromium at 1366×900 and 390×844: nothing covers anything.
 
 Built from the demo's real data (tests/test_viewer_build.py's frames) with one farm shop
-renamed to a 2,000-character name.  Measured with getBoundingClientRect: every visible
-control and panel (zoom, full screen, search, table button, layer list, legend, scale bar,
-attribution, the table beside the map) against every other and against the counties' box
+renamed to a 2,000-character name, served with the language switch.  Measured with getBoundingClientRect: every visible
+control and panel (zoom, full screen, search, language switch, table button, layer list, legend,
+scale bar, attribution, the table beside the map) against every other and against the counties' box
 on opening; popups are drawn above the controls and panned clear of them.  Screenshots go to
 /tmp/gdi-shots/layout_*.png.
 """
@@ -40,7 +40,7 @@ RECTS = """() => {
             out.push({name, left: r.left, top: r.top, right: r.right, bottom: r.bottom});
     };
     document.querySelectorAll('.leaflet-control-container .leaflet-control').forEach(el => {
-        const name = ['zoom', 'search', 'layers', 'gdi-legend', 'scale', 'attribution', 'gdi-panel-toggle']
+        const name = ['zoom', 'search', 'layers', 'gdi-legend', 'scale', 'attribution', 'gdi-panel-toggle', 'gdi-lang']
             .find(n => el.className.includes(n)) || el.className;
         add(name, el);
     });
@@ -92,7 +92,7 @@ def layout_map(site, municipalities, points, collections) -> tuple[str, list[lis
     first = pts.index[pts["name"].notna()][0]
     pts.loc[first, "name"] = LONG_NAME
     frames = demo_frames(municipalities, pts)
-    build_viewer(frames, collections, root / "layout" / "index.html")
+    build_viewer(frames, collections, root / "layout" / "index.html", lang_switch=True)
     return f"{base}/layout/index.html", bounds(*frames.values())
 
 
@@ -148,7 +148,7 @@ def close_popup(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_function("document.querySelectorAll('.leaflet-popup').length === 0", timeout=5000)
 
 
-CONTROLS = ["zoom", "search", "gdi-panel-toggle", "layers", "gdi-legend", "scale", "attribution"]
+CONTROLS = ["zoom", "search", "gdi-lang", "gdi-panel-toggle", "layers", "gdi-legend", "scale", "attribution"]
 
 
 def assert_opening(page, fitted: list[list[float]], names: list[str], shot: str) -> None:  # type: ignore[no-untyped-def]
@@ -170,6 +170,8 @@ def test_desktop_nothing_covers_anything(browser, layout_map) -> None:  # noqa: 
         assert_opening(page, fitted, CONTROLS + ["table"], "layout_1366x900.png")
         assert page.locator(".leaflet-control-layers-expanded").count() == 1     # room: the list is open
         assert page.locator(".gdi-legend-layer").first.is_visible()               # and the legend
+        assert page.locator(".gdi-lang a").get_attribute("href") == "?lang=en"        # on the map, not in the table
+        assert page.locator(".gdi-lang a").inner_text() == "English"
         # the counties and all the data the map opens on lie inside the map, not shrunk to a stamp
         box = map_box(page)
         for area in (page.evaluate(COUNTIES), page.evaluate(FITTED, fitted)):
@@ -280,6 +282,15 @@ def test_phone_nothing_covers_anything(browser, layout_map) -> None:  # noqa: F8
         assert page.evaluate(ON_TOP, [".leaflet-popup", popup])
         page.screenshot(path=str(SHOTS / "layout_390x844_popup.png"))
         close_popup(page)
+
+        # the table, when shown, goes under the map (beside it there is no room), covering nothing
+        page.locator(".gdi-panel-toggle").click()
+        page.wait_for_timeout(200)
+        rects = page.evaluate(RECTS)
+        assert_apart(rects)
+        assert_fully_visible(page, rects, "scale", "attribution")
+        assert named(rects, "table")["top"] >= map_box(page)["bottom"] - 0.5
+        page.screenshot(path=str(SHOTS / "layout_390x844_table.png"))
         assert problems == []
     finally:
         page.context.close()

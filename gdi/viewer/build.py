@@ -304,7 +304,7 @@ def build_viewer(
         supply_cfg["bandCount"] = len(bands["features"])
     MapScript(config, data, groups, density_group, distance_group, asset_url, inline_bands).add_to(m)
     layer_control = folium.LayerControl(collapsed=False).add_to(m)
-    MapLayout(layer_control, ui).add_to(m)   # after the layer control: it places it
+    MapLayout(layer_control, ui, config["langSwitch"]).add_to(m)   # after the layer control: it places it
 
     offline.localise_tree(m, asset_url)
     title = ui["title"].format(title=supply.label(lang)) if supply is not None else ui["title_plain"]

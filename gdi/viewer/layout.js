@@ -340,11 +340,36 @@
   }
 
   /**
+   * The link to the page in the other language (?lang=…, the rest of the query
+   * kept), a control at the top of the top-right corner: on the map it is there
+   * whether the table is shown or not.
+   */
+  function languageSwitch(map, other, text) {
+    var control = L.control({ position: 'topright' });
+    control.onAdd = function () {
+      var box = L.DomUtil.create('div', 'gdi-lang leaflet-bar');
+      var params = new URLSearchParams(global.location.search);
+      params.set('lang', other);
+      var a = L.DomUtil.create('a', 'gdi-lang-link', box);
+      a.href = '?' + params.toString();
+      a.hreflang = other;
+      a.lang = other;
+      a.textContent = text.other_lang;
+      L.DomEvent.disableClickPropagation(box);
+      return box;
+    };
+    control.addTo(map);
+    var corner = map._controlCorners.topright;
+    corner.insertBefore(control.getContainer(), corner.firstChild);
+  }
+
+  /**
    * After the layer control exists (folium adds it after gdiMap.init): label and
    * fold the layer list and the legend, give them their room, lift the popups,
    * and fit the opening view again, now that every control has its size.
    */
-  function start(map, control, text) {
+  function start(map, control, text, otherLang) {
+    if (otherLang) languageSwitch(map, otherLang, text);
     lift(map);
     relayoutPopups(map);
     var legend = map.getContainer().querySelector('.gdi-legend');

@@ -32,12 +32,14 @@ class MapLayout(MacroElement):
         <script>{{ this.js }}</script>
         {% endmacro %}
         {% macro script(this, kwargs) %}
-        gdiLayout.start({{ this._parent.get_name() }}, {{ this.control }}, {{ this.text }});
+        gdiLayout.start({{ this._parent.get_name() }}, {{ this.control }}, {{ this.text }}, {{ this.other_lang }});
         {% endmacro %}
         """
     )
 
-    def __init__(self, control: folium.LayerControl | None, text: dict[str, Any]) -> None:
+    def __init__(self, control: folium.LayerControl | None, text: dict[str, Any], other_lang: str | None) -> None:
+        """control: folium's layer control; text: the map's texts (style.text); other_lang: the
+        language a link switches to (None: no language switch)."""
         super().__init__()
         self._name = "GdiMapLayout"
         self.css = (HERE / "layout.css").read_text(encoding="utf-8")
@@ -46,3 +48,4 @@ class MapLayout(MacroElement):
             raise ValueError("layout.js/layout.css must not contain </script or </style")
         self.control = control.get_name() if control is not None else "null"
         self.text = safe_json(text)
+        self.other_lang = safe_json(other_lang)

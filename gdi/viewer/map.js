@@ -370,12 +370,7 @@
       if (download.href.indexOf('blob:') === 0) URL.revokeObjectURL(download.href);
       download.href = URL.createObjectURL(blob);
     });
-    head.appendChild(download);
-    if (cfg.langSwitch) {
-      var params = new URLSearchParams(global.location.search);
-      params.set('lang', cfg.langSwitch);
-      head.appendChild(link(cfg.text.other_lang, '?' + params.toString(), false));
-    }
+    head.appendChild(download);  // (the language switch is a map control: layout.js)
     aside.appendChild(head);
 
     var table = el('table', 'gdi-table');
