@@ -237,6 +237,17 @@ def test_desktop_nothing_covers_anything(browser, layout_map) -> None:  # noqa: 
         page.screenshot(path=str(SHOTS / "layout_1366x900_long_name.png"))
         more.click()
         assert shown.inner_text().endswith("…") and more.inner_text() == de["more"]
+        close_popup(page)
+
+        # the analysis layers switched on: the legend grows by their sections, the list yields
+        for label in ("Versorgungsdichte", "Entfernung zur nächsten"):
+            page.locator(".leaflet-control-layers-overlays label", has_text=label).locator("input").check()
+        page.wait_for_function("gdiMap.stats.bandsDrawn", timeout=10000)
+        assert page.locator(".gdi-legend-distance").is_visible()
+        rects = page.evaluate(RECTS)
+        assert_apart(rects)
+        assert_fully_visible(page, rects, "scale", "attribution")
+        page.screenshot(path=str(SHOTS / "layout_1366x900_analysis.png"))
         assert problems == []
     finally:
         page.context.close()

@@ -303,10 +303,10 @@
   }
 
   /**
-   * The room of the open panels: the layer list (top right) no wider than what
-   * the top-left controls leave and no lower than the controls below it; the
-   * legend (bottom right) no taller than 40 % of the map and no higher than the
-   * controls above it.
+   * The room of the open panels: the legend (bottom right) no taller than 40 %
+   * of the map and no higher than the buttons above it; the layer list (top
+   * right) no wider than what the top-left controls leave and no lower than the
+   * legend, scale bar and attribution below it (it scrolls within that).
    */
   function fitPanels(map) {
     var size = map.getSize();
@@ -319,9 +319,12 @@
     }
     var legend = map.getContainer().querySelector('.gdi-legend');
     var topLeft = rel(corners.topleft);
-    var topRight = rel(corners.topright);
     if (legend) {
-      var above = topRight.height ? topRight.bottom : topLeft.bottom;
+      // what stays above it: the top-right controls but an open layer list (which yields, below)
+      var above = 0;
+      Array.prototype.forEach.call(corners.topright.children, function (node) {
+        if (!L.DomUtil.hasClass(node, 'leaflet-control-layers-expanded')) above = Math.max(above, rel(node).bottom);
+      });
       var bottomRight = rel(corners.bottomright);
       var l = rel(legend);
       var below = bottomRight.bottom - l.bottom;      // the scale bar and the attribution under it
