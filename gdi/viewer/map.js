@@ -753,7 +753,8 @@
 
     // ?key=06534014 (or ?<key field>=…): open on that territory feature; otherwise
     // on all the data.  Set before the markers go in, so the clusters are computed
-    // once, for this view.
+    // once, for this view (layout.js sets it again once the layer control is there,
+    // and the markers of clusters on the map wait for that).
     var wanted = cfg.territory ? (params.get('key') || params.get(cfg.territory.key)) : null;
     var target = null;
     if (wanted && gdiMap.layers.territory) {
