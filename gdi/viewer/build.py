@@ -35,6 +35,7 @@ from gdi.files import write_atomically
 from gdi.viewer import offline
 from gdi.viewer.analysis import SupplyPicture, county_outlines, to_metric
 from gdi.viewer.data import bounds, column_counts, features_geojson, has_features, point_columns, safe_json
+from gdi.viewer.layout import MapLayout
 from gdi.viewer.layers import Layer, control_name, map_layers, marker_swatch, shape_swatch, term_control_name
 from gdi.viewer.style import OTHER, attributions, text
 from gdi.viewer.supply import BAND_SIMPLIFY_M, analysis_geojson, compute_picture, supply_config, supply_terms
@@ -302,7 +303,8 @@ def build_viewer(
             supply_cfg["bandsUrl"] = f"{out_file.stem}.bands.json?v={version}"
         supply_cfg["bandCount"] = len(bands["features"])
     MapScript(config, data, groups, density_group, distance_group, asset_url, inline_bands).add_to(m)
-    folium.LayerControl(collapsed=False).add_to(m)
+    layer_control = folium.LayerControl(collapsed=False).add_to(m)
+    MapLayout(layer_control, ui, config["langSwitch"]).add_to(m)   # after the layer control: it places it
 
     offline.localise_tree(m, asset_url)
     title = ui["title"].format(title=supply.label(lang)) if supply is not None else ui["title_plain"]

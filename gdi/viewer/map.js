@@ -24,7 +24,6 @@
 
   var OTHER = null;  // the term of values outside the vocabulary (cfg.other, from gdi/viewer/style.py)
   var SELECTED = { weight: 4, color: '#e65100' };
-  var NARROW = 600;  // px of map width below which the layer list and the legend start folded
   var POPUP_MAX_HEIGHT = 320;  // px; a popup with long texts scrolls instead of covering the map and its buttons
 
   function el(tag, className, text) {
@@ -118,13 +117,13 @@
     };
   }
 
-  function addRow(table, label, value) {
+  function addRow(table, label, value, cfg) {
     if (blank(value)) return;
     var tr = el('tr');
     tr.appendChild(el('th', null, label));
     var td = el('td');
     if (value instanceof Node) td.appendChild(value);
-    else td.textContent = String(value);
+    else td.append(gdiLayout.capped(value, cfg.text));  // a long text folded, with a button for all of it
     tr.appendChild(td);
     table.appendChild(tr);
   }
@@ -200,7 +199,9 @@
 
   function popupBox(spec, props, cfg) {
     var box = el('div', 'gdi-popup');
-    box.appendChild(el('h3', null, featureName(spec, props)));
+    var heading = el('h3');
+    heading.append(gdiLayout.capped(featureName(spec, props), cfg.text));
+    box.appendChild(heading);
     var term = termOf(spec, props);
     if (term) {
       var badge = el('div', 'gdi-popup-category');
@@ -209,7 +210,7 @@
       box.appendChild(badge);
     }
     var table = el('table');
-    spec.popup.forEach(function (row) { addRow(table, row.label, popupValue(row, props, cfg)); });
+    spec.popup.forEach(function (row) { addRow(table, row.label, popupValue(row, props, cfg), cfg); });
     box.appendChild(table);
     return box;
   }
@@ -302,7 +303,8 @@
         heading.setAttribute('aria-expanded', String(!folded));
       }
       heading.addEventListener('click', function () { fold(!box.classList.contains('gdi-legend-folded')); });
-      fold(map.getSize().x < NARROW);
+      box.gdiFold = fold;  // layout.js folds it when the layer list opens on a phone
+      fold(map.getSize().x < gdiLayout.NARROW);
       box.appendChild(heading);
       cfg.layers.forEach(function (spec) { box.appendChild(layerLegend(spec, cfg, hasCounties)); });
       var sections = [];
@@ -368,12 +370,7 @@
       if (download.href.indexOf('blob:') === 0) URL.revokeObjectURL(download.href);
       download.href = URL.createObjectURL(blob);
     });
-    head.appendChild(download);
-    if (cfg.langSwitch) {
-      var params = new URLSearchParams(global.location.search);
-      params.set('lang', cfg.langSwitch);
-      head.appendChild(link(cfg.text.other_lang, '?' + params.toString(), false));
-    }
+    head.appendChild(download);  // (the language switch is a map control: layout.js)
     aside.appendChild(head);
 
     var table = el('table', 'gdi-table');
@@ -454,7 +451,7 @@
     if (layer.gdiGroup && !map.hasLayer(layer.gdiGroup)) map.addLayer(layer.gdiGroup);
     layer.setStyle(SELECTED);
     layer.bringToFront();
-    map.fitBounds(layer.getBounds(), { maxZoom: 14, animate: animate !== false });
+    gdiLayout.fitBounds(map, layer.getBounds(), { maxZoom: 14, animate: animate !== false });
     var key = layer.gdiKey;
     document.querySelectorAll('.gdi-table tr.selected').forEach(function (tr) { tr.classList.remove('selected'); });
     document.querySelectorAll('.gdi-table tr').forEach(function (tr) {
@@ -492,7 +489,7 @@
   /** Show a line or polygon feature with its popup. */
   function showFeature(map, layer) {
     if (layer.gdiGroup && !map.hasLayer(layer.gdiGroup)) map.addLayer(layer.gdiGroup);
-    map.fitBounds(layer.getBounds(), { maxZoom: 16 });
+    gdiLayout.fitBounds(map, layer.getBounds(), { maxZoom: 16 });
     layer.openPopup(layer.getBounds().getCenter());
   }
 
@@ -596,12 +593,6 @@
     var proto = L.Control.Layers.prototype;
     if (proto.gdiHeadings) return;
     proto.gdiHeadings = true;
-    // On a phone the open list would cover the map: there it folds into Leaflet's layers button.
-    var initLayout = proto._initLayout;
-    proto._initLayout = function () {
-      if (this._map && this._map.getSize().x < NARROW) this.options.collapsed = true;
-      return initLayout.call(this);
-    };
     var addItem = proto._addItem;
     proto._addItem = function (obj) {
       var label = addItem.call(this, obj);
@@ -610,45 +601,6 @@
         label.parentNode.insertBefore(el('div', 'gdi-layer-heading', heading), label);
       }
       return label;
-    };
-  }
-
-  /**
-   * A popup opens clear of the controls in the top right corner (the layer list
-   * grows with every collection): Leaflet's auto-pan keeps a popup inside the
-   * map only, so when the popup would lie under those controls its padding is
-   * widened for this pan to put it below them, or left of them when that is the
-   * shorter way and fits.
-   */
-  function popupsAvoidControls() {
-    var proto = L.Popup.prototype;
-    if (proto.gdiAvoidControls) return;
-    proto.gdiAvoidControls = true;
-    var adjustPan = proto._adjustPan;
-    proto._adjustPan = function () {
-      var options = this.options;
-      var saved = [options.autoPanPaddingTopLeft, options.autoPanPaddingBottomRight];
-      var corner = this._map && this._map._controlCorners && this._map._controlCorners.topright;
-      if (options.autoPan && corner && this._container) {
-        var m = this._map.getContainer().getBoundingClientRect();
-        var p = this._container.getBoundingClientRect();
-        var c = corner.getBoundingClientRect();
-        var pad = L.point(options.autoPanPadding);
-        if (c.width && c.height && p.right > c.left && p.left < c.right && p.top < c.bottom && p.bottom > c.top) {
-          var below = c.bottom - m.top + pad.y;         // top padding that puts the popup under the controls
-          var beside = m.right - c.left + pad.x;        // right padding that puts it left of them
-          var fitsBelow = below + p.height + pad.y <= m.height;
-          var fitsBeside = beside + p.width + pad.x <= m.width;
-          if (fitsBelow && (!fitsBeside || c.bottom - p.top <= p.right - c.left)) {
-            options.autoPanPaddingTopLeft = [pad.x, below];
-          } else if (fitsBeside) {
-            options.autoPanPaddingBottomRight = [beside, pad.y];
-          }
-        }
-      }
-      adjustPan.call(this);
-      options.autoPanPaddingTopLeft = saved[0];
-      options.autoPanPaddingBottomRight = saved[1];
     };
   }
 
@@ -719,7 +671,6 @@
     // Without a base map no layer sets maxZoom, which the clusters need.
     if (!map.options.maxZoom) map.options.maxZoom = 19;
     headingsInLayerControl();
-    popupsAvoidControls();
     OTHER = cfg.other;
     var table = data.table || [];
     var byRow = {};
@@ -802,7 +753,8 @@
 
     // ?key=06534014 (or ?<key field>=…): open on that territory feature; otherwise
     // on all the data.  Set before the markers go in, so the clusters are computed
-    // once, for this view.
+    // once, for this view (layout.js sets it again once the layer control is there,
+    // and the markers of clusters on the map wait for that).
     var wanted = cfg.territory ? (params.get('key') || params.get(cfg.territory.key)) : null;
     var target = null;
     if (wanted && gdiMap.layers.territory) {
@@ -810,8 +762,12 @@
         if (!target && layer.gdiKey === wanted) target = layer;
       });
     }
-    if (target) selectTerritory(map, target, false);
-    else if (cfg.bounds) map.fitBounds(cfg.bounds, { maxZoom: cfg.maxFitZoom, animate: false });
+    function openingView() {  // again from layout.js once every control is there
+      if (target) selectTerritory(map, target, false);
+      else if (cfg.bounds) gdiLayout.fitBounds(map, cfg.bounds, { maxZoom: cfg.maxFitZoom, animate: false });
+    }
+    openingView();
+    gdiMap.openingView = openingView;
 
     // The points.  A marker gets its popup and tooltip when first needed
     // (hover, click, search, openPoint): binding 10,000 up front costs time.
@@ -833,7 +789,7 @@
       gdiMap.stats.points += made.markers.length;
     });
 
-    L.control.scale({ imperial: false }).addTo(map);
+    L.control.scale({ imperial: false, position: 'bottomright' }).addTo(map);  // above the attribution
     var records = null;  // the search entries, made on the first search
     searchControl(map, cfg, function () {
       return records || (records = searchRecords(drawn));
