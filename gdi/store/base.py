@@ -146,6 +146,15 @@ class Store(Protocol):
     def datasets(self, collection: Collection | None = None) -> list[DatasetInfo]:
         ...
 
+    def count(self, collection: Collection) -> int:
+        """How many live features the collection has (with a geometry: what a map can draw).
+        An aggregate in the database: the map decides by it whether to embed or tile a collection
+        without reading it."""
+
+    def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
+        """Live features with a geometry per value of ``field`` (its legend's per-term counts),
+        counted in the database."""
+
     def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
         """Exact lon/lat bounds of the stored features."""
 

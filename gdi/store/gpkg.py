@@ -524,6 +524,28 @@ class GpkgStore:
         finally:
             conn.close()
 
+    def _aggregate(self, collection: Collection, sql: str) -> list[tuple]:
+        """Rows of an aggregate query over the collection's table ({t}: its name), [] without one."""
+        if not self.path.exists():
+            return []
+        conn = connect(self.path, readonly=True)
+        try:
+            if not self._has_table(conn, collection.id):
+                return []
+            return conn.execute(sql.format(t=f'"{collection.id}"', g=f'"{GEOM}"')).fetchall()
+        finally:
+            conn.close()
+
+    def count(self, collection: Collection) -> int:
+        rows = self._aggregate(collection, "SELECT count(*) FROM {t} WHERE {g} IS NOT NULL")
+        return int(rows[0][0]) if rows else 0
+
+    def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
+        if field not in collection.columns:
+            raise StoreError(f"{collection.id} has no column {field!r}")
+        rows = self._aggregate(collection, f'SELECT "{field}", count(*) FROM {{t}} WHERE {{g}} IS NOT NULL GROUP BY 1')
+        return {value: int(n) for value, n in rows}
+
     def extent(self, collection: Collection) -> tuple[float, float, float, float] | None:
         if not self.path.exists():
             return None

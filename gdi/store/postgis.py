@@ -322,6 +322,23 @@ class PostgisStore:
                 args = (collection.id,)
             return [DatasetInfo(*r) for r in conn.execute(sql + " ORDER BY collection, member, dataset", args)]
 
+    def count(self, collection: Collection) -> int:
+        with self._conn() as conn:
+            if not self._exists(conn, collection.id):
+                return 0
+            return int(conn.execute(f"SELECT count(*) FROM {SCHEMA}.{_ident(collection.id)} "
+                                    "WHERE geom IS NOT NULL").fetchone()[0])
+
+    def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
+        if field not in collection.columns:
+            raise StoreError(f"{collection.id} has no column {field!r}")
+        with self._conn() as conn:
+            if not self._exists(conn, collection.id):
+                return {}
+            rows = conn.execute(f"SELECT {_ident(field)}, count(*) FROM {SCHEMA}.{_ident(collection.id)} "
+                                "WHERE geom IS NOT NULL GROUP BY 1").fetchall()
+        return {value: int(n) for value, n in rows}
+
     def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
         with self._conn() as conn:
             if not self._exists(conn, "datasets"):

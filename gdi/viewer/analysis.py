@@ -70,20 +70,26 @@ def counts_by_territory(territory: gpd.GeoDataFrame, points: gpd.GeoDataFrame, f
                         terms: Sequence[str]) -> pd.DataFrame:
     """Points per territory feature (rows, in the order of territory) and value of
     points[field] (columns: terms in the given order, plus 'total'); integers, zero
-    where none.  Points whose value is not among terms count in 'total' only."""
+    where none.  Points whose value is not among terms count in 'total' only.
+
+    Counted with numpy (np.add.at over term codes): a million points take a second,
+    not the minutes a loop over them took."""
     ter = territory.reset_index(drop=True)
-    table = pd.DataFrame(0, index=pd.RangeIndex(len(ter)), columns=[*terms, "total"], dtype=np.int64)
-    if len(points):
+    columns = [*terms, "total"]
+    counts = np.zeros((len(ter), len(columns)), dtype=np.int64)
+    if len(points) and len(ter):
         pts = points.reset_index(drop=True)
         where = assign_territory(ter, pts)
-        values = pts[field].astype(object).to_numpy() if field in pts.columns else np.full(len(pts), None)
-        for i, value in zip(where, values, strict=True):
-            if i < 0:
-                continue
-            if value in table.columns and value != "total":
-                table.at[i, value] += 1
-            table.at[i, "total"] += 1
-    return table
+        inside = where >= 0
+        np.add.at(counts[:, -1], where[inside], 1)
+        if field in pts.columns:
+            known = [t for t in terms if t != "total"]
+            codes = pd.Categorical(pts[field].astype(object), categories=list(dict.fromkeys(known))).codes
+            hit = inside & (codes >= 0)
+            index = {t: columns.index(t) for t in known}
+            column_of = np.array([index[t] for t in dict.fromkeys(known)], dtype=np.int64)
+            np.add.at(counts, (where[hit], column_of[codes[hit]]), 1)
+    return pd.DataFrame(counts, index=pd.RangeIndex(len(ter)), columns=columns)
 
 
 def per_thousand(count: float, population: Any) -> float | None:
@@ -97,6 +103,12 @@ def per_thousand(count: float, population: Any) -> float | None:
     return 1000.0 * float(count) / pop
 
 
+#: Above this many distinct points the reach is built from the grid (reach_many): same area, in seconds.
+REACH_DIRECT_POINTS = 20_000
+#: reach_many's cell size as a fraction of the radius (smaller: fewer points near the edge need a circle).
+REACH_CELL = 1 / 8
+
+
 def reach(points: gpd.GeoDataFrame | Iterable[BaseGeometry], radius_m: float) -> BaseGeometry:
     """The union of the radius_m buffers around all points (metric CRS)."""
     geoms = np.asarray(points.geometry.values if isinstance(points, gpd.GeoDataFrame) else list(points))
@@ -104,7 +116,54 @@ def reach(points: gpd.GeoDataFrame | Iterable[BaseGeometry], radius_m: float) ->
         return shapely.Polygon()
     # Points at the same place draw the same circle: drop the repeats first.
     coords = np.unique(shapely.get_coordinates(geoms), axis=0)
+    if len(coords) > REACH_DIRECT_POINTS:
+        return reach_many(coords, radius_m)
     return shapely.union_all(shapely.buffer(shapely.points(coords), radius_m, quad_segs=QUAD_SEGS))
+
+
+def reach_many(coords: np.ndarray, radius_m: float) -> BaseGeometry:
+    """The union of the radius_m circles around many points, without a circle per point.
+
+    Why it is the same set: put the points on a grid of cells of side c = radius/8.  A cell
+    holding a point lies wholly within c*sqrt(2) of it, so every point within
+    radius - c*sqrt(2) of an occupied cell is within radius of a point: the occupied cells,
+    united and buffered by that much (S), lie inside the reach.  A point whose 5 x 5 block of
+    cells is all occupied has the disc of radius c*sqrt(2) (< 2c) around it inside those
+    cells, so its whole circle lies in S and adds nothing.  What remains are the points near
+    the edge of the occupied area; reach = S united with their circles.  A million points in
+    a county leave a few ten thousand circles (bench: seconds instead of minutes).
+    Sparse points, most of them near an edge, are united directly.
+    """
+    cell = radius_m * REACH_CELL
+    origin = coords.min(axis=0) - 3 * cell
+    ij = np.floor((coords - origin) / cell).astype(np.int64)
+    shape = tuple(ij.max(axis=0) + 4)
+    occupied = np.zeros(shape, dtype=bool)
+    occupied[ij[:, 0], ij[:, 1]] = True
+    # cells whose 5 x 5 block is all occupied: a box sum over an integral image
+    integral = np.zeros((shape[0] + 1, shape[1] + 1), dtype=np.int64)
+    integral[1:, 1:] = occupied.cumsum(0).cumsum(1)
+    full = np.zeros(shape, dtype=bool)
+    lo = np.arange(shape[0] - 4)[:, None], np.arange(shape[1] - 4)[None, :]
+    block = (integral[lo[0] + 5, lo[1] + 5] - integral[lo[0], lo[1] + 5]
+             - integral[lo[0] + 5, lo[1]] + integral[lo[0], lo[1]])
+    full[2:-2, 2:-2] = block == 25
+    edge = ~full[ij[:, 0], ij[:, 1]]
+    if edge.sum() > len(coords) / 2:
+        # sparse points (most of them on an edge): the grid saves little and its polygon costs more
+        return shapely.union_all(shapely.buffer(shapely.points(coords), radius_m, quad_segs=QUAD_SEGS))
+    # the occupied cells as one polygon: runs of occupied cells per row of the grid, united
+    boxes = []
+    for i in np.flatnonzero(occupied.any(axis=1)):
+        row = np.concatenate(([0], occupied[i].astype(np.int8), [0]))
+        starts = np.flatnonzero(np.diff(row) == 1)
+        ends = np.flatnonzero(np.diff(row) == -1)
+        x0 = origin[0] + i * cell
+        boxes += [shapely.box(x0, origin[1] + a * cell, x0 + cell, origin[1] + b * cell) for a, b in zip(starts, ends)]
+    cells = shapely.union_all(boxes)
+    sure = shapely.buffer(cells, radius_m - cell * np.sqrt(2), quad_segs=QUAD_SEGS)
+    circles = shapely.buffer(shapely.points(coords[edge]), radius_m, quad_segs=QUAD_SEGS)
+    return shapely.union_all(np.concatenate(([sure], circles)))
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def compute_picture(frames: Mapping[str, gpd.GeoDataFrame],
     terms = list(supply.terms(spec.field))
     if len(points) and spec.field in points.columns:
         known = points[spec.field].isin(terms)
-        points = points.assign(**{spec.field: points[spec.field].where(known, OTHER)})
+        points = points.assign(**{spec.field: points[spec.field].astype(object).where(known, OTHER)})
     area = frames.get(territory.id)
     return supply_picture(area if area is not None else _empty(), points, [*terms, OTHER], list(spec.food),
                           spec.distance_bands_m, key=territory.territory.key, field=spec.field,
