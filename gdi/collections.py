@@ -35,12 +35,16 @@ _DASH = re.compile(r"[0-9]+(?: [0-9]+)*")
 _KEYS = {
     "collection": {"id", "title", "description", "keywords", "geometry_type", "storage_crs", "title_field",
                    "time_field", "role", "territory", "write", "licence", "attribution", "properties",
-                   "vocabularies", "analysis", "map", "metadata"},
+                   "vocabularies", "analysis", "map", "metadata", "tiles"},
     "property": {"type", "required", "computed", "aliases", "vocabulary", "pattern", "max_length", "truncate",
                  "title"},
     "metadata": {"topic_category", "inspire_theme", "opendata_category"},
     "map": {"show", "label", "colour", "colour_by", "icon", "line", "fill", "popup", "order"},
+    "tiles": {"properties", "zoom", "simplify", "thin"},
+    "thin": {"below", "cell"},
 }
+#: the zoom levels of WebMercatorQuad a collection's vector tiles may span (z24: ~1 cm per pixel)
+TILE_ZOOMS = range(0, 25)
 
 
 class CollectionError(ValueError):
@@ -155,6 +159,36 @@ class MapStyle:
 
 
 @dataclass(frozen=True)
+class TileStyle:
+    """What the collection's vector tiles carry and how they are generalised (gdi/publish/tiles.py).
+
+    Zoom levels are WebMercatorQuad's; other tile matrix sets map them by cell size. At ``zoom_max``
+    a tile holds every feature the features API returns for its box, unsimplified and unthinned:
+    generalisation is only for the overview levels below it."""
+
+    properties: tuple[str, ...] = ()        # what a map needs to draw and label; a popup fetches the rest
+    zoom_min: int = 0
+    zoom_max: int = 16
+    simplify: tuple[tuple[int, float], ...] = ()    # (from zoom, tolerance in pixels of a 256-pixel tile)
+    thin_below: int | None = None           # points: below this zoom one point per cell (the lowest fid)
+    thin_cell: int = 16                     # cell size in pixels
+
+    def tolerance(self, zoom: int) -> float:
+        """The simplification tolerance (pixels) at zoom: the one declared for the nearest zoom at or
+        below it; none at the highest zoom."""
+        if zoom >= self.zoom_max:
+            return 0.0
+        found = 0.0
+        for start, px in self.simplify:
+            if start <= zoom:
+                found = px
+        return found
+
+    def thinned(self, zoom: int) -> bool:
+        return self.thin_below is not None and zoom < self.thin_below
+
+
+@dataclass(frozen=True)
 class MetadataHints:
     """What the ISO record needs beyond the rest of the definition (GDI-DE conventions)."""
 
@@ -187,6 +221,7 @@ class Collection:
     supply: SupplyAnalysis | None = None
     map: MapStyle = field(default_factory=MapStyle)
     metadata: MetadataHints = field(default_factory=MetadataHints)
+    tiles: TileStyle = field(default_factory=TileStyle)
     raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -478,6 +513,74 @@ def _parse_map(doc: Any, props: dict[str, Property], geometry_type: str, problem
     )
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _parse_tiles(doc: Any, props: dict[str, Property], geometry_type: str, title_field: str | None,
+                 map_style: MapStyle, problems: _Problems) -> TileStyle:
+    """The ``tiles:`` block; without one, the title field, the map's colour and label properties
+    at the default zooms, neither simplified nor thinned."""
+    doc = {} if doc is None else doc
+    if not isinstance(doc, Mapping):
+        problems.add("tiles", "must be a mapping (properties, zoom, simplify, thin)")
+        return TileStyle()
+    _unknown(doc, _KEYS["tiles"], "tiles", problems)
+    names = doc.get("properties")
+    if names is None:
+        names = [n for n in (title_field, map_style.colour_by, map_style.label) if n]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        problems.add("tiles.properties", "must be a list of property names")
+        names = []
+    for n in names:
+        if n not in props and n not in PROVENANCE:
+            problems.add("tiles.properties", f"'{n}' is not a property of the collection")
+    properties = tuple(dict.fromkeys(n for n in names if n in props or n in PROVENANCE))
+    zoom = doc.get("zoom") or {}
+    if not isinstance(zoom, Mapping) or set(zoom) - {"min", "max"}:
+        problems.add("tiles.zoom", "must be {min: …, max: …} (WebMercatorQuad levels)")
+        zoom = {}
+    zmin, zmax = zoom.get("min", TileStyle.zoom_min), zoom.get("max", TileStyle.zoom_max)
+    if not (_whole(zmin) and _whole(zmax) and zmin in TILE_ZOOMS and zmax in TILE_ZOOMS and zmin <= zmax):
+        problems.add("tiles.zoom", f"min and max must be whole zoom levels from {TILE_ZOOMS.start} to "
+                                   f"{TILE_ZOOMS.stop - 1}, min ≤ max")
+        zmin, zmax = TileStyle.zoom_min, TileStyle.zoom_max
+    simplify: list[tuple[int, float]] = []
+    raw_simplify = doc.get("simplify") or {}
+    if not isinstance(raw_simplify, Mapping):
+        problems.add("tiles.simplify", "must map a zoom level to a tolerance in pixels, e.g. {0: 1.0, 12: 0.5}")
+        raw_simplify = {}
+    if raw_simplify and geometry_type.removeprefix("Multi") == "Point":
+        problems.add("tiles.simplify", "points are not simplified (thin them instead)")
+    for z, px in raw_simplify.items():
+        if not (_whole(z) and zmin <= z < zmax):
+            problems.add("tiles.simplify", f"{z!r} must be a zoom level from {zmin} to {zmax - 1} "
+                                           "(the highest zoom is never simplified)")
+        elif isinstance(px, bool) or not isinstance(px, (int, float)) or not 0 <= px <= 16:
+            problems.add(f"tiles.simplify.{z}", "must be a tolerance from 0 to 16 pixels")
+        else:
+            simplify.append((z, float(px)))
+    thin = doc.get("thin")
+    below, cell = None, TileStyle.thin_cell
+    if thin is not None:
+        if not isinstance(thin, Mapping):
+            problems.add("tiles.thin", "must be {below: <zoom>, cell: <pixels>}")
+            thin = {}
+        _unknown(thin, _KEYS["thin"], "tiles.thin", problems)
+        if geometry_type.removeprefix("Multi") != "Point":
+            problems.add("tiles.thin", "only points are thinned (simplify lines and polygons instead)")
+        below, cell = thin.get("below"), thin.get("cell", TileStyle.thin_cell)
+        if not (_whole(below) and zmin < below <= zmax):
+            problems.add("tiles.thin.below", f"must be a zoom level from {zmin + 1} to {zmax} "
+                                             "(the highest zoom holds every point)")
+            below = None
+        if not (_whole(cell) and 1 <= cell <= 256):
+            problems.add("tiles.thin.cell", "must be a whole number of pixels from 1 to 256")
+            cell = TileStyle.thin_cell
+    return TileStyle(properties=properties, zoom_min=zmin, zoom_max=zmax, simplify=tuple(sorted(simplify)),
+                     thin_below=below, thin_cell=cell)
+
+
 def parse(doc: Any, source: str) -> tuple[Collection | None, list[str]]:
     """(definition, problems): every problem of the document as one line; no definition when there are any."""
     problems = _Problems(source)
@@ -578,6 +681,7 @@ def parse(doc: Any, source: str) -> tuple[Collection | None, list[str]]:
             supply = SupplyAnalysis(field=str(fname), food=tuple(food), distance_bands_m=tuple(bands))
     map_style = _parse_map(doc.get("map"), props, gtype, problems)
     hints = _parse_metadata(doc.get("metadata"), problems)
+    tiles = _parse_tiles(doc.get("tiles"), props, str(gtype), title_field, map_style, problems)
     keywords = doc.get("keywords") or []
     licence = doc.get("licence") or {}
     if not isinstance(licence, Mapping) or (licence and not licence.get("name")):
@@ -591,7 +695,7 @@ def parse(doc: Any, source: str) -> tuple[Collection | None, list[str]]:
         keywords=tuple(str(k) for k in keywords), vocabularies=vocabularies,
         licence={str(k): str(v) for k, v in licence.items()}, attribution=str(doc.get("attribution") or ""),
         title_field=title_field, time_field=time_field, territory=territory, write=str(write),
-        supply=supply, map=map_style, metadata=hints, raw=dict(doc),
+        supply=supply, map=map_style, metadata=hints, tiles=tiles, raw=dict(doc),
     ), []
 
 

@@ -78,9 +78,35 @@ BASE = {"id": "schools", "title": {"de": "Schulen"}, "geometry_type": "Point",
     ({"map": {"popup": ["nme"]}}, "map.popup[0]: 'nme' is not a property of the collection"),
     ({"time_field": "name"}, "time_field: 'name' must be of type date or datetime"),
     ({"colour": "#fff"}, "document: unknown key 'colour' (known: analysis, attribution, description, geometry_type, "
-                         "id, keywords, licence, map, metadata, properties, role, storage_crs, territory, time_field, "
-                         "title, title_field, vocabularies, write)"),
+                         "id, keywords, licence, map, metadata, properties, role, storage_crs, territory, tiles, "
+                         "time_field, title, title_field, vocabularies, write)"),
+    ({"tiles": {"properties": ["nme"]}}, "tiles.properties: 'nme' is not a property of the collection"),
+    ({"tiles": {"zoom": {"min": 9, "max": 4}}}, "tiles.zoom: min and max must be whole zoom levels from 0 to 24, "
+                                                "min ≤ max"),
+    ({"tiles": {"simplify": {3: 1.0}}}, "tiles.simplify: points are not simplified (thin them instead)"),
+    ({"tiles": {"zoom": {"min": 5, "max": 14}, "thin": {"below": 15}}},
+     "tiles.thin.below: must be a zoom level from 6 to 14 (the highest zoom holds every point)"),
+    ({"tiles": {"thin": {"below": 12, "cell": 0}}}, "tiles.thin.cell: must be a whole number of pixels from 1 to 256"),
+    ({"tiles": {"thin": {"below": 12, "every": 3}}}, "tiles.thin: unknown key 'every' (known: below, cell)"),
+    ({"geometry_type": "Polygon", "tiles": {"zoom": {"max": 14}, "simplify": {14: 1.0}}},
+     "tiles.simplify: 14 must be a zoom level from 0 to 13 (the highest zoom is never simplified)"),
+    ({"geometry_type": "Polygon", "tiles": {"thin": {"below": 12}}},
+     "tiles.thin: only points are thinned (simplify lines and polygons instead)"),
 ])
 def test_each_problem_of_a_definition_is_one_line(change, problem):
     coll, problems = parse({**BASE, **change}, "schools.yml")
     assert coll is None and problems == [f"schools.yml: {problem}"]
+
+
+def test_tiles_carry_what_the_map_needs_by_default():
+    """Without a tiles block: the title field, the colouring and the label property, zooms 0–16,
+    neither simplified nor thinned; the highest zoom is never generalised."""
+    coll, problems = parse({**BASE, "title_field": "name", "properties": {
+        "name": {}, "kind": {"vocabulary": "kinds"}}, "vocabularies": {"kinds": {"a": {"de": "A"}}},
+        "map": {"colour_by": "kind", "label": "name"}}, "schools.yml")
+    assert problems == []
+    assert coll.tiles.properties == ("name", "kind") and (coll.tiles.zoom_min, coll.tiles.zoom_max) == (0, 16)
+    assert coll.tiles.tolerance(10) == 0.0 and not coll.tiles.thinned(0)
+    declared, _ = parse({**BASE, "geometry_type": "Polygon",
+                         "tiles": {"zoom": {"min": 4, "max": 14}, "simplify": {4: 2, 10: 0.5}}}, "s.yml")
+    assert [declared.tiles.tolerance(z) for z in (4, 9, 10, 13, 14)] == [2.0, 2.0, 0.5, 0.5, 0.0]

@@ -30,6 +30,31 @@ def lonlat_extent(extent: tuple[float, float, float, float] | None) -> list[floa
 
 
 PROVIDERS = {"gpkg": "gdi.publish.provider.GpkgProvider", "postgis": "gdi.publish.provider_pg.PostgisProvider"}
+TILE_PROVIDERS = {"gpkg": "gdi.publish.tile_provider.GpkgTileProvider",
+                  "postgis": "gdi.publish.tile_provider_pg.PostgisTileProvider"}
+GEOMETRY_DIMENSION = {"point": 0, "line": 1, "polygon": 2}
+
+
+def tile_provider(collection: Collection, store_path: Path | str, kind: str) -> dict[str, Any]:
+    """The collection's vector tiles (pygeoapi's tiles API over gdi/publish/tile_provider*.py), as its
+    ``tiles:`` block declares them, in WebMercatorQuad and AdV_25832 (gdi/publish/tile_matrix.py)."""
+    from gdi.publish.tile_matrix import ADV_ID, WEB_MERCATOR_ID
+
+    style = collection.tiles
+    options: dict[str, Any] = {
+        "zoom": {"min": style.zoom_min, "max": style.zoom_max},
+        "schemes": [WEB_MERCATOR_ID, ADV_ID],
+        "table": collection.id,
+        "storage_epsg": collection.epsg,
+        "properties": list(style.properties),
+        "geometry_dimension": GEOMETRY_DIMENSION[collection.kind],
+    }
+    if style.simplify:
+        options["simplify"] = [[z, px] for z, px in style.simplify]
+    if style.thin_below is not None:
+        options["thin"] = {"below": style.thin_below, "cell": style.thin_cell}
+    return {"type": "tile", "name": TILE_PROVIDERS[kind], "data": str(store_path),
+            "format": {"name": "mvt", "mimetype": "application/vnd.mapbox-vector-tile"}, "options": options}
 
 
 def described(collection: Collection) -> dict[str, str]:
@@ -90,7 +115,7 @@ def resource(collection: Collection, store_path: Path | str, extent, kind: str =
         "links": links,
         # no temporal extent: pygeoapi answers a datetime outside it with 400, where 0 features are right
         "extents": {"spatial": {"bbox": lonlat_extent(extent), "crs": CRS84}},
-        "providers": [provider],
+        "providers": [provider, tile_provider(collection, store_path, kind)],   # features first (publish reads [0])
     }
 
 

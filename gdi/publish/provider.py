@@ -112,6 +112,33 @@ def _inner_box(area: shapely.Geometry) -> tuple[float, float, float, float] | No
     return None
 
 
+def bbox_clause(table: str, geom: str, area: shapely.Geometry) -> tuple[list[str], list]:
+    """The WHERE clauses (and parameters) of the features intersecting area: R-tree prefilter, exact test
+    where needed. The items bbox and the vector tiles (gdi/publish/tile_provider.py) share it."""
+    rtree = f"rtree_{table}_{geom}"
+    where: list[str] = []
+    params: list = []
+    minx, miny, maxx, maxy = area.bounds
+    inner = _inner_box(area)
+    if inner is None:
+        where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
+        params += [maxx, minx, maxy, miny]
+        where.append(f'gdi_spatial(\'intersects\', "{geom}", ?)')
+        params.append(shapely.to_wkb(area))
+    else:
+        # Envelopes inside a rectangle inscribed in the area match without decoding a
+        # geometry (nearly all of them); only those near the edges run the exact test.
+        where.append(
+            f"fid IN (SELECT id FROM {rtree} WHERE minx >= ? AND maxx <= ? AND miny >= ? AND maxy <= ?"
+            f' UNION ALL SELECT r.id FROM {rtree} r JOIN "{table}" e ON e.fid = r.id'
+            f" WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?"
+            f" AND NOT (r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?)"
+            f' AND gdi_spatial(\'intersects\', e."{geom}", ?))')
+        params += [inner[0], inner[2], inner[1], inner[3], maxx, minx, maxy, miny,
+                   inner[0], inner[2], inner[1], inner[3], shapely.to_wkb(area)]
+    return where, params
+
+
 class GpkgProvider(StoreProvider):
     """Read-only, snapshot-consistent GeoPackage provider."""
 
@@ -168,28 +195,7 @@ class GpkgProvider(StoreProvider):
     TEXT_CONTAINS = 'instr(lower("{col}"), lower(?)) > 0'
 
     def _bbox_clause(self, area: shapely.Geometry) -> tuple[list[str], list]:
-        rtree = f"rtree_{self.table}_{self.geom}"
-        where: list[str] = []
-        params: list = []
-        minx, miny, maxx, maxy = area.bounds
-        inner = _inner_box(area)
-        if inner is None:
-            where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
-            params += [maxx, minx, maxy, miny]
-            where.append(f'gdi_spatial(\'intersects\', "{self.geom}", ?)')
-            params.append(shapely.to_wkb(area))
-        else:
-            # Envelopes inside a rectangle inscribed in the area match without decoding a
-            # geometry (nearly all of them); only those near the edges run the exact test.
-            where.append(
-                f"fid IN (SELECT id FROM {rtree} WHERE minx >= ? AND maxx <= ? AND miny >= ? AND maxy <= ?"
-                f' UNION ALL SELECT r.id FROM {rtree} r JOIN "{self.table}" e ON e.fid = r.id'
-                f" WHERE r.minx <= ? AND r.maxx >= ? AND r.miny <= ? AND r.maxy >= ?"
-                f" AND NOT (r.minx >= ? AND r.maxx <= ? AND r.miny >= ? AND r.maxy <= ?)"
-                f' AND gdi_spatial(\'intersects\', e."{self.geom}", ?))')
-            params += [inner[0], inner[2], inner[1], inner[3], maxx, minx, maxy, miny,
-                       inner[0], inner[2], inner[1], inner[3], shapely.to_wkb(area)]
-        return where, params
+        return bbox_clause(self.table, self.geom, area)
 
     def _filter(self) -> SqlFilter:
         return SqlFilter(self.table, set(self.fields), f"rtree_{self.table}_{self.geom}", self.geom,

@@ -19,6 +19,7 @@ from pygeoapi.provider.base import BaseProvider, ProviderInvalidQueryError, Prov
 from shapely.geometry import mapping
 
 from gdi.publish.cql_sql import DATE_FORMATS, FilterError
+from gdi.thread_cache import per_thread_lru_cache
 
 _count_cache: dict[tuple, int] = {}
 _count_lock = threading.Lock()
@@ -77,8 +78,9 @@ def _storage_wkt(storage_crs) -> str | None:
     return _wkt(storage_crs.srs) if hasattr(storage_crs, "srs") else None
 
 
-@functools.lru_cache(maxsize=64)
+@per_thread_lru_cache(maxsize=64)
 def _transformer(src_wkt: str, dst_wkt: str, always_xy: bool) -> pyproj.Transformer:
+    """One transformer per thread and CRS pair: pyproj transformers are not thread-safe."""
     from gdi.crs import enable_grids
 
     enable_grids()
@@ -100,6 +102,15 @@ def _instant(text: str, *, end: bool) -> str:
         raise ProviderInvalidQueryError(user_msg=f"invalid datetime '{text}'") from exc
     return d.strftime("%Y-%m-%dT%H:%M:%SZ")
 
+
+
+def projected_box(box: shapely.Geometry, t: pyproj.Transformer) -> shapely.Geometry:
+    """A rectangle as the area it covers in another CRS: its edges cut into 64 pieces each before
+    transforming (a straight edge in one CRS is a curve in the other). The bbox of items and the box
+    of a vector tile both go through here, so a tile holds what items returns for its box."""
+    minx, miny, maxx, maxy = box.bounds
+    ring = shapely.segmentize(box, max_segment_length=max(maxx - minx, maxy - miny) / 64 or 1)
+    return shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
 
 
 def _geojson_geometries(geoms: np.ndarray, t: pyproj.Transformer | None = None,
@@ -250,9 +261,7 @@ class StoreProvider(BaseProvider):
                     boxes = [b for b in boxes if not b.is_empty and b.area > 0]
         parts = []
         for box in boxes:
-            bx = box.bounds
-            ring = shapely.segmentize(box, max_segment_length=max(bx[2] - bx[0], bx[3] - bx[1]) / 64 or 1)
-            part = shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+            part = projected_box(box, t)
             if np.isfinite(shapely.get_coordinates(part)).all():
                 parts.append(part)
         if len(parts) == 1:
@@ -276,10 +285,7 @@ class StoreProvider(BaseProvider):
         dst_wkt = _storage_wkt(self.storage_crs)
         if dst_wkt is None or _same_crs(src_wkt, dst_wkt):
             return box
-        t = _transformer(src_wkt, dst_wkt, False)
-        minx, miny, maxx, maxy = box.bounds
-        ring = shapely.segmentize(box, max_segment_length=max(maxx - minx, maxy - miny) / 64 or 1)
-        return shapely.transform(ring, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
+        return projected_box(box, _transformer(src_wkt, dst_wkt, False))
 
     def _columns(self, select_properties: list | None) -> list[str]:
         names = list(self.fields)

@@ -1,0 +1,50 @@
+"""Vector tiles from the PostGIS store: one statement per tile, ST_AsMVT over ST_AsMVTGeom.
+
+The features are selected as the features API selects a bbox (provider_pg: GiST prefilter ``&&`` on
+the box of the tile's area in EPSG:25832, then ``ST_Intersects`` with the area itself), transformed
+into the tile matrix set's CRS, simplified where the collection says so, clipped and quantised to the
+tile's 4096 units by ST_AsMVTGeom (envelope from ST_TileEnvelope over the set's level-0 box), and
+thinned — one point per cell, the lowest fid — in the same statement. The fid is the MVT feature id.
+"""
+from __future__ import annotations
+
+import logging
+
+import psycopg
+import shapely
+from pygeoapi.provider.base import ProviderQueryError
+
+from gdi.publish.provider_pg import SCHEMA, _pool
+from gdi.publish.tile_matrix import BUFFER, EXTENT
+from gdi.publish.tile_provider_base import StoreTileProvider, TileRequest
+
+LOGGER = logging.getLogger(__name__)
+
+
+class PostgisTileProvider(StoreTileProvider):
+
+    def _tile(self, tile: TileRequest, area: shapely.Geometry, tolerance: float, thin: int | None) -> bytes:
+        srid, out = self.storage_epsg, tile.tms.epsg
+        geom = "geom" if out == srid else f"ST_Transform(geom, {out})"
+        if tolerance > 0:
+            geom = f"ST_SimplifyPreserveTopology({geom}, {float(tolerance)!r})"
+        world = "ST_MakeEnvelope({!r}, {!r}, {!r}, {!r}, {})".format(*tile.tms.bounds(0, 0, 0), out)
+        cols = "".join(f', "{c}"' for c in self.properties)
+        rows = (f'SELECT fid, ST_AsMVTGeom({geom}, ST_TileEnvelope(%s, %s, %s, {world}), {EXTENT}, {BUFFER}, true) '
+                f'AS mvtgeom{cols} FROM {SCHEMA}."{self.table}" '
+                f"WHERE geom && ST_GeomFromWKB(%s, {srid}) AND ST_Intersects(geom, ST_GeomFromWKB(%s, {srid}))")
+        if thin:
+            cell = f"floor(ST_XMin(mvtgeom) / {int(thin)}), floor(ST_YMin(mvtgeom) / {int(thin)})"
+            rows = (f"SELECT DISTINCT ON ({cell}) * FROM ({rows}) AS cut WHERE mvtgeom IS NOT NULL "
+                    f"ORDER BY {cell}, fid")
+        sql = (f"SELECT ST_AsMVT(tile.*, %s, {EXTENT}, 'mvtgeom', 'fid') FROM ({rows}) AS tile "
+               "WHERE mvtgeom IS NOT NULL")
+        params = [self.get_layer(), tile.level, tile.col, tile.row, shapely.to_wkb(shapely.box(*area.bounds)),
+                  shapely.to_wkb(area)]
+        try:
+            with _pool(self.data, autocommit=True).connection() as conn:
+                row = conn.execute(sql, params).fetchone()
+        except psycopg.Error as exc:
+            LOGGER.error("tile query failed: %s", exc)
+            raise ProviderQueryError(user_msg="tile query failed") from exc
+        return bytes(row[0]) if row and row[0] is not None else b""
