@@ -243,7 +243,7 @@ def build_viewer(
         if layer.id in tiled and not layer.is_territory:
             summary = tiled[layer.id]
             counts = summary.term_counts(layer.colour_by, layer.terms()) if layer.colour_by else {}
-            spec = {**layer.config(counts, summary.count), "tiled": tiled_config(api_url)}
+            spec = {**layer.config(counts, summary.count), "tiled": tiled_config(api_url, layer.collection.tiles)}
             swatch = "" if layer.colour_by else (marker_swatch(spec["style"]["colour"], spec["style"]["icon"])
                                                  if layer.kind == "point" else shape_swatch(layer))
             grid = tile_layer(spec, control_name(layer.id, layer.title, summary.count, swatch), api_url, asset_url)

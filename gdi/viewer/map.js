@@ -752,13 +752,22 @@
   // feature carries its fid (the MVT id) and the title, colour_by and label fields; a click
   // fetches the feature from the API for its popup, and the search asks the API.
 
+  // Above the shapes (overlayPane, 400), which would take the clicks meant for a tile's points,
+  // and below the markers and popups.
+  var TILE_PANE = 'gdiTiles';
+
   /** The API's base URL: configured (single file), else the server the page came from. */
   function apiRoot(spec) {
     if (spec.tiled.api && /^https?:/.test(spec.tiled.api)) return spec.tiled.api;
     return global.location.origin + (spec.tiled.api || '');
   }
 
-  /** VectorGrid keeps no feature id on what it draws: the MVT id (the fid) goes onto it here, once. */
+  /**
+   * VectorGrid keeps no feature id on what it draws: the MVT id (the fid) goes onto it here, once.
+   * And a tile's point has no position in degrees (it is drawn in tile pixels), so Leaflet 1.9,
+   * which places the events of small circle markers at their getLatLng(), would fail on a click:
+   * without getLatLng the event is placed where the mouse is.
+   */
   function keepTileFeatureIds() {
     var proto = L.VectorGrid && L.VectorGrid.prototype;
     if (!proto || proto.gdiFids) return;
@@ -766,7 +775,10 @@
     var create = proto._createLayer;
     proto._createLayer = function (feat, pxPerExtent, layerStyle) {
       var layer = create.call(this, feat, pxPerExtent, layerStyle);
-      if (layer) layer.gdiFid = feat.id;
+      if (layer) {
+        layer.gdiFid = feat.id;
+        if (layer.getLatLng) layer.getLatLng = null;
+      }
       return layer;
     };
   }
@@ -788,6 +800,9 @@
     return {
       vectorTileLayerStyles: styles,
       interactive: true,
+      getFeatureId: function (feat) { return feat.id; },
+      pane: TILE_PANE,
+      minZoom: spec.tiled.minZoom,
       maxNativeZoom: spec.tiled.maxNativeZoom,
       gdiSpec: spec
     };
@@ -810,11 +825,27 @@
     return g ? L.geoJSON(feature).getBounds().getCenter() : null;
   }
 
+  /** The API's properties as the embedded ones look: date-times as "YYYY-MM-DD HH:MM" (data.plain). */
+  function apiProperties(spec, props) {
+    var out = {};
+    Object.keys(props || {}).forEach(function (k) { out[k] = props[k]; });
+    spec.popup.forEach(function (row) {
+      if (row.type !== 'datetime') return;
+      row.groups.forEach(function (group) {
+        group.forEach(function (f) {
+          var m = typeof out[f] === 'string' && /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)/.exec(out[f]);
+          if (m) out[f] = m[1] + ' ' + m[2];
+        });
+      });
+    });
+    return out;
+  }
+
   /** Open the popup of a tiled feature (values from the API, as text); resolves with its element. */
   function openTiledPopup(map, spec, cfg, feature, latlng) {
     var popup = L.popup({ maxWidth: 320, maxHeight: POPUP_MAX_HEIGHT })
       .setLatLng(featureAnchor(feature) || latlng)
-      .setContent(popupBox(spec, feature.properties || {}, cfg));
+      .setContent(popupBox(spec, apiProperties(spec, feature.properties), cfg));
     popup.openOn(map);
     return popup.getElement();
   }
@@ -833,11 +864,13 @@
       L.DomEvent.stop(e);
       openTiled(map, spec, cfg, e.layer.gdiFid, e.latlng).catch(function (error) { console.warn(String(error)); });
     });
+    var tip = L.tooltip({ direction: 'top', offset: [0, -6] });
     grid.on('mouseover', function (e) {
-      if (!e.layer || !e.layer.properties) return;
-      grid.bindTooltip(el('span', null, featureName(spec, e.layer.properties)), { sticky: true }).openTooltip(e.latlng);
+      if (!e.layer || !e.layer.properties || !e.latlng) return;
+      tip.setLatLng(e.latlng).setContent(el('span', null, featureName(spec, e.layer.properties)));
+      map.openTooltip(tip);
     });
-    grid.on('mouseout', function () { grid.unbindTooltip(); });
+    grid.on('mouseout', function () { map.closeTooltip(tip); });
     grid.gdiSpec = spec;
     return grid;
   }
@@ -978,6 +1011,7 @@
     else if (cfg.bounds) map.fitBounds(cfg.bounds, { maxZoom: cfg.maxFitZoom, animate: false });
 
     // The tiled layers go on the map once the view is set (no tiles fetched for the default view).
+    if (tiled.length) map.createPane(TILE_PANE).style.zIndex = 450;
     tiled.forEach(function (grid) { if (grid.gdiSpec.show) map.addLayer(grid); });
 
     // The points.  A marker gets its popup and tooltip when first needed

@@ -18,17 +18,16 @@ from typing import Any
 
 from folium.plugins import VectorGridProtobuf
 
+from gdi.collections import TileStyle
 from gdi.viewer import offline
 from gdi.viewer.data import safe_json
 from gdi.viewer.style import OTHER
 
 #: Folium's link name for the library, so its header de-duplication keeps one link.
 VECTORGRID_JS = [("vectorGrid", "leaflet.vectorgrid", "dist/Leaflet.VectorGrid.bundled.min.js")]
-#: The deepest zoom tiles are fetched for; deeper, Leaflet scales those tiles up.
-TILE_MAX_ZOOM = 16
 #: Search results per tiled collection and typed text (a handful, like a gazetteer).
 SEARCH_LIMIT = 5
-_API_BASE = re.compile(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?)?(/[A-Za-z0-9._~\-/]*)?")
+_API_BASE = re.compile(r"(https?://[A-Za-z0-9.\-]+(:[0-9]+)?)?(/[A-Za-z0-9._~\-][A-Za-z0-9._~\-/]*)?")
 
 
 @dataclass(frozen=True)
@@ -74,9 +73,12 @@ def tile_layer(config: dict[str, Any], name: str, base: str, asset_url: str) -> 
     return layer
 
 
-def tiled_config(base: str) -> dict[str, Any]:
-    """The part of a tiled layer's config that map.js needs to reach the API."""
-    return {"api": api_base(base), "maxNativeZoom": TILE_MAX_ZOOM, "searchLimit": SEARCH_LIMIT, "other": OTHER}
+def tiled_config(base: str, tiles: TileStyle) -> dict[str, Any]:
+    """The part of a tiled layer's config that map.js needs to reach the API and to ask only for the
+    zoom levels the collection's tiles: block declares (below: not drawn; above: the deepest tiles
+    scaled up, since they hold every feature)."""
+    return {"api": api_base(base), "minZoom": tiles.zoom_min, "maxNativeZoom": tiles.zoom_max,
+            "searchLimit": SEARCH_LIMIT, "other": OTHER}
 
 
-__all__ = ["TILE_MAX_ZOOM", "TiledCollection", "api_base", "tile_layer", "tile_url", "tiled_config"]
+__all__ = ["TiledCollection", "api_base", "tile_layer", "tile_url", "tiled_config"]
