@@ -138,7 +138,13 @@ def measure(n: int, mode: str, runs: int = 3) -> dict:
         deadline = time.time() + 600
         while time.time() < deadline and "map rebuilt" not in server_log.read_text(errors="replace"):
             time.sleep(0.5)
-        requests.get(f"http://127.0.0.1:{PORT}/viewer", timeout=30).raise_for_status()
+        while time.time() < deadline:
+            try:
+                if requests.get(f"http://127.0.0.1:{PORT}/viewer", timeout=30).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            time.sleep(0.5)
         draw = first_draw(f"http://127.0.0.1:{PORT}/viewer", runs)
     finally:
         os.killpg(server.pid, 15)

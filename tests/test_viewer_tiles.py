@@ -216,6 +216,17 @@ def test_store_aggregates_match_the_features(tiled) -> None:
         assert store.count(coll) == len(frame) == 84
         assert store.value_counts(coll, "category") == frame["category"].value_counts().to_dict()
         assert store.count(get_collection("municipalities")) == 32
+        # what the supply analysis reads of a tiled collection: positions and its field only
+        with store.read_batches(coll, batch_size=50, columns=["category"]) as (_version, batches):
+            got = [batch for batch in batches]
+        assert [len(b) for b in got] == [3, 3] and [len(b[0]) for b in got] == [50, 34]
+        fids = [fid for b in got for fid in b[0]]
+        assert fids == sorted(frame["fid"].tolist())
+        assert [v for b in got for v in b[2]] == frame.sort_values("fid")["category"].tolist()
+        assert shapely.from_wkb(got[0][1][0]).equals(frame.sort_values("fid").geometry.iloc[0])
+        with pytest.raises(Exception, match="no column"):
+            with store.read_batches(coll, batch_size=50, columns=["name; DROP TABLE x"]) as (_v, batches):
+                list(batches)
 
 
 def test_the_reach_of_many_points_equals_the_union_of_their_circles() -> None:

@@ -64,19 +64,18 @@ def analysis_points(store, collection: Collection, field: str):  # type: ignore[
     import pandas as pd
     import shapely
 
-    position = collection.columns.index(field)
     xy: list[np.ndarray] = []
     codes: list[np.ndarray] = []
     categories: dict[object, int] = {}
-    with store.read_batches(collection, batch_size=ANALYSIS_BATCH) as (_version, batches):
-        for batch in batches:
-            geoms = shapely.from_wkb(np.array(batch[1], dtype=object))
+    with store.read_batches(collection, batch_size=ANALYSIS_BATCH, columns=[field]) as (_version, batches):
+        for _fids, wkb, values in batches:
+            geoms = shapely.from_wkb(np.array(wkb, dtype=object))
             points = shapely.get_type_id(geoms) == shapely.GeometryType.POINT
             xy.append(shapely.get_coordinates(geoms[points]))
-            values = batch[2 + position]
-            codes.append(np.fromiter((categories.setdefault(v, len(categories))
-                                      for v, keep in zip(values, points, strict=True) if keep), dtype=np.int32))
-            del geoms, batch
+            code = np.fromiter((categories.setdefault(v, len(categories)) for v in values), dtype=np.int32,
+                               count=len(values))
+            codes.append(code[points])
+            del geoms, wkb, values
     coords = np.concatenate(xy) if xy else np.empty((0, 2))
     code = np.concatenate(codes) if codes else np.empty(0, dtype=np.int32)
     column = pd.Categorical.from_codes(code, categories=list(categories)) if categories else \
