@@ -11,12 +11,14 @@ Everything runs on 127.0.0.1, one service at a time, with bounded durations:
    (uvicorn[standard], workers = cores) on the same table and gdi on the
    GeoPackage store, all three running, measured in interleaved rounds (wrk,
    16 connections, 10 s each; random bboxes from bench/bbox.lua), medians;
-5. viewer: bench.viewer.run() (first draw of 10,000 points in Chromium);
-6. soak: bench/soak.py — 16 readers of random bboxes and a member uploading
+5. tiles: bench/tiles.py — random MVT tiles of zoom 12–14 (bench/bbox.lua) from gdi on both
+   stores and tipg on the same PostGIS table, interleaved rounds as in 4.;
+6. viewer: bench.viewer.run() (first draw of 10,000 points in Chromium);
+7. soak: bench/soak.py — 16 readers of random bboxes and a member uploading
    every 10 s, SOAK_SECONDS (600) per store: errors, crash lines, p99.
 
 Environment knobs: BENCH_SECONDS (default 10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16),
-BENCH_MEMORY_POINTS (1000000), BENCH_SKIP (comma list of ingest,memory,serve,viewer,soak), SOAK_SECONDS (600).
+BENCH_MEMORY_POINTS (1000000), BENCH_SKIP (comma list of ingest,memory,serve,tiles,viewer,soak), SOAK_SECONDS (600).
 """
 from __future__ import annotations
 
@@ -358,6 +360,10 @@ def main() -> int:
         bench_memory(data.build_shapefile_zip(MEMORY_POINTS, WORK / f"points-{MEMORY_POINTS}.zip"))
     if "serve" not in SKIP:
         bench_serving(zip100k, gpkg_home)
+    if "tiles" not in SKIP:
+        from bench import tiles
+
+        tiles.run(zip100k, gpkg_home, report=row)
     if "viewer" not in SKIP:
         bench_viewer()
     if "soak" not in SKIP:

@@ -1,4 +1,5 @@
--- wrk script: every request a random bbox (about 2-5 km wide) inside the county.
+-- wrk script: every request a random bbox (about 2-5 km wide) inside the county, or, when the path
+-- names {z}, {x} and {y}, a random WebMercatorQuad tile of zoom 12-14 inside it (bench/tiles.py).
 -- wrk -s bench/bbox.lua URL -- <path> <west> <south> <east> <north>
 local path, w, s, e, n
 function init(args)
@@ -6,7 +7,19 @@ function init(args)
   w, s, e, n = tonumber(args[2]), tonumber(args[3]), tonumber(args[4]), tonumber(args[5])
   math.randomseed(os.time() + math.floor(os.clock() * 1e6) + (id or 0))
 end
+local function tile(lon, lat, z)
+  local m = 2 ^ z
+  local r = math.rad(lat)
+  return math.floor((lon + 180) / 360 * m), math.floor((1 - math.log(math.tan(r) + 1 / math.cos(r)) / math.pi) / 2 * m)
+end
 function request()
+  if string.find(path, "{z}", 1, true) then
+    local z = math.random(12, 14)
+    local x0, y0 = tile(w, n, z)
+    local x1, y1 = tile(e, s, z)
+    local p = path:gsub("{z}", tostring(z)):gsub("{x}", tostring(math.random(x0, x1))):gsub("{y}", tostring(math.random(y0, y1)))
+    return wrk.format("GET", p)
+  end
   local dx = 0.03 + math.random() * 0.04
   local dy = dx * 0.6
   local x = w + math.random() * (e - w - dx)

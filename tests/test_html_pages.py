@@ -299,7 +299,7 @@ def test_a_fuzzy_translation_is_refused():
 
 
 def test_the_tiles_pages_speak_german_too(tmp_path):
-    """No collection has tiles yet; their pages are rendered as pygeoapi renders any page, in German."""
+    """The tiles pages are rendered as pygeoapi renders any page, in German."""
     from babel import Locale
     from pygeoapi.util import render_j2_template
 

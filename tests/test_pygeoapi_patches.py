@@ -32,6 +32,7 @@ def patched():
     fixes.fix_crs_caching()
     fixes.fix_json_speed()
     fixes.fix_csv_formulas()
+    fixes.fix_tile_matrix_sets()
     return originals
 
 
@@ -109,6 +110,40 @@ def test_csv_goes_through_the_formula_safe_formatter():
     assert PLUGINS["formatter"]["CSV"] == fixes.CSV_FORMATTER
     formatter = load_plugin("formatter", {"name": "CSV", "geom": True})     # as pygeoapi loads it per collection
     assert isinstance(formatter, FormulaSafeCSVFormatter) and formatter.f == "csv" and formatter.name == "csv"
+
+
+def test_tile_matrix_sets_are_pygeoapis_and_ours_where_pygeoapi_reads_them():
+    """/TileMatrixSets and /TileMatrixSets/{id} (pygeoapi.api.tiles) read the enum by module global."""
+    import importlib
+
+    from gdi.publish.tile_matrix import ADV_ID, ADV_ORIGIN
+
+    enums = {importlib.import_module(name).TileMatrixSetEnum for name in fixes.TMS_MODULES}
+    assert len(enums) == 1
+    (enum,) = enums
+    by_id = {e.value.tileMatrixSet: e.value for e in enum}
+    assert set(by_id) == {"WebMercatorQuad", "WorldCRS84Quad", ADV_ID}
+    adv = by_id[ADV_ID]
+    assert adv.crs == "http://www.opengis.net/def/crs/EPSG/0/25832" and len(adv.tileMatrices) == 15
+    assert adv.tileMatrices[0]["pointOfOrigin"] == list(ADV_ORIGIN)
+    assert adv.tileMatrices[0]["cellSize"] == pytest.approx(4891.96981025128)       # basemap.de's level 0
+    assert adv.tileMatrices[14]["cellSize"] == pytest.approx(0.298582141738970)
+    fixes.fix_tile_matrix_sets()                       # twice is once
+    assert importlib.import_module("pygeoapi.api.tiles").TileMatrixSetEnum is enum
+
+
+def test_tile_errors_are_labelled_json():
+    """pygeoapi labels the JSON exception of a failed tile request as an MVT; the middleware relabels it."""
+    def app(environ, start_response):
+        ok = environ["PATH_INFO"].endswith("/1")
+        start_response("200 OK" if ok else "404 NOT FOUND", [("Content-Type", fixes.MVT)])
+        return [b"" if ok else b'{"code":"NotFound"}']
+
+    seen = []
+    middleware = fixes.Middleware(app)
+    for path in ("/collections/c/tiles/WebMercatorQuad/14/2/1", "/collections/c/tiles/WebMercatorQuad/14/2/0"):
+        middleware({"REQUEST_METHOD": "GET", "PATH_INFO": path}, lambda status, headers: seen.append(headers))
+    assert seen == [[("Content-Type", fixes.MVT)], [("Content-Type", "application/json")]]
 
 
 def test_a_missing_patch_target_stops_start_up():

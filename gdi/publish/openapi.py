@@ -15,6 +15,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from gdi.publish.tile_matrix import ADV_ID, WEB_MERCATOR_ID
+
 LINK = {
     "type": "object",
     "required": ["href"],
@@ -143,12 +145,25 @@ PARAMETERS = {
                               "`+` (default) ascending.",
                "schema": {"type": "array", "minItems": 1,
                           "items": {"type": "string", "pattern": "[+|-]?[A-Za-z_].*"}}},
+    # OGC API Tiles (ogcapi-tiles-1.yaml): the tile of one collection (gdi/publish/tile_provider_base.py)
+    "tileMatrixSetId": {"name": "tileMatrixSetId", "in": "path", "required": True,
+                        "description": "The tile matrix set: WebMercatorQuad (web maps) or AdV_25832 (ETRS89 / UTM 32N, "
+                                       "the AdV's grid of basemap.de).",
+                        "schema": {"type": "string", "enum": [WEB_MERCATOR_ID, ADV_ID]}},
+    "tileMatrix": {"name": "tileMatrix", "in": "path", "required": True,
+                   "description": "The zoom level (tile matrix) of the tile matrix set, e.g. `12`.",
+                   "schema": {"type": "string"}},
+    "tileRow": {"name": "tileRow", "in": "path", "required": True, "description": "The row of the tile (from the top).",
+                "schema": {"type": "integer", "minimum": 0}},
+    "tileCol": {"name": "tileCol", "in": "path", "required": True,
+                "description": "The column of the tile (from the left).", "schema": {"type": "integer", "minimum": 0}},
 }
 # external reference → (component section, component name)
 KNOWN = {
     "ogcapi-features-1.yaml#/components/responses/": "responses",
     "ogcapi-features-1.yaml#/components/parameters/": "parameters",
     "ogcapi-tiles-1.yaml#/components/schemas/link": ("schemas", "link"),
+    "ogcapi-tiles-1.yaml#/components/parameters/": "parameters",
     "schemas/exception.yaml": ("schemas", "exception"),
     "cql2/1.0/cql2.json": ("schemas", "cql2expression"),
     "parameters/sortby.yaml": ("parameters", "sortby"),

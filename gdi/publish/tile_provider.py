@@ -41,6 +41,5 @@ class GpkgTileProvider(StoreTileProvider):
         if tile.tms.epsg != self.storage_epsg:
             t = _transformer(_wkt(EPSG_URI.format(self.storage_epsg)), _wkt(EPSG_URI.format(tile.tms.epsg)), False)
             geoms = shapely.transform(geoms, lambda c: np.column_stack(t.transform(c[:, 0], c[:, 1])))
-        properties = [dict(zip(self.properties, r[2:])) for r in rows]
-        return mvt.encode(self.get_layer(), [r[0] for r in rows], geoms, properties, tile.bounds, tile.clip_box,
-                          tolerance, thin)
+        return mvt.encode(self.get_layer(), [r[0] for r in rows], geoms, self.properties, [r[2:] for r in rows],
+                          tile.bounds, tile.clip_box, tolerance, thin)

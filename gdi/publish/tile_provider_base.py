@@ -18,7 +18,7 @@ from typing import Any
 
 import shapely
 from pygeoapi.models.provider.base import TileMatrixSetEnumType
-from pygeoapi.provider.base import ProviderInvalidQueryError, ProviderItemNotFoundError
+from pygeoapi.provider.base import ProviderGenericError, ProviderItemNotFoundError
 from pygeoapi.provider.base_mvt import BaseMVTProvider
 from pygeoapi.provider.tile import ProviderTilesetIdNotFoundError
 
@@ -35,6 +35,16 @@ MVT = "application/vnd.mapbox-vector-tile"
 class TileOutsideError(ProviderItemNotFoundError):
     """A tile outside the tile matrix or the collection's zoom levels: 404 with a JSON body
     (pygeoapi answers its own ProviderTileNotFoundError with a bare text)."""
+
+    def __init__(self, msg: str):
+        super().__init__(user_msg=msg)
+
+
+class TileParameterError(ProviderGenericError):
+    """A tile path or format that names no tile: 400 InvalidParameterValue, never a 500."""
+
+    ogc_exception_code = "InvalidParameterValue"
+    http_status_code = 400
 
     def __init__(self, msg: str):
         super().__init__(user_msg=msg)
@@ -108,7 +118,7 @@ class StoreTileProvider(BaseMVTProvider):
                 user_msg=f"unknown tile matrix set '{tileset}' (this collection: {', '.join(self.schemes)})")
         level, row, col = (level_of(str(v)) for v in (z, y, x))
         if level is None or row is None or col is None:
-            raise ProviderInvalidQueryError(user_msg="tileMatrix, tileRow and tileCol must be whole numbers ≥ 0")
+            raise TileParameterError("tileMatrix, tileRow and tileCol must be whole numbers ≥ 0")
         zoom = level + tms.zoom_offset
         first, last = tms.level(self.zoom_min), tms.level(self.zoom_max)
         if not first <= level <= last:
@@ -211,4 +221,4 @@ def _check_format() -> None:
     if has_request_context():
         f = request.args.get("f")
         if f is not None and f.lower() != "mvt":
-            raise ProviderInvalidQueryError(user_msg=f"tiles are served as f=mvt only, not f={f}")
+            raise TileParameterError(f"tiles are served as f=mvt only, not f={f}")

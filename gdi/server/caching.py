@@ -24,8 +24,8 @@ request, in every worker, without any signalling.
   pygeoapi at all; so does ``If-Modified-Since`` (compared with the data's last change).
 * ``Cache-Control: public, no-cache``: clients and proxies may keep responses
   but must revalidate (a cheap 304), so a new upload is never hidden by a cache.
-* Bodies of JSON/HTML/XML/text responses above 1 KiB are gzipped when the client
-  accepts it.
+* Bodies of JSON/HTML/XML/text responses and vector tiles above 1 KiB are gzipped when the
+  client accepts it.
 * Successful responses are kept in a per-process LRU (bounded by bytes) keyed by
   request and data version; a new data version makes every old entry unreachable
   (and they are dropped).
@@ -49,9 +49,12 @@ from gdi.server.buffered import run_buffered, with_length
 
 LOGGER = logging.getLogger(__name__)
 # whole-collection downloads are streamed from a file and tagged by gdi/server/downloads.py, never buffered here
-CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|api/?|collections(?!/[^/]+/download/?$)(/.*)?)$")
+CACHED_PATHS = re.compile(r"^/(|conformance/?|openapi/?|api/?|TileMatrixSets(/[^/]+)?/?|"
+                          r"collections(?!/[^/]+/download/?$)(/.*)?)$")
+# vector tiles too: an MVT is mostly varints and repeated keys, gzip takes a half to two thirds off
 COMPRESSIBLE = ("application/json", "application/geo+json", "application/schema+json", "text/", "application/xml",
-                "application/vnd.oai.openapi", "application/ld+json", "application/problem+json")
+                "application/vnd.oai.openapi", "application/ld+json", "application/problem+json",
+                "application/vnd.mapbox-vector-tile")
 CACHE_CONTROL = "public, no-cache"
 MAX_ENTRY = 4 * 2**20           # bytes per cached response
 MAX_TOTAL = 96 * 2**20          # bytes per worker process

@@ -42,6 +42,14 @@
   uploads arriving every few seconds, requests hung (tests/test_load.py). Each
   request compares the file's mtime and copies changed extents into pygeoapi's
   live configuration; every other change still reloads the workers.
+* A tile request answered with an error (a tile outside the matrix or the collection's zoom levels,
+  an unknown tile matrix set, ``f=png``: gdi/publish/tile_provider_base.py) carries pygeoapi's JSON
+  exception, but pygeoapi has already labelled the answer as an MVT: it is relabelled
+  ``application/json``.
+* The tile matrix sets: pygeoapi builds its ``TileMatrixSetEnum`` at import time from the JSON files
+  in its own package folder (no configuration names another), so ``/TileMatrixSets`` would not list
+  the AdV_25832 set our tiles are also cut in (gdi/publish/tile_matrix.py). The enum is rebuilt with
+  pygeoapi's sets and ours and put where pygeoapi's modules read it.
 """
 from __future__ import annotations
 
@@ -72,6 +80,8 @@ IMPLEMENTED = [
 ITEMS = re.compile(r"^/collections/[^/]+/items/?$")
 FEATURES = re.compile(r"^/collections/[^/]+/items(/[^/]+)?/?$")
 QUERYABLES = re.compile(r"^/collections/[^/]+/queryables/?$")
+TILE = re.compile(r"^/collections/[^/]+/tiles/[^/]+/[^/]+/[^/]+/[^/]+/?$")
+MVT = "application/vnd.mapbox-vector-tile"
 JSON_SCHEMA = "https://json-schema.org/draft/2020-12/schema"
 
 
@@ -259,6 +269,8 @@ class Middleware:
             return [body]
         if QUERYABLES.match(environ.get("PATH_INFO", "")) and environ.get("REQUEST_METHOD") in {"GET", "HEAD"}:
             return self._queryables(environ, start_response)
+        if TILE.match(environ.get("PATH_INFO", "")):
+            return self.app(environ, _json_errors(start_response))
         if not FEATURES.match(environ.get("PATH_INFO", "")) or environ.get("REQUEST_METHOD") not in {"GET", "POST", "HEAD"}:
             return self.app(environ, start_response)
 
@@ -283,6 +295,18 @@ class Middleware:
                 headers = with_length(headers, body)
         start_response(status, headers)
         return [b""] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+
+def _json_errors(start_response):
+    """start_response relabelling an error answer of the tiles API (a JSON exception) as JSON."""
+
+    def relabel(status, headers, exc_info=None):
+        if not status.startswith("2"):
+            headers = [(k, "application/json" if k.lower() == "content-type" and v.startswith(MVT) else v)
+                       for k, v in headers]
+        return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+    return relabel
 
 
 def queryables_schema(doc: dict) -> dict:
@@ -344,6 +368,32 @@ def fix_csv_formulas() -> None:
     plugin.PLUGINS["formatter"]["CSV"] = CSV_FORMATTER
 
 
+TMS_MODULES = ("pygeoapi.api.tiles", "pygeoapi.models.provider.base", "pygeoapi.provider.tile",
+               "pygeoapi.provider.base_mvt")
+
+
+def fix_tile_matrix_sets() -> None:
+    import importlib
+    from enum import Enum
+
+    from gdi.publish.tile_matrix import sets
+    from gdi.publish.tile_provider_base import tile_matrix_set_type
+
+    modules = [importlib.import_module(name) for name in TMS_MODULES]
+    for module in modules:
+        require(module, "TileMatrixSetEnum")
+    current = modules[0].TileMatrixSetEnum
+    if getattr(current, "_gdi", False):
+        return
+    members = {e.name: e.value for e in current}
+    for tms in sets().values():
+        members.setdefault(tms.id.upper().replace("-", "").replace(" ", ""), tile_matrix_set_type(tms))
+    extended = Enum("TileMatrixSetEnum", members)
+    extended._gdi = True
+    for module in modules:
+        module.TileMatrixSetEnum = extended
+
+
 def install(flask_app) -> None:
     check_version()
     check_live_config()
@@ -352,5 +402,6 @@ def install(flask_app) -> None:
     fix_cql2_parsing()
     fix_crs_caching()
     fix_json_speed()
+    fix_tile_matrix_sets()
     if not isinstance(flask_app.wsgi_app, Middleware):
         flask_app.wsgi_app = Middleware(flask_app.wsgi_app)
