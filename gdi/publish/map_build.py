@@ -56,32 +56,25 @@ ANALYSIS_BATCH = 50_000
 
 
 def analysis_points(store, collection: Collection, field: str):  # type: ignore[no-untyped-def]
-    """The points of a (large) collection with only the analysed field, read in batches: the
-    analysis needs positions and terms, and a frame of all columns of a million features took
-    gigabytes.  Coordinates go into one float array and the field into category codes."""
-    import geopandas as gpd
+    """The points of a (large) collection with only the analysed field, read in batches, as a
+    PointSet (coordinates and values): the analysis needs positions and terms, and a frame of all
+    columns of a million features took gigabytes (and a million shapely points alone 350 MB)."""
     import numpy as np
-    import pandas as pd
     import shapely
 
+    from gdi.viewer.analysis import PointSet
+
     xy: list[np.ndarray] = []
-    codes: list[np.ndarray] = []
-    categories: dict[object, int] = {}
+    values: list[np.ndarray] = []
     with store.read_batches(collection, batch_size=ANALYSIS_BATCH, columns=[field]) as (_version, batches):
-        for _fids, wkb, values in batches:
+        for _fids, wkb, column in batches:
             geoms = shapely.from_wkb(np.array(wkb, dtype=object))
             points = shapely.get_type_id(geoms) == shapely.GeometryType.POINT
             xy.append(shapely.get_coordinates(geoms[points]))
-            code = np.fromiter((categories.setdefault(v, len(categories)) for v in values), dtype=np.int32,
-                               count=len(values))
-            codes.append(code[points])
-            del geoms, wkb, values
-    coords = np.concatenate(xy) if xy else np.empty((0, 2))
-    code = np.concatenate(codes) if codes else np.empty(0, dtype=np.int32)
-    column = pd.Categorical.from_codes(code, categories=list(categories)) if categories else \
-        pd.Categorical([], categories=[])
-    return gpd.GeoDataFrame({field: column}, geometry=gpd.GeoSeries(shapely.points(coords),
-                                                                    crs=collection.storage_crs))
+            values.append(np.array(column, dtype=object)[points])
+            del geoms, wkb, column
+    return PointSet(np.concatenate(xy) if xy else np.empty((0, 2)),
+                    np.concatenate(values) if values else np.empty(0, dtype=object), collection.storage_crs)
 
 
 def build_from_store(store, collections: Mapping[str, Collection], out_file: Path, *,  # type: ignore[no-untyped-def]
