@@ -1,5 +1,6 @@
 -- wrk script: every request a random bbox (about 2-5 km wide) inside the county, or, when the path
--- names {z}, {x} and {y}, a random WebMercatorQuad tile of zoom 12-14 inside it (bench/tiles.py).
+-- names {z}, {x} and {y}, a random WebMercatorQuad tile of zoom 12-14 inside it (bench/tiles.py;
+-- {r} becomes a random number).
 -- wrk -s bench/bbox.lua URL -- <path> <west> <south> <east> <north>
 local path, w, s, e, n
 function init(args)
@@ -18,6 +19,7 @@ function request()
     local x0, y0 = tile(w, n, z)
     local x1, y1 = tile(e, s, z)
     local p = path:gsub("{z}", tostring(z)):gsub("{x}", tostring(math.random(x0, x1))):gsub("{y}", tostring(math.random(y0, y1)))
+    p = p:gsub("{r}", tostring(math.random(1, 1000000000)))    -- a query no cache has seen: every tile is cut
     return wrk.format("GET", p)
   end
   local dx = 0.03 + math.random() * 0.04

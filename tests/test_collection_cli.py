@@ -248,10 +248,10 @@ def test_the_reviewed_definition_keeps_the_inferred_part(drafts, key, name):
     assert reviewed["id"] == draft["id"] and reviewed["storage_crs"] == draft["storage_crs"]
     assert reviewed["write"] == draft["write"] == "members"
     # the review changed titles, texts, licence, required, the vocabulary, the time field and the map, and added
-    # the computed properties; nothing else
+    # the computed properties and the vector tiles; nothing else
     changed = {k for k in set(draft) | set(reviewed) if draft.get(k) != reviewed.get(k)}
     assert changed <= {"title", "description", "keywords", "licence", "attribution", "time_field", "properties",
-                       "map", "vocabularies"}
+                       "map", "vocabularies", "tiles"}
     for prop, spec in reviewed["properties"].items():
         if prop in draft["properties"]:
             kept = {k: v for k, v in spec.items() if k not in {"title", "required", "vocabulary"}}

@@ -68,8 +68,8 @@ def check_frame(doc, lang: str, page_title: str) -> None:
 def test_landing_page(server, query, headers, lang):
     doc = fetch(server, "/", query, headers)
     check_frame(doc, lang, {"de": "Startseite", "en": "Home"}[lang])
-    assert texts(doc, "//main//h2") == {"de": ["Sammlungen", "API-Definition", "Konformität"],
-                                        "en": ["Collections", "API Definition", "Conformance"]}[lang]
+    assert texts(doc, "//main//h2") == {"de": ["Sammlungen", "Kachelschemata", "API-Definition", "Konformität"],
+                                        "en": ["Collections", "Tile Matrix Sets", "API Definition", "Conformance"]}[lang]
     assert texts(doc, "//section[@id='collections'][h2]//a") == [  # (pygeoapi nests two of that id)
         {"de": "Die Sammlungen dieses Dienstes anzeigen", "en": "View the collections in this service"}[lang]]
     assert texts(doc, "//h1") == [SERVICE[lang]]
@@ -108,9 +108,9 @@ def test_collection_page(server, query, headers, lang):
     check_frame(doc, lang, title)
     assert texts(doc, "//main//h1") == [title]
     assert texts(doc, "//main//h3") == {
-        "de": ["Lizenz", "Objekte", "Abfragbare Eigenschaften", "Schema", "Verweise", "Koordinatenreferenzsysteme",
-               "Koordinatenreferenzsystem der Speicherung"],
-        "en": ["License", "Browse", "Queryables", "Schema", "Links", "Reference Systems", "Storage CRS"]}[lang]
+        "de": ["Lizenz", "Objekte", "Abfragbare Eigenschaften", "Schema", "Kacheln", "Verweise",
+               "Koordinatenreferenzsysteme", "Koordinatenreferenzsystem der Speicherung"],
+        "en": ["License", "Browse", "Queryables", "Schema", "Tiles", "Links", "Reference Systems", "Storage CRS"]}[lang]
     links = texts(doc, "//h3[.='Verweise' or .='Links']/following-sibling::ul[1]/li")
     assert {"de": "Dieses Dokument als JSON (application/json)",
             "en": "This document as JSON (application/json)"}[lang] in links

@@ -181,3 +181,40 @@ def test_the_planners_map_draws_the_declared_layers(layers):
             assert problems == [] and [u for u in blocked if not is_tile(u)] == []   # only base-map tiles stay out
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("cid, props", [("development_plans", ["titel", "rechtsstan"]), ("cycle_routes", ["name"])])
+def test_line_and_polygon_tiles_are_the_features_of_their_box(layers, cid, props, tmp_path):
+    """Their vector tiles as the YAML declares them: at zoom 16 (the highest) each tile holds exactly the
+    features items returns for its box — read with mapbox-vector-tile and GDAL —, with the declared
+    properties; at zoom 9 every feature is there and the routes are simplified (fewer vertices than the
+    features hold; the plans are near-rectangles of five vertices, nothing to simplify: outlines are
+    tested on the municipalities in tests/test_tiles.py)."""
+    import numpy as np
+    import shapely
+    from shapely.geometry import shape
+
+    from test_tiles import WMQ, _lonlat_to_3857, busiest_tiles, by_gdal, decoded, items_in, matrix, tile_bounds
+
+    m = matrix(layers, WMQ, 16)
+    for y, x in busiest_tiles(layers, cid, WMQ, 16, 3857):
+        r = layers.get(f"/collections/{cid}/tiles/{WMQ}/16/{y}/{x}?f=mvt")
+        assert r.status_code == 200
+        expected = {f["id"]: f["properties"] for f in items_in(layers, cid, tile_bounds(m, y, x), 3857)}
+        mvt = decoded(r.content, cid)
+        assert len(mvt) == len(expected) > 0 and {f["id"] for f in mvt} == set(expected)
+        for f in mvt:
+            assert f["properties"] == {k: expected[f["id"]][k] for k in props if expected[f["id"]].get(k) is not None}
+        gdal = by_gdal(r.content, cid, 16, y, x, tmp_path)
+        assert set(gdal["mvt_id"]) == set(expected) and len(gdal) == len(expected)
+    m9 = matrix(layers, WMQ, 9)
+    (y, x), = busiest_tiles(layers, cid, WMQ, 9, 3857, n=1)
+    bounds = tile_bounds(m9, y, x)
+    tile = decoded(layers.get(f"/collections/{cid}/tiles/{WMQ}/9/{y}/{x}?f=mvt").content, cid)
+    features = items_in(layers, cid, bounds, 3857)
+    assert {f["id"] for f in tile} == {f["id"] for f in features}
+    drawn = sum(len(shapely.get_coordinates(shape(f["geometry"]))) for f in tile)
+    held = sum(len(np.asarray(shapely.get_coordinates(shapely.transform(shape(f["geometry"]), _lonlat_to_3857))))
+               for f in features)
+    if cid == "cycle_routes":
+        assert drawn < held, (drawn, held)

@@ -85,3 +85,12 @@ def test_eight_threads_using_new_areas_at_once_do_not_corrupt_the_heap():
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "tcache" not in proc.stderr and "corruption" not in proc.stderr
     assert proc.stdout.split() == ["rounds", "100"]     # every round's answers matched a one-thread count
+
+
+def test_feature_and_tile_transformers_are_per_thread():
+    """pyproj transformers are not thread-safe: the providers' (items output, bbox areas, vector tiles)
+    are kept per thread."""
+    from gdi.publish.provider_base import _transformer, _wkt
+
+    src, dst = _wkt("http://www.opengis.net/def/crs/EPSG/0/25832"), _wkt("http://www.opengis.net/def/crs/EPSG/0/3857")
+    assert_per_thread(lambda: _transformer(src, dst, False))

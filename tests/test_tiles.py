@@ -304,3 +304,37 @@ def test_qgis_draws_every_point_of_a_tile(server, tmp_path):
     out = json.loads([line for line in proc.stdout.splitlines() if line.startswith("{")][-1])["layer"]
     assert out["valid"] and (out["zmin"], out["zmax"], out["crs"]) == (5, 14, "EPSG:3857"), out
     assert out["drawn"] == [n for _, n in chosen] + [0], (out, chosen)
+
+
+def test_tiles_cut_by_many_threads_at_once_are_the_tiles_cut_alone(server):
+    """8 clients at once on 2 threads per worker, every tile cut afresh (a query no cache has seen):
+    each answer decodes to the features of that tile cut alone, and no worker crashed."""
+    import random
+    import threading
+
+    m = matrix(server, WMQ, 12)
+    marburg = _to_3857(shapely.Point(8.77, 50.81))
+    y12, x12 = tile_of(m, marburg.x, marburg.y)
+    tiles = [(z, y12 * 2 ** (z - 12) + dy, x12 * 2 ** (z - 12) + dx) for z in (12, 13, 14)
+             for dy in range(2) for dx in range(2)]
+    alone = {t: {f["id"] for f in decoded(server.get(tile_path("supply_points", WMQ, *t)).content, "supply_points")}
+             for t in tiles}
+    assert sum(len(v) for v in alone.values()) > 20
+    problems: list = []
+
+    def work(k: int) -> None:
+        rnd = random.Random(k)
+        with requests.Session() as session:
+            for i in range(20):
+                t = rnd.choice(tiles)
+                r = session.get(server.url + tile_path("supply_points", WMQ, *t) + f"&nocache={k}-{i}", timeout=60)
+                got = {f["id"] for f in decoded(r.content, "supply_points")} if r.status_code == 200 else None
+                if got != alone[t]:
+                    problems.append((t, r.status_code))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert problems == [] and server.crash_lines() == []
