@@ -14,11 +14,14 @@ Everything runs on 127.0.0.1, one service at a time, with bounded durations:
 5. tiles: bench/tiles.py — random MVT tiles of zoom 12–14 (bench/bbox.lua) from gdi on both
    stores and tipg on the same PostGIS table, interleaved rounds as in 4.;
 6. viewer: bench.viewer.run() (first draw of 10,000 points in Chromium);
+   map: bench/map_tiles.py — the map over BENCH_MAP_POINTS (1,500,000) points on the GeoPackage
+   store, drawn from vector tiles: `gdi publish` time and peak RSS, page size, first draw;
 7. soak: bench/soak.py — 16 readers of random bboxes and a member uploading
    every 10 s, SOAK_SECONDS (600) per store: errors, crash lines, p99.
 
 Environment knobs: BENCH_SECONDS (default 10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16),
-BENCH_MEMORY_POINTS (1000000), BENCH_SKIP (comma list of ingest,memory,serve,tiles,viewer,soak), SOAK_SECONDS (600).
+BENCH_MEMORY_POINTS (1000000), BENCH_SKIP (comma list of ingest,memory,serve,tiles,viewer,map,soak), BENCH_MAP_POINTS (1500000),
+SOAK_SECONDS (600).
 """
 from __future__ import annotations
 
@@ -327,6 +330,25 @@ def bench_viewer() -> None:
             "< 1500 ms")
 
 
+def bench_map() -> None:
+    """The map over a large collection, drawn from vector tiles (bench/map_tiles.py)."""
+    from bench import map_tiles
+
+    n = int(os.environ.get("BENCH_MAP_POINTS", "1500000"))
+    try:
+        result = map_tiles.measure(n, "tiled")
+    except Exception as exc:  # noqa: BLE001 — report, don't abort the other figures
+        row(f"map over {n:,} points: `gdi publish` (s) / peak RSS (MB)", f"n/a ({type(exc).__name__})", "–", "–",
+            "≤ 30 s / ≤ 1024 MB")
+        return
+    row(f"map over {n:,} points (tiled): `gdi publish` (s) / peak RSS (MB)",
+        f"{result['publish_s']} / {result['publish_peak_mb']}", "159 / 9983 (embedded, before)", "–",
+        "≤ 30 s / ≤ 1024 MB")
+    row(f"map over {n:,} points (tiled): page + bands (MB) / first draw with tiles (ms)",
+        f"{result['page_mb'] + result['bands_mb']:.2f} / {result['first_draw_ms']}", "87 / 6200 (embedded, before)",
+        "–", "≤ 2 MB / ≤ 1500 ms")
+
+
 def table() -> str:
     lines = ["| figure | gdi | peer | ratio | goal |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(r) + " |" for r in ROWS]
@@ -366,6 +388,8 @@ def main() -> int:
         tiles.run(zip100k, gpkg_home, report=row)
     if "viewer" not in SKIP:
         bench_viewer()
+    if "map" not in SKIP:
+        bench_map()
     if "soak" not in SKIP:
         from bench import soak
 

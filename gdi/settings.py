@@ -110,6 +110,10 @@ class Downloads(_Section):
 class Viewer(_Section):
     basemap: Literal["osm", "basemap.de", "none"] = "osm"
     refresh_seconds: float = Field(2, gt=0)
+    # A collection with more features than this is drawn from the server's vector tiles
+    # (/collections/{id}/tiles/…?f=mvt) instead of being embedded in the page: the page and the
+    # map build stay small however large the data (the territory is always embedded).
+    tiles_above: int = Field(20_000, ge=0)
 
 
 class Contact(_Section):

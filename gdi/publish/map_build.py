@@ -33,6 +33,50 @@ LANGS = ("de", "en")
 STAMP = "data-version"
 
 
+def tiled_collections(store, collections: Mapping[str, Collection]) -> dict:  # type: ignore[no-untyped-def]
+    """The collections the map draws from vector tiles (more features than viewer.tiles_above; never
+    the territory, which the analysis and the table are made of), with what the map needs of them —
+    count, lon/lat extent, per-value counts of map.colour_by and of the analysed field — from
+    aggregate queries: their features are not read."""
+    from gdi.viewer.tiles import TiledCollection
+
+    limit = settings.get().viewer.tiles_above
+    out = {}
+    for cid, coll in collections.items():
+        if coll.territory is not None or (count := store.count(coll)) <= limit:
+            continue
+        fields = [coll.map.colour_by, coll.supply.field if coll.supply else None]
+        values = {f: store.value_counts(coll, f) for f in dict.fromkeys(fields) if f and f in coll.columns}
+        out[cid] = TiledCollection(count, store.extent_lonlat(coll), values)
+    return out
+
+
+#: Rows per batch when the supply analysis reads a tiled collection (geometry and one field only).
+ANALYSIS_BATCH = 50_000
+
+
+def analysis_points(store, collection: Collection, field: str):  # type: ignore[no-untyped-def]
+    """The points of a (large) collection with only the analysed field, read in batches, as a
+    PointSet (coordinates and values): the analysis needs positions and terms, and a frame of all
+    columns of a million features took gigabytes (and a million shapely points alone 350 MB)."""
+    import numpy as np
+    import shapely
+
+    from gdi.viewer.analysis import PointSet
+
+    xy: list[np.ndarray] = []
+    values: list[np.ndarray] = []
+    with store.read_batches(collection, batch_size=ANALYSIS_BATCH, columns=[field]) as (_version, batches):
+        for _fids, wkb, column in batches:
+            geoms = shapely.from_wkb(np.array(wkb, dtype=object))
+            points = shapely.get_type_id(geoms) == shapely.GeometryType.POINT
+            xy.append(shapely.get_coordinates(geoms[points]))
+            values.append(np.array(column, dtype=object)[points])
+            del geoms, wkb, column
+    return PointSet(np.concatenate(xy) if xy else np.empty((0, 2)),
+                    np.concatenate(values) if values else np.empty(0, dtype=object), collection.storage_crs)
+
+
 def build_from_store(store, collections: Mapping[str, Collection], out_file: Path, *,  # type: ignore[no-untyped-def]
                      inline_assets: bool = False, asset_url: str = "/vendor", lang: str = "de",
                      all_languages: bool | None = None) -> Path:
@@ -40,22 +84,36 @@ def build_from_store(store, collections: Mapping[str, Collection], out_file: Pat
 
     all_languages (default: when out_file is the served index.html): also write
     index.<other>.html next to it, which `gdi serve` answers for /viewer?lang=<other>.
+    A collection above viewer.tiles_above is not read (tiled_collections); the supply analysis
+    reads only positions and its field of it (analysis_points).  The served pages fetch tiles
+    from their own server; the single file (inline_assets) from server.url.
     """
+    from urllib.parse import urlsplit
+
     from gdi.viewer.build import build_viewer, compute_picture
 
     out_file = Path(out_file)
-    frames = {cid: store.read(coll) for cid, coll in collections.items()}
-    picture = compute_picture(frames, collections)  # once, for every language
+    tiled = tiled_collections(store, collections)
+    frames = {cid: store.read(coll) for cid, coll in collections.items() if cid not in tiled}
+    analysed = dict(frames)
+    for cid in tiled:
+        coll = collections[cid]
+        if coll.supply is not None and coll.supply.field in coll.columns:
+            analysed[cid] = analysis_points(store, coll, coll.supply.field)
+    picture = compute_picture(analysed, collections)  # once, for every language
+    del analysed
     if all_languages is None:
         all_languages = out_file.name == "index.html" and not inline_assets
+    server_url = settings.get().server.url
+    api_url = server_url if inline_assets else urlsplit(server_url).path
     basemap = settings.get().viewer.basemap
     for other in (code for code in LANGS if code != lang and all_languages):
         build_viewer(frames, collections, out_file.with_name(f"index.{other}.html"), asset_url=asset_url,
-                     lang=other, basemap=basemap, picture=picture, lang_switch=True)
+                     lang=other, basemap=basemap, picture=picture, lang_switch=True, tiled=tiled, api_url=api_url)
     return build_viewer(
         frames, collections, out_file,
         asset_url=asset_url, inline_assets=inline_assets, lang=lang,
-        basemap=basemap, picture=picture, lang_switch=all_languages,
+        basemap=basemap, picture=picture, lang_switch=all_languages, tiled=tiled, api_url=api_url,
     )
 
 

@@ -8,7 +8,7 @@ dataset down as a version too (no features), so it can be rolled back.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -135,16 +135,25 @@ class Store(Protocol):
     def read(self, collection: Collection, *, member_prefix: str | None = None) -> gpd.GeoDataFrame:
         """All live features of a collection (optionally of members whose key starts so)."""
 
-    def read_batches(self, collection: Collection, *,
-                     batch_size: int) -> AbstractContextManager[tuple[int, Iterator[list[list]]]]:
+    def read_batches(self, collection: Collection, *, batch_size: int,
+                     columns: Sequence[str] | None = None) -> AbstractContextManager[tuple[int, Iterator[list[list]]]]:
         """All live features, ``batch_size`` at a time, from one snapshot: (its data version, the
         batches). A batch is columns — fids, WKB in the storage CRS (or None), then one list per
-        ``collection.columns`` — in fid order.
+        ``columns`` (default: every one of ``collection.columns``) — in fid order.
         For downloads of whole collections: memory stays bounded by the batch, however large the
         collection, and an upload landing meanwhile is not seen half-way."""
 
     def datasets(self, collection: Collection | None = None) -> list[DatasetInfo]:
         ...
+
+    def count(self, collection: Collection) -> int:
+        """How many live features the collection has (with a geometry: what a map can draw).
+        An aggregate in the database: the map decides by it whether to embed or tile a collection
+        without reading it."""
+
+    def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
+        """Live features with a geometry per value of ``field`` (its legend's per-term counts),
+        counted in the database."""
 
     def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
         """Exact lon/lat bounds of the stored features."""

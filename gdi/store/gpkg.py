@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import geopandas as gpd
@@ -127,6 +127,16 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 60.0) -> sql
         conn.execute("PRAGMA temp_store = MEMORY")
     gpkg_binary.register_functions(conn)
     return conn
+
+
+def _known(collection: Collection, columns: Sequence[str] | None) -> list[str]:
+    """columns (default: all of the collection's), each checked to be one of them: they become SQL."""
+    if columns is None:
+        return list(collection.columns)
+    unknown = [c for c in columns if c not in collection.columns]
+    if unknown:
+        raise StoreError(f"{collection.id} has no column {unknown[0]!r}")
+    return list(columns)
 
 
 class GpkgStore:
@@ -483,8 +493,8 @@ class GpkgStore:
         return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
 
     @contextlib.contextmanager
-    def read_batches(self, collection: Collection, *,
-                     batch_size: int) -> Iterator[tuple[int, Iterator[list[list]]]]:
+    def read_batches(self, collection: Collection, *, batch_size: int,
+                     columns: Sequence[str] | None = None) -> Iterator[tuple[int, Iterator[list[list]]]]:
         """All live rows from one read transaction (WAL keeps its snapshot while uploads commit),
         fetched ``batch_size`` at a time; geometries as WKB (the GeoPackage header cut off)."""
         if not self.path.exists():
@@ -497,8 +507,8 @@ class GpkgStore:
                 yield 0, iter(())
                 return
             version = conn.execute("SELECT value FROM gdi_state WHERE key='data_version'").fetchone()[0]
-            cols = ", ".join(chr(34) + c + chr(34) for c in collection.columns)
-            cursor = conn.execute(f'SELECT fid, "{GEOM}", {cols} FROM "{collection.id}" ORDER BY fid')
+            cols = "".join(f', "{c}"' for c in _known(collection, columns))
+            cursor = conn.execute(f'SELECT fid, "{GEOM}"{cols} FROM "{collection.id}" ORDER BY fid')
 
             def batches() -> Iterator[list[list]]:
                 while rows := cursor.fetchmany(batch_size):
@@ -523,6 +533,28 @@ class GpkgStore:
             return [DatasetInfo(*r) for r in conn.execute(sql + " ORDER BY collection, member, dataset", args)]
         finally:
             conn.close()
+
+    def _aggregate(self, collection: Collection, sql: str) -> list[tuple]:
+        """Rows of an aggregate query over the collection's table ({t}: its name), [] without one."""
+        if not self.path.exists():
+            return []
+        conn = connect(self.path, readonly=True)
+        try:
+            if not self._has_table(conn, collection.id):
+                return []
+            return conn.execute(sql.format(t=f'"{collection.id}"', g=f'"{GEOM}"')).fetchall()
+        finally:
+            conn.close()
+
+    def count(self, collection: Collection) -> int:
+        rows = self._aggregate(collection, "SELECT count(*) FROM {t} WHERE {g} IS NOT NULL")
+        return int(rows[0][0]) if rows else 0
+
+    def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
+        if field not in collection.columns:
+            raise StoreError(f"{collection.id} has no column {field!r}")
+        rows = self._aggregate(collection, f'SELECT "{field}", count(*) FROM {{t}} WHERE {{g}} IS NOT NULL GROUP BY 1')
+        return {value: int(n) for value, n in rows}
 
     def extent(self, collection: Collection) -> tuple[float, float, float, float] | None:
         if not self.path.exists():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import geopandas as gpd
 import numpy as np
@@ -268,8 +268,8 @@ class PostgisStore:
         return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
 
     @contextlib.contextmanager
-    def read_batches(self, collection: Collection, *,
-                     batch_size: int) -> Iterator[tuple[int, Iterator[list[list]]]]:
+    def read_batches(self, collection: Collection, *, batch_size: int,
+                     columns: Sequence[str] | None = None) -> Iterator[tuple[int, Iterator[list[list]]]]:
         """All live rows through a server-side cursor in one REPEATABLE READ transaction (the data
         version and every row from the same snapshot), ``batch_size`` rows per round trip."""
         with self._conn() as conn:
@@ -278,9 +278,11 @@ class PostgisStore:
                 yield 0, iter(())
                 return
             version = conn.execute(f"SELECT value FROM {SCHEMA}.state WHERE key = 'data_version'").fetchone()[0]
-            cols = ", ".join(_ident(c) for c in collection.columns)
+            if columns is not None and (unknown := [c for c in columns if c not in collection.columns]):
+                raise StoreError(f"{collection.id} has no column {unknown[0]!r}")
+            cols = "".join(f", {_ident(c)}" for c in (collection.columns if columns is None else columns))
             with conn.cursor(name="gdi_read_batches") as cursor:
-                cursor.execute(f"SELECT fid, ST_AsBinary(geom), {cols} FROM {SCHEMA}.{_ident(collection.id)} "
+                cursor.execute(f"SELECT fid, ST_AsBinary(geom){cols} FROM {SCHEMA}.{_ident(collection.id)} "
                                "ORDER BY fid")
 
                 def batches() -> Iterator[list[list]]:
@@ -321,6 +323,23 @@ class PostgisStore:
                 sql += " WHERE collection = %s"
                 args = (collection.id,)
             return [DatasetInfo(*r) for r in conn.execute(sql + " ORDER BY collection, member, dataset", args)]
+
+    def count(self, collection: Collection) -> int:
+        with self._conn() as conn:
+            if not self._exists(conn, collection.id):
+                return 0
+            return int(conn.execute(f"SELECT count(*) FROM {SCHEMA}.{_ident(collection.id)} "
+                                    "WHERE geom IS NOT NULL").fetchone()[0])
+
+    def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
+        if field not in collection.columns:
+            raise StoreError(f"{collection.id} has no column {field!r}")
+        with self._conn() as conn:
+            if not self._exists(conn, collection.id):
+                return {}
+            rows = conn.execute(f"SELECT {_ident(field)}, count(*) FROM {SCHEMA}.{_ident(collection.id)} "
+                                "WHERE geom IS NOT NULL GROUP BY 1").fetchall()
+        return {value: int(n) for value, n in rows}
 
     def extent_lonlat(self, collection: Collection) -> tuple[float, float, float, float] | None:
         with self._conn() as conn:

@@ -39,6 +39,7 @@ from gdi.viewer.layout import MapLayout
 from gdi.viewer.layers import Layer, control_name, map_layers, marker_swatch, shape_swatch, term_control_name
 from gdi.viewer.style import OTHER, attributions, text
 from gdi.viewer.supply import BAND_SIMPLIFY_M, analysis_geojson, compute_picture, supply_config, supply_terms
+from gdi.viewer.tiles import TiledCollection, tile_layer, tiled_config
 
 __all__ = ["build_viewer", "compute_picture"]
 
@@ -127,6 +128,15 @@ def _finish_html(page: str, lang: str, title: str) -> str:
     return page.replace("<head>", "<head>\n    " + head, 1)
 
 
+def _merge_bounds(box: list[list[float]] | None,
+                  *extents: tuple[float, float, float, float] | None) -> list[list[float]] | None:
+    """[[south, west], [north, east]] over box and the lon/lat extents (west, south, east, north)."""
+    boxes = ([] if box is None else [(box[0][1], box[0][0], box[1][1], box[1][0])]) + [e for e in extents if e]
+    if not boxes:
+        return None
+    return [[min(b[1] for b in boxes), min(b[0] for b in boxes)], [max(b[3] for b in boxes), max(b[2] for b in boxes)]]
+
+
 def _term_counts(frame: gpd.GeoDataFrame | None, field: str, terms: Mapping[str, Any]) -> dict[str, int]:
     """Features per term of field (values outside the vocabulary count as OTHER)."""
     if not has_features(frame) or field not in frame.columns:
@@ -185,6 +195,8 @@ def build_viewer(
     basemap: str = "osm",
     picture: SupplyPicture | None = None,
     lang_switch: bool = False,
+    tiled: Mapping[str, TiledCollection] | None = None,
+    api_url: str = "",
 ) -> Path:
     """Write the planners' map to out_file and return it.
 
@@ -194,13 +206,16 @@ def build_viewer(
     inline_assets: put every library into the page (single file).  picture: the
     result of compute_picture(frames, collections) (computed when not given; None
     there means no analysis is declared).  lang_switch: link to the other language
-    (?lang=..), for pages served by `gdi serve`, which has both.
+    (?lang=..), for pages served by `gdi serve`, which has both.  tiled: the collections drawn
+    from the server's vector tiles, with their store aggregates (their frames are not read:
+    nothing of them is embedded); api_url: the server they come from ("" = the page's own).
     """
     if not re.fullmatch(r"[a-z]{2}", lang):
         raise ValueError(f"lang must be a two-letter code, got {lang!r}")
     ui = text(lang)
     territory = territory_collection(collections)
     supply = supply_collection(collections)
+    tiled = tiled or {}
     if picture is None:
         picture = compute_picture(frames, collections)
 
@@ -213,7 +228,9 @@ def build_viewer(
     table: list[list[Any]] = []
     classes: list[int | None] = []
     if picture is not None and supply is not None and supply.supply is not None:
-        counts = _term_counts(frames.get(supply.id), supply.supply.field, supply_terms(collections, lang))
+        terms = supply_terms(collections, lang)
+        counts = (tiled[supply.id].term_counts(supply.supply.field, terms) if supply.id in tiled
+                  else _term_counts(frames.get(supply.id), supply.supply.field, terms))
         supply_cfg, table, classes = supply_config(picture, collections, counts, lang)
 
     layer_configs: list[dict[str, Any]] = []
@@ -224,6 +241,18 @@ def build_viewer(
         frame = frames.get(layer.id)
         if layer.is_territory and picture is not None:
             frame = picture.territory   # its rows are the table's rows
+        if layer.id in tiled and not layer.is_territory:
+            summary = tiled[layer.id]
+            counts = summary.term_counts(layer.colour_by, layer.terms()) if layer.colour_by else {}
+            spec = {**layer.config(counts, summary.count), "tiled": tiled_config(api_url, layer.collection.tiles)}
+            swatch = "" if layer.colour_by else (marker_swatch(spec["style"]["colour"], spec["style"]["icon"])
+                                                 if layer.kind == "point" else shape_swatch(layer))
+            grid = tile_layer(spec, control_name(layer.id, layer.title, summary.count, swatch), api_url, asset_url)
+            grid.add_to(m)
+            groups[layer.id] = {"*": grid}
+            payloads[layer.id] = None
+            layer_configs.append(spec)
+            continue
         if layer.kind == "point":
             terms = layer.terms()
             payload = point_columns(frame, layer.fields(), layer.colour_by, set(terms) - {OTHER})
@@ -279,7 +308,8 @@ def build_viewer(
         "supply": supply_cfg,
         # addAttribution() takes HTML: the attributions are escaped text.
         "attribution": [html.escape(a) for a in attributions(collections)],
-        "bounds": bounds(*(f for f in frames.values() if f is not None)),
+        "bounds": _merge_bounds(bounds(*(f for f in frames.values() if f is not None)),
+                                *(t.extent for t in tiled.values())),
         "maxFitZoom": MAX_FIT_ZOOM,
         "langSwitch": ("en" if lang == "de" else "de") if lang_switch else None,
     }

@@ -533,15 +533,21 @@
     return records;
   }
 
-  function searchControl(map, cfg, getRecords) {
+  function searchControl(map, cfg, getRecords, tiledSpecs) {
     return new L.Control.Search({
       sourceData: function (text, callResponse) {
-        callResponse(getRecords());
-        return { abort: function () {} };
+        if (!tiledSpecs || !tiledSpecs.length) {
+          callResponse(getRecords());
+          return { abort: function () {} };
+        }
+        return searchWithTiled(getRecords(), tiledSpecs, text, callResponse);
       },
       formatData: function (data) { return data; },
       buildTip: function (text) { return el('li', null, text); },  // text, not HTML
-      moveToLocation: function (latlng) { focus(map, latlng.layer); },
+      moveToLocation: function (latlng) {
+        if (latlng.gdiHit) showTiledHit(map, cfg, latlng.gdiHit);
+        else focus(map, latlng.layer);
+      },
       marker: false,
       initial: false,
       tooltipLimit: 30,
@@ -551,6 +557,31 @@
       textCancel: cfg.text.cancel,
       position: 'topleft'
     });
+  }
+
+  /** The embedded search entries plus the tiled layers' hits from the API (answered when they arrive). */
+  function searchWithTiled(local, specs, text, callResponse) {
+    var aborted = false;
+    searchTiled(specs, text).then(function (hits) {
+      if (aborted) return;
+      var records = {};
+      Object.keys(local).forEach(function (key) { records[key] = local[key]; });
+      hits.forEach(function (hit) {
+        var props = hit.feature.properties || {};
+        var term = termOf(hit.spec, props);
+        var text = joined([featureName(hit.spec, props), term ? term.label : hit.spec.title], ' – ');
+        var key = text;
+        for (var n = 2; key === '__proto__' || Object.prototype.hasOwnProperty.call(records, key); n++) {
+          key = text + ' (' + n + ')';
+        }
+        var at = featureAnchor(hit.feature);
+        if (!at) return;
+        at.gdiHit = hit;
+        records[key] = at;
+      });
+      callResponse(records);
+    });
+    return { abort: function () { aborted = true; } };
   }
 
   /** The URL of a file next to the page (the server answers /viewer for /viewer/index.html). */
@@ -666,6 +697,169 @@
     }).addTo(group);
   }
 
+  // ---- tiled layers: large collections from the server's vector tiles --------------------
+  //
+  // A collection above viewer.tiles_above is not in the page: Leaflet.VectorGrid draws it from
+  // /collections/{id}/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt (gdi/viewer/tiles.py).  A tile
+  // feature carries its fid (the MVT id) and the title, colour_by and label fields; a click
+  // fetches the feature from the API for its popup, and the search asks the API.
+
+  // Above the shapes (overlayPane, 400), which would take the clicks meant for a tile's points,
+  // and below the markers and popups.
+  var TILE_PANE = 'gdiTiles';
+
+  /** The API's base URL: configured (single file), else the server the page came from. */
+  function apiRoot(spec) {
+    if (spec.tiled.api && /^https?:/.test(spec.tiled.api)) return spec.tiled.api;
+    return global.location.origin + (spec.tiled.api || '');
+  }
+
+  /**
+   * VectorGrid keeps no feature id on what it draws: the MVT id (the fid) goes onto it here, once.
+   * And a tile's point has no position in degrees (it is drawn in tile pixels), so Leaflet 1.9,
+   * which places the events of small circle markers at their getLatLng(), would fail on a click:
+   * without getLatLng the event is placed where the mouse is.
+   */
+  function keepTileFeatureIds() {
+    var proto = L.VectorGrid && L.VectorGrid.prototype;
+    if (!proto || proto.gdiFids) return;
+    proto.gdiFids = true;
+    var create = proto._createLayer;
+    proto._createLayer = function (feat, pxPerExtent, layerStyle) {
+      var layer = create.call(this, feat, pxPerExtent, layerStyle);
+      if (layer) {
+        layer.gdiFid = feat.id;
+        if (layer.getLatLng) layer.getLatLng = null;
+      }
+      return layer;
+    };
+  }
+
+  /** The path options of a tile feature: a circle for points, else as pathStyle. */
+  function tileStyle(spec, props) {
+    if (spec.kind !== 'point') return pathStyle(spec, props);
+    var term = termOf(spec, props);
+    var colour = term ? term.colour : spec.style.colour;
+    return { radius: 5, weight: 1.5, color: '#ffffff', opacity: 1, fill: true, fillColor: colour, fillOpacity: 0.9 };
+  }
+
+  /** VectorGrid's options for a tiled layer (called from the layer's script, before init). */
+  function tileOptions(spec) {
+    keepTileFeatureIds();
+    if (OTHER === null) OTHER = spec.tiled.other;
+    var styles = {};
+    styles[spec.id] = function (props) { return tileStyle(spec, props); };
+    return {
+      vectorTileLayerStyles: styles,
+      interactive: true,
+      getFeatureId: function (feat) { return feat.id; },
+      pane: TILE_PANE,
+      minZoom: spec.tiled.minZoom,
+      maxNativeZoom: spec.tiled.maxNativeZoom,
+      gdiSpec: spec
+    };
+  }
+
+  /** A feature of a tiled layer from the API (GeoJSON), by its fid. */
+  function fetchTiledFeature(spec, fid) {
+    var url = apiRoot(spec) + '/collections/' + encodeURIComponent(spec.id) + '/items/' +
+      encodeURIComponent(fid) + '?f=json';
+    return fetch(url, { headers: { Accept: 'application/geo+json' } }).then(function (response) {
+      if (!response.ok) throw new Error(spec.id + '/' + fid + ': HTTP ' + response.status);
+      return response.json();
+    });
+  }
+
+  /** Where a feature's popup opens: a point at itself, anything else at the middle of its bounds. */
+  function featureAnchor(feature) {
+    var g = feature.geometry;
+    if (g && g.type === 'Point') return L.latLng(g.coordinates[1], g.coordinates[0]);
+    return g ? L.geoJSON(feature).getBounds().getCenter() : null;
+  }
+
+  /** The API's properties as the embedded ones look: date-times as "YYYY-MM-DD HH:MM" (data.plain). */
+  function apiProperties(spec, props) {
+    var out = {};
+    Object.keys(props || {}).forEach(function (k) { out[k] = props[k]; });
+    spec.popup.forEach(function (row) {
+      if (row.type !== 'datetime') return;
+      row.groups.forEach(function (group) {
+        group.forEach(function (f) {
+          var m = typeof out[f] === 'string' && /^(\d{4}-\d\d-\d\d)T(\d\d:\d\d)/.exec(out[f]);
+          if (m) out[f] = m[1] + ' ' + m[2];
+        });
+      });
+    });
+    return out;
+  }
+
+  /** Open the popup of a tiled feature (values from the API, as text); resolves with its element. */
+  function openTiledPopup(map, spec, cfg, feature, latlng) {
+    var popup = L.popup({ maxWidth: 320, maxHeight: POPUP_MAX_HEIGHT })
+      .setLatLng(featureAnchor(feature) || latlng)
+      .setContent(popupBox(spec, apiProperties(spec, feature.properties), cfg));
+    popup.openOn(map);
+    return popup.getElement();
+  }
+
+  /** A click on a tile feature: fetch it and show its popup. */
+  function openTiled(map, spec, cfg, fid, latlng) {
+    return fetchTiledFeature(spec, fid).then(function (feature) {
+      return openTiledPopup(map, spec, cfg, feature, latlng);
+    });
+  }
+
+  /** Wire a tiled layer's clicks and tooltips. */
+  function tiledLayer(map, spec, grid, cfg) {
+    grid.on('click', function (e) {
+      if (!e.layer || e.layer.gdiFid === undefined) return;
+      L.DomEvent.stop(e);
+      openTiled(map, spec, cfg, e.layer.gdiFid, e.latlng).catch(function (error) { console.warn(String(error)); });
+    });
+    var tip = L.tooltip({ direction: 'top', offset: [0, -6] });
+    grid.on('mouseover', function (e) {
+      if (!e.layer || !e.layer.properties || !e.latlng) return;
+      tip.setLatLng(e.latlng).setContent(el('span', null, featureName(spec, e.layer.properties)));
+      map.openTooltip(tip);
+    });
+    grid.on('mouseout', function () { map.closeTooltip(tip); });
+    grid.gdiSpec = spec;
+    // bench/map_tiles.py's first draw of a tiled map: every tile of the first view drawn
+    grid.once('load', function () { gdiMap.stats.tilesMs = performance.now(); });
+    return grid;
+  }
+
+  /** A CQL2 text filter: the label field contains text, case-insensitively. */
+  function labelFilter(spec, text) {
+    var quoted = "'%" + String(text).replace(/'/g, "''") + "%'";
+    return 'CASEI("' + spec.label + '") LIKE CASEI(' + quoted + ')';
+  }
+
+  /** Search the tiled layers through the API: resolves with search entries (as searchRecords). */
+  function searchTiled(specs, text) {
+    return Promise.all(specs.map(function (spec) {
+      var url = apiRoot(spec) + '/collections/' + encodeURIComponent(spec.id) + '/items?f=json&limit=' +
+        spec.tiled.searchLimit + '&filter-lang=cql2-text&filter=' + encodeURIComponent(labelFilter(spec, text));
+      return fetch(url, { headers: { Accept: 'application/geo+json' } }).then(function (response) {
+        return response.ok ? response.json() : { features: [] };
+      }).then(function (collection) {
+        return (collection.features || []).map(function (feature) {
+          return { spec: spec, feature: feature };
+        });
+      }, function () { return []; });
+    })).then(function (lists) { return [].concat.apply([], lists); });
+  }
+
+  /** Fly to a tiled search hit and open its popup. */
+  function showTiledHit(map, cfg, hit) {
+    var at = featureAnchor(hit.feature);
+    if (!at) return;
+    var grid = gdiMap.layers.groups[hit.spec.id] && gdiMap.layers.groups[hit.spec.id]['*'];
+    if (grid && !map.hasLayer(grid)) map.addLayer(grid);
+    map.once('moveend', function () { openTiledPopup(map, hit.spec, cfg, hit.feature, at); });
+    map.flyTo(at, Math.max(map.getZoom(), 15), { duration: 0.5 });
+  }
+
   function init(map, cfg, layers, data) {
     var started = performance.now();
     // Without a base map no layer sets maxZoom, which the clusters need.
@@ -679,7 +873,7 @@
     gdiMap.layers = { territory: null, density: null, distance: null, groups: layers.groups, byId: {},
                       densityGroup: layers.density, distanceGroup: layers.distance };
     gdiMap.stats = { points: 0, layers: {}, bands: supply ? supply.bandCount : 0, bandsDrawn: false,
-                     tableRows: table.length, initMs: null, readyMs: null, drawnMs: null };
+                     tableRows: table.length, initMs: null, readyMs: null, drawnMs: null, tilesMs: null };
 
     // The table beside the map (hidden in embeds and on narrow screens) first:
     // it decides the map's size, and the view below is fitted to that size.
@@ -726,10 +920,15 @@
     // Lines, polygons and the territory; the county outlines with the territory.
     var drawn = [];  // {spec, features | markers}, in layer order (search, legend)
     var points = [];
+    var tiled = [];  // the VectorGrid layers of tiled collections
     cfg.layers.forEach(function (spec) {
       var groups = layers.groups[spec.id] || {};
       var payload = data.layers[spec.id];
       gdiMap.stats.layers[spec.id] = spec.count;
+      if (spec.tiled) {
+        tiled.push(tiledLayer(map, spec, groups['*'], cfg));
+        return;
+      }
       if (spec.kind === 'point') {
         var firstTerm = spec.colourBy ? spec.present[0] : null;
         if (firstTerm && groups[firstTerm]) groups[firstTerm].options.gdiHeading = spec.title;
@@ -769,6 +968,10 @@
     openingView();
     gdiMap.openingView = openingView;
 
+    // The tiled layers go on the map once the view is set (no tiles fetched for the default view).
+    if (tiled.length) map.createPane(TILE_PANE).style.zIndex = 450;
+    tiled.forEach(function (grid) { if (grid.gdiSpec.show) map.addLayer(grid); });
+
     // The points.  A marker gets its popup and tooltip when first needed
     // (hover, click, search, openPoint): binding 10,000 up front costs time.
     var allMarkers = [];
@@ -793,7 +996,7 @@
     var records = null;  // the search entries, made on the first search
     searchControl(map, cfg, function () {
       return records || (records = searchRecords(drawn));
-    }).addTo(map);
+    }, tiled.map(function (grid) { return grid.gdiSpec; }).filter(function (spec) { return spec.label; })).addTo(map);
     legend(cfg, map, { density: layers.density, distance: layers.distance },
            data.counties && data.counties.features.length > 0).addTo(map);
     cfg.attribution.forEach(function (text) { map.attributionControl.addAttribution(text); });
@@ -801,6 +1004,7 @@
 
     gdiMap.map = map;
     gdiMap.markers = allMarkers;
+    gdiMap.tiled = tiled;
     gdiMap.csv = function () { return supply && cfg.territory ? tableCsv(cfg, table) : ''; };
     gdiMap.selected = target ? wanted : null;
     gdiMap.stats.initMs = performance.now() - started;
@@ -816,6 +1020,6 @@
   }
 
   var gdiMap = { init: init, clusterIcon: clusterIcon, focus: focus, openPoint: openPoint, safeHttpUrl: safeHttpUrl,
-                 tableCsv: tableCsv, map: null, stats: null, markers: [] };
+                 tableCsv: tableCsv, tileOptions: tileOptions, map: null, stats: null, markers: [], tiled: [] };
   global.gdiMap = gdiMap;
 })(window);

@@ -15,9 +15,10 @@ from typing import Any
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 
 from gdi.collections import Collection, supply_collection, territory_collection
-from gdi.viewer.analysis import SupplyPicture, supply_picture
+from gdi.viewer.analysis import PointSet, SupplyPicture, supply_picture
 from gdi.viewer.data import features_geojson, to_wgs84
 from gdi.viewer.layers import label_field
 from gdi.viewer.style import OTHER, TermStyle, band_colours, distance, distance_parts, number, term_styles, text
@@ -36,7 +37,7 @@ def _empty() -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(geometry=gpd.GeoSeries([], crs=4326))
 
 
-def compute_picture(frames: Mapping[str, gpd.GeoDataFrame],
+def compute_picture(frames: Mapping[str, gpd.GeoDataFrame | PointSet],
                     collections: Mapping[str, Collection]) -> SupplyPicture | None:
     """The supply analysis for build_viewer (compute once, render in several languages),
     or None when the definitions declare no territory or no supply analysis."""
@@ -47,9 +48,12 @@ def compute_picture(frames: Mapping[str, gpd.GeoDataFrame],
     points = frames.get(supply.id)
     points = _empty() if points is None else points
     terms = list(supply.terms(spec.field))
-    if len(points) and spec.field in points.columns:
+    if isinstance(points, PointSet):
+        values = pd.Series(points.values, dtype=object)
+        points = PointSet(points.xy, values.where(values.isin(terms), OTHER).to_numpy(), points.crs)
+    elif len(points) and spec.field in points.columns:
         known = points[spec.field].isin(terms)
-        points = points.assign(**{spec.field: points[spec.field].where(known, OTHER)})
+        points = points.assign(**{spec.field: points[spec.field].astype(object).where(known, OTHER)})
     area = frames.get(territory.id)
     return supply_picture(area if area is not None else _empty(), points, [*terms, OTHER], list(spec.food),
                           spec.distance_bands_m, key=territory.territory.key, field=spec.field,
