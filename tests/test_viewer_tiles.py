@@ -82,7 +82,7 @@ def test_the_page_embeds_no_feature_of_the_tiled_collection(tiled, tmp_path) -> 
     assert spec["count"] == 84
     assert spec["present"] == [t for t in spec["terms"] if by_term.get(t)]
     assert spec["tiled"]["api"] == ""                         # the served page asks its own server
-    assert f"'/collections/supply_points/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?f=mvt'" in page
+    assert "'/collections/supply_points/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt'" in page
     # the same table and legend as with the points embedded (the analysis read them in batches), in a smaller page
     embedded = embedded_page(tiled, tmp_path)
     specs_embedded, data_embedded = page_config(embedded)
