@@ -37,6 +37,22 @@ def quantised(geoms: np.ndarray, bounds: tuple[float, float, float, float],
     return shapely.transform(geoms, to_tile)
 
 
+def kept_whole(shapes: np.ndarray) -> np.ndarray:
+    """Lines and polygons that collapse on the tile's whole-unit grid (a 3 cm line, a 5 cm square at
+    z16, which the encoder would drop silently) replaced by their point on surface, so that the deepest
+    level holds every feature the features API returns for the box (tile_provider_pg does the same
+    with ST_PointOnSurface)."""
+    lines_or_areas = ~shapely.is_missing(shapes) & ~shapely.is_empty(shapes) & (shapely.get_type_id(shapes) != 0)
+    if not lines_or_areas.any():
+        return shapes
+    which = np.nonzero(lines_or_areas)[0]
+    collapsed = which[shapely.is_empty(shapely.set_precision(shapes[which], 1.0))]
+    if len(collapsed):
+        shapes = shapes.copy()
+        shapes[collapsed] = shapely.set_precision(shapely.point_on_surface(shapes[collapsed]), 1.0)
+    return shapes
+
+
 def thinned(geoms: np.ndarray, fids: np.ndarray, cell: int) -> np.ndarray:
     """Indexes of the features kept when each cell of cell × cell units keeps its lowest fid."""
     order = np.argsort(fids, kind="stable")
@@ -48,13 +64,16 @@ def thinned(geoms: np.ndarray, fids: np.ndarray, cell: int) -> np.ndarray:
 
 def encode(layer: str, fids: Sequence[int], geoms: np.ndarray, names: Sequence[str], values: Sequence[Sequence[Any]],
            bounds: tuple[float, float, float, float], clip_box: tuple[float, float, float, float],
-           tolerance: float = 0.0, thin: int | None = None) -> bytes:
+           tolerance: float = 0.0, thin: int | None = None, *, exact: bool = False) -> bytes:
     """One MVT with one layer; b"" when no feature is left (an empty tile). values: per feature, the
-    values of the properties names (None: the feature has none, MVT has no null)."""
+    values of the properties names (None: the feature has none, MVT has no null). exact (the deepest
+    level): a feature that rounds to nothing is kept as a point on it (kept_whole)."""
     if not len(fids):
         return b""
     fid_array = np.asarray(fids, dtype=np.int64)
     shapes = quantised(np.asarray(geoms, dtype=object), bounds, clip_box, tolerance)
+    if exact:
+        shapes = kept_whole(shapes)
     keep = np.nonzero(~shapely.is_empty(shapes) & ~shapely.is_missing(shapes))[0]
     if thin and len(keep):
         keep = keep[thinned(shapes[keep], fid_array[keep], thin)]

@@ -26,7 +26,8 @@ LOGGER = logging.getLogger(__name__)
 
 class GpkgTileProvider(StoreTileProvider):
 
-    def _tile(self, tile: TileRequest, area: shapely.Geometry, tolerance: float, thin: int | None) -> bytes:
+    def _tile(self, tile: TileRequest, area: shapely.Geometry, tolerance: float, thin: int | None, *,
+              exact: bool = False) -> bytes:
         where, params = bbox_clause(self.table, GEOM, area)
         cols = "".join(f', "{c}"' for c in self.properties)
         sql = f'SELECT fid, "{GEOM}"{cols} FROM "{self.table}" WHERE {" AND ".join(where)}'

@@ -106,6 +106,10 @@ class StoreTileProvider(BaseMVTProvider):
     def get_tiles(self, layer=None, tileset=None, z=None, y=None, x=None, format_=None) -> bytes:
         _check_format()
         tile = self.tile_request(tileset, z, y, x)
+        if tile.level == self.levels(tile.tms)[1]:
+            # this set's deepest level for the collection (AdV_25832 ends before WebMercatorQuad's zoom 18):
+            # the features API's answer for the box, unsimplified, unthinned, nothing lost to rounding
+            return self._tile(tile, self.area(tile), 0.0, None, exact=True)
         tolerance = self.style.tolerance(tile.zoom) * tile.tms.cell_size(tile.level)     # CRS units
         thin = self.style.thin_cell * EXTENT // TILE_PX if self.style.thinned(tile.zoom) else None   # MVT units
         return self._tile(tile, self.area(tile), tolerance, thin)
@@ -120,10 +124,10 @@ class StoreTileProvider(BaseMVTProvider):
         if level is None or row is None or col is None:
             raise TileParameterError("tileMatrix, tileRow and tileCol must be whole numbers ≥ 0")
         zoom = level + tms.zoom_offset
-        first, last = tms.level(self.zoom_min), tms.level(self.zoom_max)
+        first, last = self.levels(tms)
         if not first <= level <= last:
             raise TileOutsideError(f"tile matrix {level} of {tms.id} is outside this collection's levels "
-                                   f"{max(first, 0)} to {last}")
+                                   f"{first} to {last}")
         if not tms.contains(level, row, col):
             m = tms.matrix(level)
             raise TileOutsideError(f"tile {row}/{col} is outside tile matrix {level} of {tms.id} "
@@ -138,7 +142,10 @@ class StoreTileProvider(BaseMVTProvider):
         t = _transformer(_wkt(EPSG_URI.format(tile.tms.epsg)), _wkt(EPSG_URI.format(self.storage_epsg)), False)
         return projected_box(box, t)
 
-    def _tile(self, tile: TileRequest, area: shapely.Geometry, tolerance: float, thin: int | None) -> bytes:
+    def _tile(self, tile: TileRequest, area: shapely.Geometry, tolerance: float, thin: int | None, *,
+              exact: bool = False) -> bytes:
+        """exact: the deepest level, where a feature that rounds to nothing in the tile's 4096 units
+        (a sliver, a 3 cm line) is kept as a point on it, so the tile holds what the features API returns."""
         raise NotImplementedError
 
     # -- metadata ---------------------------------------------------------------------------
@@ -147,7 +154,11 @@ class StoreTileProvider(BaseMVTProvider):
                 "/{tileMatrix}/{tileRow}/{tileCol}?f=mvt")
 
     def levels(self, tms: TileMatrixSet) -> tuple[int, int]:
-        return max(tms.level(self.zoom_min), 0), tms.level(self.zoom_max)
+        """The first and last level of tms this collection serves: its zoom range mapped onto the set and
+        cut to the levels the set has (AdV_25832 has 15, so a zoom.max of 20 ends at its level 14)."""
+        deepest = len(tms.definition["tileMatrices"]) - 1
+        last = min(tms.level(self.zoom_max), deepest)
+        return min(max(tms.level(self.zoom_min), 0), last), last
 
     def get_default_metadata(self, dataset, server_url, layer, tileset, title, description, keywords,
                              **kwargs) -> dict[str, Any]:

@@ -23,24 +23,29 @@ LOGGER = logging.getLogger(__name__)
 
 class PostgisTileProvider(StoreTileProvider):
 
-    def _tile(self, tile: TileRequest, area: shapely.Geometry, tolerance: float, thin: int | None) -> bytes:
+    def _tile(self, tile: TileRequest, area: shapely.Geometry, tolerance: float, thin: int | None, *,
+              exact: bool = False) -> bytes:
         srid, out = self.storage_epsg, tile.tms.epsg
         geom = "geom" if out == srid else f"ST_Transform(geom, {out})"
         if tolerance > 0:
             geom = f"ST_SimplifyPreserveTopology({geom}, {float(tolerance)!r})"
         world = "ST_MakeEnvelope({!r}, {!r}, {!r}, {!r}, {})".format(*tile.tms.bounds(0, 0, 0), out)
         cols = "".join(f', "{c}"' for c in self.properties)
-        rows = (f'SELECT fid, ST_AsMVTGeom({geom}, ST_TileEnvelope(%s, %s, %s, {world}), {EXTENT}, {BUFFER}, true) '
+        envelope = f"ST_TileEnvelope(%(z)s, %(x)s, %(y)s, {world})"
+        mvtgeom = f"ST_AsMVTGeom({geom}, {envelope}, {EXTENT}, {BUFFER}, true)"
+        if exact:   # the deepest level: a feature that rounds to nothing (NULL) stays, as its point on surface
+            mvtgeom = f"COALESCE({mvtgeom}, ST_AsMVTGeom(ST_PointOnSurface({geom}), {envelope}, {EXTENT}, {BUFFER}, true))"
+        rows = (f'SELECT fid, {mvtgeom} '
                 f'AS mvtgeom{cols} FROM {SCHEMA}."{self.table}" '
-                f"WHERE geom && ST_GeomFromWKB(%s, {srid}) AND ST_Intersects(geom, ST_GeomFromWKB(%s, {srid}))")
+                f"WHERE geom && ST_GeomFromWKB(%(box)s, {srid}) AND ST_Intersects(geom, ST_GeomFromWKB(%(area)s, {srid}))")
         if thin:
             cell = f"floor(ST_XMin(mvtgeom) / {int(thin)}), floor(ST_YMin(mvtgeom) / {int(thin)})"
             rows = (f"SELECT DISTINCT ON ({cell}) * FROM ({rows}) AS cut WHERE mvtgeom IS NOT NULL "
                     f"ORDER BY {cell}, fid")
-        sql = (f"SELECT ST_AsMVT(tile.*, %s, {EXTENT}, 'mvtgeom', 'fid') FROM ({rows}) AS tile "
+        sql = (f"SELECT ST_AsMVT(tile.*, %(layer)s, {EXTENT}, 'mvtgeom', 'fid') FROM ({rows}) AS tile "
                "WHERE mvtgeom IS NOT NULL")
-        params = [self.get_layer(), tile.level, tile.col, tile.row, shapely.to_wkb(shapely.box(*area.bounds)),
-                  shapely.to_wkb(area)]
+        params = {"layer": self.get_layer(), "z": tile.level, "x": tile.col, "y": tile.row,
+                  "box": shapely.to_wkb(shapely.box(*area.bounds)), "area": shapely.to_wkb(area)}
         try:
             with _pool(self.data, autocommit=True).connection() as conn:
                 row = conn.execute(sql, params).fetchone()
