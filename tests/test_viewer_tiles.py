@@ -184,6 +184,16 @@ def test_the_search_finds_a_tiled_point_through_the_api(tiled) -> None:
         try:
             page, problems, blocked, seen = _open(browser, f"{tiled.url}/viewer")
             page.click(".leaflet-control-search .search-button")
+            # LIKE's wildcards are literal in the search, as in the embedded one: "s_hof" would match "s Hof"
+            page.type(".leaflet-control-search input", "s_hof", delay=20)
+            for _ in range(100):
+                if any("filter=" in u and "%5C_hof" in u for u in seen):
+                    break
+                page.wait_for_timeout(100)
+            assert any("filter=" in u and "%5C_hof" in u for u in seen), seen
+            page.wait_for_timeout(500)
+            assert page.query_selector_all(".search-tooltip .search-tip") == []
+            page.fill(".leaflet-control-search input", "")
             page.type(".leaflet-control-search input", "pfeiffer", delay=20)
             page.wait_for_selector(".search-tooltip .search-tip", timeout=10000)
             assert page.eval_on_selector_all(".search-tooltip .search-tip", "els => els.map(e => e.textContent)") \

@@ -829,9 +829,11 @@
     return grid;
   }
 
-  /** A CQL2 text filter: the label field contains text, case-insensitively. */
+  /** A CQL2 text filter: the label field contains text, case-insensitively. The text is literal, as in
+   *  the embedded search: LIKE's wildcards % and _ and its escape \ are escaped (CQL2's backslash). */
   function labelFilter(spec, text) {
-    var quoted = "'%" + String(text).replace(/'/g, "''") + "%'";
+    var literal = String(text).replace(/[\\%_]/g, function (ch) { return '\\' + ch; });
+    var quoted = "'%" + literal.replace(/'/g, "''") + "%'";
     return 'CASEI("' + spec.label + '") LIKE CASEI(' + quoted + ')';
   }
 
