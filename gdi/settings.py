@@ -114,6 +114,9 @@ class Viewer(_Section):
     # (/collections/{id}/tiles/…?f=mvt) instead of being embedded in the page: the page and the
     # map build stay small however large the data (the territory is always embedded).
     tiles_above: int = Field(20_000, ge=0)
+    # Features the supply analysis reads at a time from a tiled collection (positions and the analysis
+    # field only): bounds the map build's memory however large the collection.
+    analysis_batch: int = Field(50_000, ge=1)
 
 
 class Contact(_Section):

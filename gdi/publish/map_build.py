@@ -51,10 +51,6 @@ def tiled_collections(store, collections: Mapping[str, Collection]) -> dict:  # 
     return out
 
 
-#: Rows per batch when the supply analysis reads a tiled collection (geometry and one field only).
-ANALYSIS_BATCH = 50_000
-
-
 def analysis_points(store, collection: Collection, field: str):  # type: ignore[no-untyped-def]
     """The points of a (large) collection with only the analysed field, read in batches, as a
     PointSet (coordinates and values): the analysis needs positions and terms, and a frame of all
@@ -66,7 +62,8 @@ def analysis_points(store, collection: Collection, field: str):  # type: ignore[
 
     xy: list[np.ndarray] = []
     values: list[np.ndarray] = []
-    with store.read_batches(collection, batch_size=ANALYSIS_BATCH, columns=[field]) as (_version, batches):
+    batch = settings.get().viewer.analysis_batch
+    with store.read_batches(collection, batch_size=batch, columns=[field]) as (_version, batches):
         for _fids, wkb, column in batches:
             geoms = shapely.from_wkb(np.array(wkb, dtype=object))
             points = shapely.get_type_id(geoms) == shapely.GeometryType.POINT
