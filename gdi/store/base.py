@@ -94,6 +94,17 @@ def rollback_target(name: str, versions: list[tuple], live: int | None, to_versi
     return match[0]
 
 
+def known_columns(collection: Collection, columns: Sequence[str] | None) -> list[str]:
+    """columns (default: all of the collection's), each checked to be one of them: they become SQL
+    identifiers in both stores' reads and aggregates."""
+    if columns is None:
+        return list(collection.columns)
+    unknown = [c for c in columns if c not in collection.columns]
+    if unknown:
+        raise StoreError(f"{collection.id} has no column {unknown[0]!r}")
+    return list(columns)
+
+
 def indexed_properties(collection: Collection) -> list[str]:
     """The properties clients filter and sort by: the title, the time, vocabularies and territory keys."""
     names = [collection.title_field, collection.time_field,

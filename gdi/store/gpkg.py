@@ -21,7 +21,7 @@ from gdi.files import connect_readonly
 from gdi.messages import t
 from gdi.store import gpkg_binary, gpkg_rtree
 from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
-                            rollback_target)
+                            known_columns, rollback_target)
 from gdi.store.rows import check_crs, feature_rows, lonlat_bounds
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -127,16 +127,6 @@ def connect(path: Path, *, readonly: bool = False, timeout: float = 60.0) -> sql
         conn.execute("PRAGMA temp_store = MEMORY")
     gpkg_binary.register_functions(conn)
     return conn
-
-
-def _known(collection: Collection, columns: Sequence[str] | None) -> list[str]:
-    """columns (default: all of the collection's), each checked to be one of them: they become SQL."""
-    if columns is None:
-        return list(collection.columns)
-    unknown = [c for c in columns if c not in collection.columns]
-    if unknown:
-        raise StoreError(f"{collection.id} has no column {unknown[0]!r}")
-    return list(columns)
 
 
 class GpkgStore:
@@ -507,7 +497,7 @@ class GpkgStore:
                 yield 0, iter(())
                 return
             version = conn.execute("SELECT value FROM gdi_state WHERE key='data_version'").fetchone()[0]
-            cols = "".join(f', "{c}"' for c in _known(collection, columns))
+            cols = "".join(f', "{c}"' for c in known_columns(collection, columns))
             cursor = conn.execute(f'SELECT fid, "{GEOM}"{cols} FROM "{collection.id}" ORDER BY fid')
 
             def batches() -> Iterator[list[list]]:
@@ -551,8 +541,7 @@ class GpkgStore:
         return int(rows[0][0]) if rows else 0
 
     def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
-        if field not in collection.columns:
-            raise StoreError(f"{collection.id} has no column {field!r}")
+        known_columns(collection, [field])
         rows = self._aggregate(collection, f'SELECT "{field}", count(*) FROM {{t}} WHERE {{g}} IS NOT NULL GROUP BY 1')
         return {value: int(n) for value, n in rows}
 

@@ -20,7 +20,7 @@ import shapely
 from gdi.collections import Collection
 from gdi.messages import t
 from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
-                            indexed_properties, rollback_target)
+                            indexed_properties, known_columns, rollback_target)
 from gdi.store.rows import prepared_rows
 
 SCHEMA = "gdi"
@@ -278,9 +278,7 @@ class PostgisStore:
                 yield 0, iter(())
                 return
             version = conn.execute(f"SELECT value FROM {SCHEMA}.state WHERE key = 'data_version'").fetchone()[0]
-            if columns is not None and (unknown := [c for c in columns if c not in collection.columns]):
-                raise StoreError(f"{collection.id} has no column {unknown[0]!r}")
-            cols = "".join(f", {_ident(c)}" for c in (collection.columns if columns is None else columns))
+            cols = "".join(f", {_ident(c)}" for c in known_columns(collection, columns))
             with conn.cursor(name="gdi_read_batches") as cursor:
                 cursor.execute(f"SELECT fid, ST_AsBinary(geom){cols} FROM {SCHEMA}.{_ident(collection.id)} "
                                "ORDER BY fid")
@@ -332,8 +330,7 @@ class PostgisStore:
                                     "WHERE geom IS NOT NULL").fetchone()[0])
 
     def value_counts(self, collection: Collection, field: str) -> dict[str | None, int]:
-        if field not in collection.columns:
-            raise StoreError(f"{collection.id} has no column {field!r}")
+        known_columns(collection, [field])
         with self._conn() as conn:
             if not self._exists(conn, collection.id):
                 return {}
