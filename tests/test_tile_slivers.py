@@ -95,3 +95,16 @@ def test_a_zoom_range_deeper_than_adv_ends_at_its_last_level(sliver_db):
     meta = p.get_default_metadata("slivers", "http://127.0.0.1:5000", "slivers", ADV, "Slivers", "", [])
     assert meta["layers"][0]["maxTileMatrix"] == "14" and meta["tileMatrixSetLimits"][-1]["tileMatrix"] == "14"
     assert tile_ids(p, ADV, 14) == [1, 2, 3]
+
+
+def test_thinning_in_batches_keeps_what_thinning_at_once_keeps():
+    """The overview tiles of points thin batch by batch (gdi/publish/tile_provider.py); the choice must be
+    the one of all points at once: the lowest fid per cell."""
+    rng = np.random.default_rng(7)
+    units = np.rint(rng.uniform(-64, 4160, size=(5000, 2)))
+    fids = rng.permutation(10_000)[:5000].astype(np.int64)
+    at_once = mvt.thinned(shapely.points(units), fids, 64)
+    batches = [(fids[i:i + 700], units[i:i + 700]) for i in range(0, len(fids), 700)]
+    kept_fids, kept_units = mvt.thinned_points(batches, 64)
+    assert sorted(kept_fids.tolist()) == sorted(fids[at_once].tolist())
+    assert {tuple(u) for u in kept_units.tolist()} == {tuple(u) for u in units[at_once].tolist()}

@@ -8,7 +8,7 @@ here belong to the request's thread alone (no prepared geometries, no shared tra
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import mapbox_vector_tile
@@ -55,11 +55,31 @@ def kept_whole(shapes: np.ndarray) -> np.ndarray:
 
 def thinned(geoms: np.ndarray, fids: np.ndarray, cell: int) -> np.ndarray:
     """Indexes of the features kept when each cell of cell × cell units keeps its lowest fid."""
+    return lowest_per_cell(shapely.bounds(geoms)[:, :2], fids, cell)
+
+
+def lowest_per_cell(corners: np.ndarray, fids: np.ndarray, cell: int) -> np.ndarray:
+    """Indexes (ascending) of the lowest fid in each cell of cell × cell units, by each feature's lower
+    left corner in tile units (a point: itself)."""
     order = np.argsort(fids, kind="stable")
-    corner = shapely.bounds(geoms[order])[:, :2]
-    keys = np.floor(corner / cell).astype(np.int64)
-    _, first = np.unique(keys, axis=0, return_index=True)
+    cells = np.floor(corners[order] / cell).astype(np.int64)
+    keys = (cells[:, 0] << 32) + (cells[:, 1] + (1 << 31))     # one number per cell: a 1-D unique is fast
+    _, first = np.unique(keys, return_index=True)               # first occurrence: the lowest fid
     return np.sort(order[first])
+
+
+def thinned_points(batches: Iterable[tuple[np.ndarray, np.ndarray]], cell: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fids, units) of the points kept when each cell keeps its lowest fid, from batches of (fids,
+    positions in tile units): the same choice as thinned() over all of them at once, holding only one
+    batch and the points kept so far (an overview tile of a million points in a few megabytes)."""
+    kept_fids = np.empty(0, dtype=np.int64)
+    kept_units = np.empty((0, 2), dtype=np.float64)
+    for fids, units in batches:
+        fids = np.concatenate([kept_fids, np.asarray(fids, dtype=np.int64)])
+        units = np.concatenate([kept_units, units])
+        keep = lowest_per_cell(units, fids, cell)
+        kept_fids, kept_units = fids[keep], units[keep]
+    return kept_fids, kept_units
 
 
 def encode(layer: str, fids: Sequence[int], geoms: np.ndarray, names: Sequence[str], values: Sequence[Sequence[Any]],
@@ -79,10 +99,19 @@ def encode(layer: str, fids: Sequence[int], geoms: np.ndarray, names: Sequence[s
         keep = keep[thinned(shapes[keep], fid_array[keep], thin)]
     if not len(keep):
         return b""
-    features = [{"id": int(fid_array[i]), "geometry": shapes[i],
-                 "properties": {k: v for k, v in zip(names, values[i]) if v is not None}} for i in keep.tolist()]
+    return encode_units(layer, fid_array[keep], shapes[keep], names, [values[i] for i in keep.tolist()])
+
+
+def encode_units(layer: str, fids: Sequence[int], shapes: np.ndarray, names: Sequence[str],
+                 values: Sequence[Sequence[Any]]) -> bytes:
+    """One MVT with one layer of features already in tile units (quantised, clipped, thinned)."""
+    if not len(fids):
+        return b""
+    features = [{"id": int(fid), "geometry": shape,
+                 "properties": {k: v for k, v in zip(names, row) if v is not None}}
+                for fid, shape, row in zip(np.asarray(fids).tolist(), shapes, values)]
     # points have no winding order to check (the encoder's check costs a tenth of a points tile)
-    polygons = bool(np.isin(shapely.get_type_id(shapes[keep]), (3, 6)).any())
+    polygons = bool(np.isin(shapely.get_type_id(np.asarray(shapes, dtype=object)), (3, 6)).any())
     return mapbox_vector_tile.encode(
         [{"name": layer, "features": features}],
         default_options={"extents": EXTENT, "y_coord_down": True, "check_winding_order": polygons,

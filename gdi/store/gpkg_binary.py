@@ -64,6 +64,26 @@ def wkb_of(blob: bytes) -> bytes:
     return blob[_wkb_offset(blob):]
 
 
+_POINT_BYTES = _HEADER.size + 21               # our 2D points: header, envelope, WKB (order, type, x, y)
+_POINT_DTYPE = np.dtype([("head", "S4"), ("srs_id", "<i4"), ("env", "<f8", (4,)), ("order", "u1"),
+                         ("type", "<u4"), ("xy", "<f8", (2,))])
+
+
+def point_xy(blobs: list[bytes]) -> np.ndarray | None:
+    """(n, 2) coordinates of GeoPackage point blobs read straight from their bytes, or None unless every
+    blob is a 2D point as this store writes it (little endian, XY envelope, ISO WKB point).
+
+    Why: an overview tile of a million points needs only their positions; making a shapely point of
+    each costs more than the rest of the tile together."""
+    if not blobs or any(b is None or len(b) != _POINT_BYTES for b in blobs):
+        return None
+    rec = np.frombuffer(b"".join(blobs), dtype=_POINT_DTYPE)
+    if not ((rec["head"] == b"GP\x00" + bytes([_FLAGS_LE_ENVELOPE_XY])).all() and (rec["order"] == 1).all()
+            and (rec["type"] == 1).all()):
+        return None
+    return rec["xy"].copy()
+
+
 def decode(blobs: list[bytes | None]) -> np.ndarray:
     """GeoPackage blobs → shapely geometries (vectorised WKB parse)."""
     wkbs = [None if b is None else b[_wkb_offset(b):] for b in blobs]
