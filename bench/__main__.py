@@ -40,7 +40,7 @@ from pathlib import Path
 
 import requests
 
-from bench import data
+from bench import data, peak
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -150,15 +150,10 @@ print(time.perf_counter() - t)
 def bench_memory(zip1m: Path) -> None:
     home = new_home("home-memory")
     load_boundaries(home)
-    proc = subprocess.Popen([GDI, "ingest", "--collection", "supply_points", "--member", data.COUNTY,
-                             "--dataset", "million", str(zip1m)], env=env_for(home, None),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    started = time.perf_counter()
-    _, status, usage = os.wait4(proc.pid, 0)
-    took = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
+    took, rss_mb, code, _ = peak.run([GDI, "ingest", "--collection", "supply_points", "--member", data.COUNTY,
+                                      "--dataset", "million", str(zip1m)], env_for(home, None))
+    if code != 0:
         raise RuntimeError("gdi ingest of 1,000,000 points failed")
-    rss_mb = usage.ru_maxrss / 1024
     row(f"ingest {MEMORY_POINTS:,} pts: max RSS (MB) [{took:.0f} s]", f"{rss_mb:.0f}", "–",
         f"{rss_mb / 2048:.2f} of limit", "< 2048 MB")
     shutil.rmtree(home, ignore_errors=True)

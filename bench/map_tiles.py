@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import requests
 import yaml
 
-from bench import data
+from bench import data, peak
 
 REPO = Path(__file__).resolve().parent.parent
 GDI = str(Path(sys.executable).with_name("gdi"))
@@ -54,16 +54,11 @@ def _env(home: Path, config: Path) -> dict:
 
 
 def timed(args: list[str], env: dict) -> tuple[float, float]:
-    """(seconds, peak resident MB) of one command, from its own rusage (wait4)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    took = time.perf_counter() - started
-    out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({proc.returncode}):\n{out[-3000:]}")
-    return took, usage.ru_maxrss / 1024
+    """(seconds, peak resident MB) of one command (bench/peak.py: its own VmHWM, not the bench's)."""
+    took, peak_mb, code, out = peak.run(args, env)
+    if code != 0:
+        raise RuntimeError(f"{' '.join(args)} failed ({code}):\n{out[-3000:]}")
+    return took, peak_mb
 
 
 def home_with_points(n: int) -> Path:
