@@ -34,7 +34,8 @@ from gdi.collections import Collection, supply_collection, territory_collection
 from gdi.files import write_atomically
 from gdi.viewer import offline
 from gdi.viewer.analysis import SupplyPicture, county_outlines, to_metric
-from gdi.viewer.data import bounds, column_counts, features_geojson, has_features, point_columns, safe_json
+from gdi.viewer.data import (bounds, column_counts, features_geojson, has_features, inline_code, point_columns,
+                             safe_json)
 from gdi.viewer.layout import MapLayout
 from gdi.viewer.layers import Layer, control_name, map_layers, marker_swatch, shape_swatch, term_control_name
 from gdi.viewer.style import OTHER, attributions, text
@@ -93,10 +94,8 @@ class MapScript(JSCSSMixin):
                  bands: dict[str, Any] | None = None) -> None:
         super().__init__()
         self._name = "GdiMapScript"
-        self.css = (HERE / "map.css").read_text(encoding="utf-8")
-        self.js = (HERE / "map.js").read_text(encoding="utf-8")
-        if re.search(r"</(script|style)", self.js + self.css, re.IGNORECASE):
-            raise ValueError("map.js/map.css must not contain </script or </style")
+        self.css = inline_code(HERE / "map.css")
+        self.js = inline_code(HERE / "map.js")
         self.config = safe_json(config)
         # Data as JSON elements, not JS literals: the HTML parser skips them and
         # JSON.parse reads them much faster than the JS parser.  The distance

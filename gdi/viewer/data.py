@@ -12,8 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import re
 from collections.abc import Collection as Container
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
@@ -31,6 +33,15 @@ def safe_json(value: Any) -> str:
         .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
         .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
     )
+
+
+def inline_code(path: Path) -> str:
+    """A script or style sheet of ours to copy into a <script>/<style> element of the page: refused when
+    it holds "</script" or "</style", which would end that element early."""
+    code = path.read_text(encoding="utf-8")
+    if re.search(r"</(script|style)", code, re.IGNORECASE):
+        raise ValueError(f"{path.name} must not contain </script or </style")
+    return code
 
 
 def has_features(gdf: gpd.GeoDataFrame | None) -> bool:

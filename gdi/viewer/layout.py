@@ -9,7 +9,6 @@ so this element goes onto the map after folium.LayerControl.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import folium
 from branca.element import MacroElement
 from folium.template import Template
 
-from gdi.viewer.data import safe_json
+from gdi.viewer.data import inline_code, safe_json
 
 HERE = Path(__file__).resolve().parent
 
@@ -42,10 +41,8 @@ class MapLayout(MacroElement):
         language a link switches to (None: no language switch)."""
         super().__init__()
         self._name = "GdiMapLayout"
-        self.css = (HERE / "layout.css").read_text(encoding="utf-8")
-        self.js = (HERE / "layout.js").read_text(encoding="utf-8")
-        if re.search(r"</(script|style)", self.js + self.css, re.IGNORECASE):
-            raise ValueError("layout.js/layout.css must not contain </script or </style")
+        self.css = inline_code(HERE / "layout.css")
+        self.js = inline_code(HERE / "layout.js")
         self.control = control.get_name() if control is not None else "null"
         self.text = safe_json(text)
         self.other_lang = safe_json(other_lang)
