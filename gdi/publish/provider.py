@@ -112,6 +112,13 @@ def _inner_box(area: shapely.Geometry) -> tuple[float, float, float, float] | No
     return None
 
 
+def envelope_clause(table: str, geom: str, area: shapely.Geometry) -> tuple[str, list]:
+    """The WHERE clause (and parameters) of the features whose R-tree envelope meets area's bounds."""
+    minx, miny, maxx, maxy = area.bounds
+    return (f"fid IN (SELECT id FROM rtree_{table}_{geom} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)",
+            [maxx, minx, maxy, miny])
+
+
 def bbox_clause(table: str, geom: str, area: shapely.Geometry) -> tuple[list[str], list]:
     """The WHERE clauses (and parameters) of the features intersecting area: R-tree prefilter, exact test
     where needed. The items bbox and the vector tiles (gdi/publish/tile_provider.py) share it."""
@@ -121,8 +128,8 @@ def bbox_clause(table: str, geom: str, area: shapely.Geometry) -> tuple[list[str
     minx, miny, maxx, maxy = area.bounds
     inner = _inner_box(area)
     if inner is None:
-        where.append(f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)")
-        params += [maxx, minx, maxy, miny]
+        clause, params = envelope_clause(table, geom, area)
+        where.append(clause)
         where.append(f'gdi_spatial(\'intersects\', "{geom}", ?)')
         params.append(shapely.to_wkb(area))
     else:

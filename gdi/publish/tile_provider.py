@@ -16,7 +16,7 @@ import shapely
 from pygeoapi.provider.base import ProviderQueryError
 
 from gdi.publish import mvt
-from gdi.publish.provider import GEOM, _connection, bbox_clause
+from gdi.publish.provider import GEOM, _connection, bbox_clause, envelope_clause
 from gdi.publish.provider_base import _transformer, _wkt
 from gdi.publish.tile_matrix import tile_coordinates
 from gdi.publish.tile_provider_base import EPSG_URI, StoreTileProvider, TileRequest
@@ -58,10 +58,7 @@ class GpkgTileProvider(StoreTileProvider):
         shapely point or a property row per point of the box (1.5 M points: seconds and gigabytes)."""
         # the R-tree's envelope query, then the exact test of every point at once (the general path's
         # per-row test near the edges is a Python call each: half the time of an overview tile)
-        minx, miny, maxx, maxy = area.bounds
-        rtree = f"rtree_{self.table}_{GEOM}"
-        where = [f"fid IN (SELECT id FROM {rtree} WHERE minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)"]
-        params = [maxx, minx, maxy, miny]
+        clause, params = envelope_clause(self.table, GEOM, area)
         shapely.prepare(area)               # this request's own geometry: never seen by another thread
         conn = _connection(str(Path(self.data).resolve()))
         t = None
@@ -69,7 +66,7 @@ class GpkgTileProvider(StoreTileProvider):
             t = _transformer(_wkt(EPSG_URI.format(self.storage_epsg)), _wkt(EPSG_URI.format(tile.tms.epsg)), False)
 
         def batches():
-            cursor = conn.execute(f'SELECT fid, "{GEOM}" FROM "{self.table}" WHERE {" AND ".join(where)}', params)
+            cursor = conn.execute(f'SELECT fid, "{GEOM}" FROM "{self.table}" WHERE {clause}', params)
             while rows := cursor.fetchmany(POINT_BATCH):
                 xy = gpkg_binary.point_xy([r[1] for r in rows])
                 if xy is None:
