@@ -9,7 +9,6 @@ from typing import Any
 
 import yaml
 
-from gdi.ingest.limits import FileLimits
 
 
 def add_parser(sub) -> None:
@@ -43,6 +42,7 @@ def _cmd_new(args: argparse.Namespace) -> int:
     from gdi.collection_draft import ID, DraftError, draft
     from gdi.collections import parse
     from gdi.ingest import IngestRefused
+    from gdi.ingest.limits import FileLimits
     from gdi.ingest.read import read_upload
 
     cid, source, out = args.id, Path(args.source), Path(args.out)

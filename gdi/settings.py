@@ -228,6 +228,11 @@ class Paths:
         return self.publish / "metadata"
 
     @property
+    def template_cache(self) -> Path:
+        """pygeometa's Jinja templates, compiled once (gdi.publish.metadata.iso_text)."""
+        return self.home / "cache" / "templates"
+
+    @property
     def metadata_key(self) -> Path:
         """The hash of the ISO documents, written last: pycsw rebuilds its repository when it changes."""
         return self.publish / "metadata.key"

@@ -360,3 +360,47 @@ def test_the_csw_is_started_again_when_it_dies(server):
     else:
         raise AssertionError("the CSW did not come back within 60 s")
     assert "Metadatenkatalog (CSW)" in server.get("/csw", params=params).text
+
+
+def test_our_iso_rendering_is_pygeometas(gdi_home):
+    """iso_text renders pygeometa's ISO 19139 templates through a cached environment: the result is
+    exactly what pygeometa's own writer returns, for each collection, before and after data."""
+    from pygeometa.schemas.iso19139 import ISO19139OutputSchema
+
+    from gdi import settings
+    from gdi.collections import load_collections
+    from gdi.publish.catalogue import facts
+    from gdi.publish.metadata import iso_text, mcf
+    from gdi.store import open_store
+
+    run_gdi("ingest", str(DATA / "boundaries" / "vg250ew_gemeinden_hoexter.geojson"), "--collection",
+            "municipalities", "--member", "05762", "--admin", home=gdi_home, check=True)
+    store = open_store()
+    for c in load_collections().values():
+        doc = mcf(c, facts(c, store), settings.get().contact, "https://gdi.example.de", today="2026-12-02T10:00:00Z")
+        assert iso_text(doc) == ISO19139OutputSchema().write(doc)
+        assert iso_text(doc) == ISO19139OutputSchema().write(doc)     # from the compiled templates, too
+    assert list(settings.paths().template_cache.glob("*.cache"))
+
+
+def test_a_publish_writes_again_only_the_records_whose_metadata_changed(gdi_home):
+    """An upload changes its collection's record; every other record is kept as written (its file
+    untouched), and a changed record is written again. (A collection without data is dated by the
+    publish itself, so both collections get data first.)"""
+    boundaries = str(DATA / "boundaries" / "vg250ew_gemeinden_hoexter.geojson")
+    run_gdi("ingest", boundaries, "--collection", "municipalities", "--member", "05762", "--admin",
+            home=gdi_home, check=True)
+    run_gdi("ingest", str(DATA / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson"), "--collection",
+            "supply_points", "--member", "05762", home=gdi_home, check=True)
+    folder = gdi_home / "publish" / "metadata"
+    before = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.xml")}
+    assert sorted(before) == ["municipalities.xml", "supply_points.xml"]
+    run_gdi("ingest", boundaries, "--collection", "municipalities", "--member", "05762", "--admin",
+            home=gdi_home, check=True)
+    after = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.xml")}
+    assert after["supply_points.xml"] == before["supply_points.xml"]
+    assert after["municipalities.xml"] != before["municipalities.xml"]
+    rendered = json.loads((folder / "municipalities.rendered.json").read_text(encoding="utf-8"))
+    tinydb = json.loads((gdi_home / "publish" / "catalogue.json").read_text(encoding="utf-8"))["_default"]
+    kept = next(r for r in tinydb.values() if r["id"] == rendered["record"]["id"])
+    assert kept["properties"]["title"] == rendered["record"]["properties"]["title"] == "Gemeindegrenzen"

@@ -10,7 +10,7 @@ import yaml
 
 from gdi import settings
 from gdi.collections import load_collections
-from gdi.files import write_atomically
+from gdi.files import write_atomically, yaml_text
 
 
 def server_url() -> str:
@@ -67,7 +67,7 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     records = write_catalogue(collections, store, url=url).records
     cfg = build_config(collections, store, url=url, templates=templates, locale_dir=locale_dir,
                        catalogue=catalogue_resource(records, url))
-    text = yaml.safe_dump(cfg, allow_unicode=True, sort_keys=False)
+    text = yaml_text(cfg)
     if _read(paths.pygeoapi_config) != text:
         write_atomically(paths.pygeoapi_config, text)     # extents alone: the workers follow without a restart
     changed = False
@@ -84,7 +84,7 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
     uploads = upload_paths(sorted(collections), MAX_VERSION)     # the upload service's paths count too
     # and so does the code that rewrites pygeoapi's document: an upgrade of gdi regenerates it
     rewriter = hashlib.sha256(Path(openapi.__file__).read_bytes()).hexdigest()
-    key = hashlib.sha256(yaml.safe_dump(
+    key = hashlib.sha256(yaml_text(
         [_without_extents(cfg), {cid: c.raw for cid, c in collections.items()},
          importlib.metadata.version("pygeoapi"), uploads, rewriter], sort_keys=True).encode()).hexdigest()
     oas_key = paths.openapi.with_name(paths.openapi.name + ".key")
@@ -95,7 +95,7 @@ def _publish(store=None, *, url: str | None = None, viewer: bool = True) -> dict
         # each items path has a typed parameter per property (Masterportal's filter reads the types there)
         properties = {cid: cfg["resources"][cid]["providers"][0]["options"]["properties"] for cid in collections}
         oas = bundle(with_uploads(with_property_parameters(get_oas(cfg), properties), uploads))
-        write_atomically(paths.openapi, yaml.safe_dump(oas, allow_unicode=True, sort_keys=False))
+        write_atomically(paths.openapi, yaml_text(oas))
         write_atomically(oas_key, key)
         changed = True
     out = {"config": paths.pygeoapi_config, "openapi": paths.openapi}

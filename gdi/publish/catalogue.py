@@ -45,15 +45,10 @@ def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> C
     documents: dict[str, bytes] = {}
     for cid, c in collections.items():
         doc = mcf(c, facts(c, store), contact, url, today=today)
-        documents[cid] = iso_xml(doc, c)
-        records[cid] = record_json(doc, c, url)
-    for stale in paths.metadata.glob("*.xml"):
-        if stale.stem not in documents:
+        documents[cid], records[cid] = _rendered(paths.metadata, cid, doc, c, url)
+    for stale in [*paths.metadata.glob("*.xml"), *paths.metadata.glob(f"*{RENDERED}")]:
+        if stale.name.split(".")[0] not in documents:
             stale.unlink()
-    for cid, xml in documents.items():
-        target = paths.metadata / f"{cid}.xml"
-        if not target.exists() or target.read_bytes() != xml:
-            write_atomically(target, xml.decode("utf-8"))
     tinydb = {"_default": {str(i): searchable(r) for i, r in enumerate(same_keys(list(records.values())), start=1)}}
     text = json.dumps(tinydb, ensure_ascii=False, sort_keys=True, indent=1)
     if not paths.records.exists() or paths.records.read_text(encoding="utf-8") != text:
@@ -62,6 +57,41 @@ def write_catalogue(collections: dict[str, Collection], store, *, url: str) -> C
     # last: the key tells pycsw (gdi/pycsw_app.py) to rebuild its repository from these documents
     write_if_changed(paths.metadata_key, hashlib.sha256(b"".join(documents[k] for k in sorted(documents))).hexdigest())
     return Catalogue(records=records)
+
+
+RENDERED = ".rendered.json"     # beside each ISO document: the key of the MCF it was written from, and its record
+
+
+def _rendered(folder: Path, cid: str, doc: dict, collection: Collection, url: str) -> tuple[bytes, dict]:
+    """The collection's ISO document and record, written again only when its MCF changed.
+
+    pygeometa compiles its Jinja templates anew on every call (about half a second with its imports):
+    an upload changes one collection's record at most, and often none (the extent and the day of the
+    last revision stay), so every other record is taken as written. The key covers the MCF document,
+    the URL, the code that completes the document and pygeometa's version."""
+    key = _render_key(doc, url)
+    xml_file, sidecar = folder / f"{cid}.xml", folder / f"{cid}{RENDERED}"
+    try:
+        kept = json.loads(sidecar.read_text(encoding="utf-8"))
+        if kept.get("key") == key:
+            return xml_file.read_bytes(), kept["record"]
+    except (OSError, ValueError, KeyError):
+        pass
+    xml, record = iso_xml(doc, collection), record_json(doc, collection, url)
+    if not xml_file.exists() or xml_file.read_bytes() != xml:
+        write_atomically(xml_file, xml.decode("utf-8"))
+    write_atomically(sidecar, json.dumps({"key": key, "record": record}, ensure_ascii=False))
+    return xml, record
+
+
+def _render_key(doc: dict, url: str) -> str:
+    import importlib.metadata
+
+    from gdi.publish import metadata
+
+    code = Path(metadata.__file__).read_bytes() + Path(__file__).read_bytes()
+    return hashlib.sha256(json.dumps([doc, url, importlib.metadata.version("pygeometa")], sort_keys=True,
+                                     default=str).encode() + code).hexdigest()
 
 
 def same_keys(records: list[dict]) -> list[dict]:

@@ -74,7 +74,7 @@ def download_links(collection: Collection, url: str) -> list[dict[str, Any]]:
     itself, dropped with the link when it takes over a second. A download is made when it is asked
     for, so its size is not known beforehand; a negative length makes pygeoapi list the link as
     configured, without ``length`` (tests/test_downloads.py checks both)."""
-    from gdi.publish.download import FORMATS
+    from gdi.publish.download_formats import FORMATS
 
     crs = EPSG_URI.format(collection.epsg)
     href = f"{url.rstrip('/')}/collections/{collection.id}/download?f={{}}&crs={crs}"

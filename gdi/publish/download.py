@@ -30,7 +30,7 @@ index (GDAL keeps a small entry per feature in memory to build it): 235 MB at 50
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,26 +43,10 @@ from gdi.crs import crs_of, transformer
 from gdi.messages import echo, t
 from gdi.publish.config import CRS84, EPSG_URI, OUTPUT_CRS, described
 from gdi.publish.csv_formatter import FORMULA_START
+from gdi.publish.download_formats import FORMATS
 from gdi.publish.provider_base import _decimals
 
 
-@dataclass(frozen=True)
-class Format:
-    name: str
-    media_type: str
-    driver: str
-    layer_options: dict[str, str] = field(default_factory=dict)
-    dataset_options: dict[str, str] = field(default_factory=dict)
-
-
-FORMATS: dict[str, Format] = {
-    # GeoPackage 1.2, not GDAL's 1.4: older clients (QGIS 3.22 on GDAL 3.6) warn that they read 1.4 only
-    # partly; 1.2 writes times with milliseconds (2026-12-01T14:19:04.000Z), else they warn about those
-    "gpkg": Format("GeoPackage", "application/geopackage+sqlite3", "GPKG", {"DATETIME_PRECISION": "MILLISECOND"},
-                   {"VERSION": "1.2"}),
-    "fgb": Format("FlatGeobuf", "application/flatgeobuf", "FlatGeobuf", {"SPATIAL_INDEX": "YES"}),
-    "csv": Format("CSV", "text/csv; charset=utf-8", "CSV", {"GEOMETRY": "AS_WKT", "WRITE_BOM": "YES"}),
-}
 WKB_FIELD = pa.field("geometry", pa.binary(), metadata={b"ARROW:extension:name": b"geoarrow.wkb"})
 ARROW_TYPES = {"integer": pa.int64(), "number": pa.float64(), "boolean": pa.bool_(), "date": pa.date32(),
                "datetime": pa.timestamp("ms", tz="UTC")}
