@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -215,6 +215,14 @@ def _big_upload(path: Path, real_data: Path, n: int = 300_000) -> Path:
     return path
 
 
+def _alive(pid: int) -> bool:
+    """A process that runs (not ended, nor a zombie waiting for its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def test_kill_during_a_large_upload_leaves_everything_as_before(service, tmp_path):
     m = service.tokens["marburg"]
     big = _big_upload(tmp_path / "gross.gpkg", DATA)
@@ -227,11 +235,18 @@ def test_kill_during_a_large_upload_leaves_everything_as_before(service, tmp_pat
             break
         assert job["status"] in {"queued", "running"}, job
         time.sleep(0.1)
+    with sqlite3.connect(service.home / "service.sqlite") as db:
+        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    assert _alive(pid)
+    # forked from the warm forkserver (the ingest modules imported once), not a fresh interpreter
+    ppid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if line.startswith("PPid:")))
+    parent = Path(f"/proc/{ppid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    assert "multiprocessing.forkserver" in parent and "gdi.ingest.pipeline" in parent, parent
     os.kill(service.proc.pid, signal.SIGKILL)          # the whole `gdi serve`, no goodbye
     service.proc.wait(10)
     time.sleep(1.0)
-    leftover = subprocess.run(["pgrep", "-f", f"gdi.server.jobs run {jid}"], capture_output=True, text=True).stdout
-    assert leftover.strip() == "", "the job process must die with the server"
+    assert not _alive(pid), "the job process must die with the server"
     home, port = service.home, service.port
     service.log.close()
     restarted = Server(home, port)

@@ -10,7 +10,7 @@ import yaml
 
 from gdi import settings
 from gdi.collections import load_collections
-from gdi.files import write_atomically, yaml_text
+from gdi.files import write_atomically, yaml_text, yaml_value
 
 
 def server_url() -> str:
@@ -114,7 +114,7 @@ def _published_url(config: Path) -> str | None:
     command line must not replace it with the configured default while that server runs."""
     text = _read(config)
     try:
-        return ((yaml.safe_load(text) or {}).get("server") or {}).get("url") if text else None
+        return ((yaml_value(text) or {}).get("server") or {}).get("url") if text else None
     except yaml.YAMLError:
         return None
 

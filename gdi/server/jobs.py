@@ -5,16 +5,23 @@ large file never blocks the server and a worker reload never cuts a job. Job
 processes die with ``gdi serve`` (PR_SET_PDEATHSIG): a killed server leaves the
 store exactly as before (every publish is one transaction), and on the next
 start jobs found 'running' are marked failed, never resumed half-way.
+
+The job processes are forked from a warm process (multiprocessing's forkserver)
+that has imported the ingest and publish modules once: a fresh interpreter spends
+about a second importing pandas, GDAL, pygeometa and the rest before it reads the
+first byte of a file, far more than a member's upload of a handful of features
+takes. The forkserver is started with the runner and ends with ``gdi serve``; a job
+is killed the moment the server ends (``_die_with_server``).
 """
 from __future__ import annotations
 
 import ctypes
 import json
+import multiprocessing
 import os
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -183,6 +190,11 @@ def run_job(jid: str) -> int:
 
 # -- the runner in `gdi serve` ------------------------------------------------------
 _PR_SET_PDEATHSIG = 1
+POLL_SECONDS = 0.1           # how often the runner looks for queued jobs (an SQLite read)
+# imported once by the forkserver, before any job: what every upload's ingest and publish need
+WARM_MODULES = ["gdi.upload", "gdi.ingest.pipeline", "gdi.ingest.read", "gdi.store.gpkg", "gdi.publish",
+                "gdi.publish.config", "gdi.publish.catalogue", "gdi.publish.openapi", "gdi.publish.translations",
+                "pygeometa.core", "pygeometa.schemas.ogcapi_records", "jinja2"]
 
 
 def _die_with_parent() -> None:
@@ -193,6 +205,46 @@ def _die_with_parent() -> None:
         pass
 
 
+def _job_context() -> multiprocessing.context.BaseContext:
+    """Processes forked from the warm forkserver, which is started now (not at the first job)."""
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WARM_MODULES)
+    forkserver.ensure_running()
+    return context
+
+
+def _job_process(jid: str, env: dict[str, str], server_pid: int) -> None:
+    """One job, in a process forked from the forkserver, with the server's environment for jobs."""
+    _die_with_server(server_pid)
+    os.environ.clear()
+    os.environ.update(env)
+    sys.exit(run_job(jid))
+
+
+def _die_with_server(pid: int) -> None:
+    """SIGKILL for this job the moment `gdi serve` (``pid``) ends, however it ends.
+
+    The job's parent is the forkserver, not the server, so PR_SET_PDEATHSIG cannot say it; and the
+    forkserver itself outlives a killed server while a job runs (every process it forks holds the
+    write end of the pipe whose EOF would end it). A pidfd of the server becomes readable when it
+    exits, zombie or not; a thread waits on it."""
+    import select
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        os.kill(os.getpid(), signal.SIGKILL)
+        return
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="gdi-job-watch", daemon=True).start()
+
+
 class Runner(threading.Thread):
     """Starts queued jobs as child processes, within the configured concurrency."""
 
@@ -200,27 +252,29 @@ class Runner(threading.Thread):
         super().__init__(name="gdi-jobs", daemon=True)
         self.env = env
         self.stop_event = threading.Event()
-        self.children: dict[str, subprocess.Popen] = {}
+        self.children: dict[str, multiprocessing.process.BaseProcess] = {}
         self.max_jobs = settings.get().uploads.max_parallel_jobs
         self.per_member = settings.get().uploads.per_member_jobs
+        self.context: multiprocessing.context.BaseContext | None = None
 
     def run(self) -> None:
+        self.context = _job_context()
         while not self.stop_event.is_set():
             try:
                 self._reap()
                 self._start_queued()
             except Exception as exc:  # noqa: BLE001 — the runner must keep going
                 print(f"gdi: job runner: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
-            self.stop_event.wait(0.3)
+            self.stop_event.wait(POLL_SECONDS)
 
     def _reap(self) -> None:
         for jid, proc in list(self.children.items()):
-            if proc.poll() is None:
+            if proc.exitcode is None:
                 continue
             del self.children[jid]
             job = get(jid)
             if job and job["status"] not in FINAL:
-                code = proc.returncode
+                code = proc.exitcode
                 _update(jid, status="failed", finished=now_iso(), message=encode_message(t(
                     f"der Auftrag endete unerwartet (Exit-Code {code}); nichts wurde veröffentlicht",
                     f"the job process ended unexpectedly (exit {code}); nothing was published")))
@@ -242,9 +296,10 @@ class Runner(threading.Thread):
             if not self._claim(row["id"]):
                 continue
             running.append(row["member"])
-            self.children[row["id"]] = subprocess.Popen(
-                [sys.executable, "-m", "gdi.server.jobs", "run", row["id"]], env=self.env,
-                preexec_fn=_die_with_parent)
+            proc = self.context.Process(target=_job_process, args=(row["id"], self.env, os.getpid()),
+                                        name=f"gdi-job-{row['id']}")
+            proc.start()
+            self.children[row["id"]] = proc
 
     @staticmethod
     def _claim(jid: str) -> bool:
@@ -259,7 +314,7 @@ class Runner(threading.Thread):
     def stop(self) -> None:
         self.stop_event.set()
         for proc in self.children.values():
-            if proc.poll() is None:
+            if proc.exitcode is None:
                 proc.terminate()
 
 

@@ -1,8 +1,9 @@
 """`gdi serve`: gunicorn for the API, plus the upload job runner, supervised together.
 
-Never Flask's debug server. gunicorn and every job process are children of
-this process and die with it (PR_SET_PDEATHSIG), so a killed server can never
-leave a job publishing behind its back.
+Never Flask's debug server. gunicorn and the job runner's forkserver are
+children of this process; gunicorn dies with it (PR_SET_PDEATHSIG) and every job
+process is killed the moment it ends (gdi.server.jobs), so a killed server can
+never leave a job publishing behind its back.
 """
 from __future__ import annotations
 
