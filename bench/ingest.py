@@ -262,7 +262,12 @@ def run(report: Callable) -> None:
             paths = files(shape, tuple(f for f in shape.formats if f in formats))
             for fmt, path in paths.items():
                 for target in (t for t in shape.targets if t in targets):
-                    report_rows(measure(shape, fmt, path, target, db.url if db else None), report)
+                    try:
+                        report_rows(measure(shape, fmt, path, target, db.url if db else None), report)
+                    except RuntimeError as exc:     # a refusal (e.g. a size limit) is a figure too; go on
+                        last = [x for x in str(exc).splitlines() if x.strip()][-1]
+                        report(f"ingest {shape.label}, {FORMAT_LABEL[fmt]} → {TARGET_LABEL[target]} (s)",
+                               f"failed: {last[:200]}", "–", "–", GOAL.get(target, ("–",))[0])
     finally:
         if db:
             db.stop()
