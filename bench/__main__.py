@@ -1,12 +1,14 @@
 """`make bench`: gdi side by side with ogr2ogr and tipg, one markdown table.
 
 Everything runs on 127.0.0.1, one service at a time, with bounded durations:
-1. data: 100,000 and 1,000,000 points from the real farm shops and
-   supermarkets, scaled up inside Marburg-Biedenkopf, as zipped EPSG:31467
-   Shapefiles with a CP1252 DBF and no .cpg (bench/data.py);
-2. ingest: ``ogr2ogr -t_srs EPSG:25832`` into a GeoPackage vs ``gdi ingest``
-   (as a user runs it, and its normalise+store part alone);
-3. memory: max RSS of ``gdi ingest`` of 1,000,000 points;
+1. data (bench/data.py): points from the real farm shops and supermarkets and polygons from the
+   real municipality outlines, scaled up inside Marburg-Biedenkopf; the serving benches read 100,000
+   points from a zipped EPSG:31467 Shapefile with a CP1252 DBF and no .cpg;
+2. ingest: bench/ingest.py — ``gdi ingest`` (as a user runs it) vs ``ogr2ogr -t_srs EPSG:25832`` of the
+   same file in the same run, into a GeoPackage and into PostGIS: 100k points with 2 and 20 columns and
+   100k polygons, each as zipped Shapefile, GeoJSON, GeoPackage and FlatGeobuf; a 3-point upload; 1M
+   points (time, peak RSS) and 1.5M points of GeoJSON (time and peak RSS against ogr2ogr's);
+3. (memory: part of 2.)
 4. serving: a throwaway PostGIS; gdi (gunicorn, workers = cores) and tipg
    (uvicorn[standard], workers = cores) on the same table and gdi on the
    GeoPackage store, all three running, measured in interleaved rounds (wrk,
@@ -20,7 +22,8 @@ Everything runs on 127.0.0.1, one service at a time, with bounded durations:
    every 10 s, SOAK_SECONDS (600) per store: errors, crash lines, p99.
 
 Environment knobs: BENCH_SECONDS (default 10), BENCH_ROUNDS (3), BENCH_CONNECTIONS (16),
-BENCH_MEMORY_POINTS (1000000), BENCH_SKIP (comma list of ingest,memory,serve,tiles,viewer,map,soak), BENCH_MAP_POINTS (1500000),
+BENCH_INGEST_SHAPES / _FORMATS / _TARGETS (bench/ingest.py), BENCH_SKIP (comma list of
+ingest,serve,tiles,viewer,map,soak), BENCH_MAP_POINTS (1500000),
 SOAK_SECONDS (600).
 """
 from __future__ import annotations
@@ -40,17 +43,17 @@ from pathlib import Path
 
 import requests
 
-from bench import data, peak
+from bench import data
 
 REPO = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-GDI = str(BIN / "gdi")
+# `gdi` as `python -m gdi.cli` of this interpreter: the same as the console script for an installed gdi,
+# and the checkout's code when run with PYTHONPATH pointing at it (the script is bound to the install).
+GDI = [sys.executable, "-m", "gdi.cli"]
 WORK = Path(os.environ.get("BENCH_WORK", "/tmp/gdi-bench"))
 TIPG_VENV = Path(os.environ.get("BENCH_TIPG_VENV", WORK / "venv-tipg"))
 SECONDS = int(os.environ.get("BENCH_SECONDS", "10"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "16"))
-MEMORY_POINTS = int(os.environ.get("BENCH_MEMORY_POINTS", "1000000"))
 SKIP = set(filter(None, os.environ.get("BENCH_SKIP", "").split(",")))
 CORES = os.cpu_count() or 2
 ROWS: list[tuple[str, str, str, str, str]] = []
@@ -81,7 +84,7 @@ def env_for(home: Path, store: str | None) -> dict:
 
 def gdi(*args: str, home: Path, store: str | None = None, quiet: bool = True) -> float:
     started = time.perf_counter()
-    proc = subprocess.run([GDI, *args], env=env_for(home, store), capture_output=True, text=True)
+    proc = subprocess.run([*GDI, *args], env=env_for(home, store), capture_output=True, text=True)
     took = time.perf_counter() - started
     if proc.returncode != 0:
         raise RuntimeError(f"gdi {' '.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
@@ -100,63 +103,15 @@ def load_boundaries(home: Path, store: str | None = None) -> None:
         str(data.municipalities_file()), home=home, store=store)
 
 
-# -- ingest -----------------------------------------------------------------
-def bench_ingest(zip100k: Path) -> Path:
-    out = WORK / "ogr2ogr.gpkg"
-
-    def ogr2ogr(*extra: str) -> float:
-        times = []
-        for _ in range(2):
-            out.unlink(missing_ok=True)
-            started = time.perf_counter()
-            subprocess.run(["ogr2ogr", "-f", "GPKG", str(out), f"/vsizip/{zip100k}", "-t_srs", "EPSG:25832", *extra],
-                           check=True, capture_output=True)
-            times.append(time.perf_counter() - started)
-        return min(times)
-
-    # The like-for-like peer reads the DBF as what it is (CP1252); without -oo ENCODING GDAL takes the
-    # bytes for UTF-8 and writes broken umlauts (it warns "not a valid UTF-8 string" per value).
-    ogr_s = ogr2ogr("-oo", "ENCODING=CP1252")
-    ogr_plain = ogr2ogr()
+# -- the serving benches' data ----------------------------------------------------------------
+def serving_home(zip100k: Path) -> Path:
+    """The GeoPackage home the serving and tile benches read: the municipalities and the 100k points
+    (the ingest figures are bench/ingest.py's, on homes of their own)."""
     home = new_home("home-gpkg")
     load_boundaries(home)
-    # best of two like ogr2ogr: the first run adds the dataset, the second replaces it (as a re-upload does)
-    total = min(gdi("ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points",
-                    str(zip100k), home=home) for _ in range(2))
-    core = min(float(subprocess.run(
-        [sys.executable, "-c", _CORE_SNIPPET, str(zip100k)], env=env_for(home, None), check=True,
-        capture_output=True, text=True).stdout.strip().splitlines()[-1]) for _ in range(2))
-    peer = f"{ogr_s:.2f} (ogr2ogr -oo ENCODING=CP1252)"
-    row("ingest 100k pts, SHP zip EPSG:31467 CP1252 (s), `gdi ingest` command (with Python start-up)",
-        f"{total:.2f}", peer, f"{total / ogr_s:.2f}×", "≤ 1.5×")
-    row("ingest 100k: read+normalise+validate+store, in process (s)", f"{core:.2f}", peer,
-        f"{core / ogr_s:.2f}×", "≤ 1.5×")
-    row("ingest 100k: `gdi ingest` vs ogr2ogr without the encoding option (umlauts broken) (s)", f"{total:.2f}",
-        f"{ogr_plain:.2f} (ogr2ogr)", f"{total / ogr_plain:.2f}×", "–")
+    gdi("ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points", str(zip100k),
+        home=home)
     return home
-
-
-_CORE_SNIPPET = """
-import sys, time
-from pathlib import Path
-from gdi.ingest.pipeline import Options, ingest
-t = time.perf_counter()
-r = ingest(Path(sys.argv[1]), Options("supply_points", "06534", "points"))
-assert r.status == "accepted", r.refusal
-print(time.perf_counter() - t)
-"""
-
-
-def bench_memory(zip1m: Path) -> None:
-    home = new_home("home-memory")
-    load_boundaries(home)
-    took, rss_mb, code, _ = peak.run([GDI, "ingest", "--collection", "supply_points", "--member", data.COUNTY,
-                                      "--dataset", "million", str(zip1m)], env_for(home, None))
-    if code != 0:
-        raise RuntimeError("gdi ingest of 1,000,000 points failed")
-    row(f"ingest {MEMORY_POINTS:,} pts: max RSS (MB) [{took:.0f} s]", f"{rss_mb:.0f}", "–",
-        f"{rss_mb / 2048:.2f} of limit", "< 2048 MB")
-    shutil.rmtree(home, ignore_errors=True)
 
 
 # -- serving ----------------------------------------------------------------
@@ -236,7 +191,7 @@ def measure_rounds(targets: dict[str, tuple[str, str]], bbox: tuple[float, float
 
 def serve_gdi(home: Path, store: str | None) -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([GDI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env_for(home, store),
+    proc = subprocess.Popen([*GDI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env_for(home, store),
                             stdout=subprocess.DEVNULL, stderr=open(WORK / f"gdi-{port}.log", "w"),
                             start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -370,11 +325,11 @@ def main() -> int:
     started = time.perf_counter()
     log("building data")
     zip100k = data.build_shapefile_zip(100_000, WORK / "points-100k.zip")
-    gpkg_home = None
     if "ingest" not in SKIP:
-        gpkg_home = bench_ingest(zip100k)
-    if "memory" not in SKIP:
-        bench_memory(data.build_shapefile_zip(MEMORY_POINTS, WORK / f"points-{MEMORY_POINTS}.zip"))
+        from bench import ingest
+
+        ingest.run(report=row)
+    gpkg_home = serving_home(zip100k) if not {"serve", "tiles"} <= SKIP else None
     if "serve" not in SKIP:
         bench_serving(zip100k, gpkg_home)
     if "tiles" not in SKIP:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from bench import data
 
-BIN = Path(sys.executable).parent
 WORK = Path(os.environ.get("BENCH_WORK", "/tmp/gdi-bench"))
 CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
 UTM = "http://www.opengis.net/def/crs/EPSG/0/25832"
@@ -87,7 +86,7 @@ def main() -> int:
                      "vg250ew", str(data.municipalities_file())],
                     ["ingest", "--collection", "supply_points", "--member", data.COUNTY, "--dataset", "points",
                      str(archive)]):
-            subprocess.run([str(BIN / "gdi"), *cmd], env=env, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run([sys.executable, "-m", "gdi.cli", *cmd], env=env, check=True, stdout=subprocess.DEVNULL)
         base, _, _ = measure(home, store, "none", UTM)
         print(f"{args.points:,} points, {'PostGIS' if db else 'GeoPackage'} store; baseline (imports, store) "
               f"{base:.0f} MB peak RSS")

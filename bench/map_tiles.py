@@ -36,7 +36,7 @@ import yaml
 from bench import data, peak
 
 REPO = Path(__file__).resolve().parent.parent
-GDI = str(Path(sys.executable).with_name("gdi"))
+GDI = [sys.executable, "-m", "gdi.cli"]      # as bench/__main__.py: the checkout's code with PYTHONPATH
 WORK = Path(os.environ.get("BENCH_WORK", "/tmp/gdi-bench"))
 EMBEDDED_MAX = int(os.environ.get("BENCH_MAP_EMBEDDED_MAX", "200000"))
 MODES = [m for m in os.environ.get("BENCH_MAP_MODES", "tiled,embedded").split(",") if m]
@@ -70,11 +70,11 @@ def home_with_points(n: int) -> Path:
     home.mkdir(parents=True)
     config = write_config(home, "tiled", n)
     env = _env(home, config)
-    subprocess.run([GDI, "ingest", "--collection", "municipalities", "--member", data.COUNTY, "--admin",
+    subprocess.run([*GDI, "ingest", "--collection", "municipalities", "--member", data.COUNTY, "--admin",
                     "--dataset", "vg250ew", str(data.municipalities_file())], env=env, check=True, capture_output=True)
     points = data.build_shapefile_zip(n, WORK / f"points-{n}.zip")
     log(f"ingesting {n:,} points")
-    took, rss = timed([GDI, "ingest", "--collection", "supply_points", "--member", data.COUNTY,
+    took, rss = timed([*GDI, "ingest", "--collection", "supply_points", "--member", data.COUNTY,
                        "--dataset", "points", str(points)], env)
     log(f"ingest {took:.1f} s, {rss:.0f} MB")
     (home / "loaded").write_text(str(n))
@@ -120,13 +120,13 @@ def measure(n: int, mode: str, runs: int = 3) -> dict:
     config = write_config(home, mode, n)
     env = _env(home, config)
     log(f"{n:,} points, {mode}: gdi publish")
-    publish_s, publish_mb = timed([GDI, "publish"], env)
+    publish_s, publish_mb = timed([*GDI, "publish"], env)
     viewer = home / "viewer"
     page_mb = (viewer / "index.html").stat().st_size / 1e6
     bands_mb = (viewer / "index.bands.json").stat().st_size / 1e6 if (viewer / "index.bands.json").exists() else 0.0
     server_log = home / "bench-serve.log"
     with open(server_log, "w") as out:
-        server = subprocess.Popen([GDI, "serve", "--host", "127.0.0.1", "--port", str(PORT)], env=env,
+        server = subprocess.Popen([*GDI, "serve", "--host", "127.0.0.1", "--port", str(PORT)], env=env,
                                   stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         # gdi serve rebuilds the map once at start (in a child): measure after it, not beside it

@@ -86,7 +86,7 @@ def soak_store(kind: str, seconds: int, debug: bool, zip100k: Path, db_url: str 
     port = free_port()
     logfile = WORK / f"soak-{kind}{'-debug' if debug else ''}.log"
     with open(logfile, "w") as log_out:
-        proc = subprocess.Popen([GDI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+        proc = subprocess.Popen([*GDI, "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
                                 stdout=log_out, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     uploads = {"done": 0, "failed": 0}
@@ -95,7 +95,7 @@ def soak_store(kind: str, seconds: int, debug: bool, zip100k: Path, db_url: str 
     def member() -> None:
         i = 0
         while upload_every > 0 and not halt.wait(upload_every):
-            r = subprocess.run([GDI, "ingest", "--collection", "supply_points", "--member", MEMBER,
+            r = subprocess.run([*GDI, "ingest", "--collection", "supply_points", "--member", MEMBER,
                                 "--dataset", "eigene_erhebung", str(files[i % 2])], env=env_for(home, store),
                                capture_output=True, text=True)
             uploads["done" if r.returncode == 0 else "failed"] += 1
