@@ -33,6 +33,14 @@ def store_url() -> str | None:
     return os.environ.get("GDI_STORE") or None
 
 
+def store_read_url() -> str | None:
+    """Where reads of the PostGIS store go: ``GDI_STORE_READ`` (a streaming replica of the primary
+    ``GDI_STORE``), else the primary itself. Writes and the data-version check always go to the primary,
+    which alone knows what is published; a replica answer older than that is never used
+    (gdi.store.replica)."""
+    return os.environ.get("GDI_STORE_READ") or store_url()
+
+
 def collections_dirs() -> list[Path]:
     """The folders of collection definitions: ``GDI_COLLECTIONS`` (several joined by ``:``) or collections/."""
     given = os.environ.get("GDI_COLLECTIONS")

@@ -44,6 +44,17 @@ def postgis():
     db.stop()
 
 
+@pytest.fixture(scope="session")
+def postgis_replica(postgis):
+    """A streaming replica of the session's PostGIS (pg_basebackup -R, hot standby on its own port): every
+    database made on the primary appears on it a moment later."""
+    from gdi import devdb
+
+    db = devdb.start_replica(postgis)
+    yield db
+    db.stop()
+
+
 def fresh_store(kind: str, request) -> str | None:
     """None for the GeoPackage store, else the URL of a new, empty PostGIS database."""
     if kind == "gpkg":

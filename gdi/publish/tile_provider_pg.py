@@ -5,6 +5,8 @@ the box of the tile's area in EPSG:25832, then ``ST_Intersects`` with the area i
 into the tile matrix set's CRS, simplified where the collection says so, clipped and quantised to the
 tile's 4096 units by ST_AsMVTGeom (envelope from ST_TileEnvelope over the set's level-0 box), and
 thinned — one point per cell, the lowest fid — in the same statement. The fid is the MVT feature id.
+The statement also returns the data version of its snapshot: a tile read from a read replica that is
+behind the version the answer is stamped with is cut again on the primary (gdi.store.replica).
 """
 from __future__ import annotations
 
@@ -14,9 +16,10 @@ import psycopg
 import shapely
 from pygeoapi.provider.base import ProviderQueryError
 
-from gdi.publish.provider_pg import SCHEMA, _pool
+from gdi.publish.provider_pg import SCHEMA, VERSION, _pool
 from gdi.publish.tile_matrix import BUFFER, EXTENT
 from gdi.publish.tile_provider_base import StoreTileProvider, TileRequest
+from gdi.store import replica
 
 LOGGER = logging.getLogger(__name__)
 
@@ -42,14 +45,18 @@ class PostgisTileProvider(StoreTileProvider):
             cell = f"floor(ST_XMin(mvtgeom) / {int(thin)}), floor(ST_YMin(mvtgeom) / {int(thin)})"
             rows = (f"SELECT DISTINCT ON ({cell}) * FROM ({rows}) AS cut WHERE mvtgeom IS NOT NULL "
                     f"ORDER BY {cell}, fid")
-        sql = (f"SELECT ST_AsMVT(tile.*, %(layer)s, {EXTENT}, 'mvtgeom', 'fid') FROM ({rows}) AS tile "
+        sql = (f"SELECT ST_AsMVT(tile.*, %(layer)s, {EXTENT}, 'mvtgeom', 'fid'), {VERSION} FROM ({rows}) AS tile "
                "WHERE mvtgeom IS NOT NULL")
         params = {"layer": self.get_layer(), "z": tile.level, "x": tile.col, "y": tile.row,
                   "box": shapely.to_wkb(shapely.box(*area.bounds)), "area": shapely.to_wkb(area)}
-        try:
-            with _pool(self.data, autocommit=True).connection() as conn:
+
+        def cut(url: str) -> tuple[int | None, bytes]:
+            with _pool(url, autocommit=True).connection() as conn:
                 row = conn.execute(sql, params).fetchone()
+            return row[1], (bytes(row[0]) if row[0] is not None else b"")
+
+        try:
+            return replica.read(self.data, cut)
         except psycopg.Error as exc:
             LOGGER.error("tile query failed: %s", exc)
             raise ProviderQueryError(user_msg="tile query failed") from exc
-        return bytes(row[0]) if row and row[0] is not None else b""

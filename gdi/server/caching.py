@@ -70,7 +70,10 @@ HOP = {"content-length", "content-encoding", "etag", "last-modified", "cache-con
 
 
 class DataVersion:
-    """The store's data version and last change time, read cheaply on every request."""
+    """The store's data version and last change time, read cheaply on every request.
+
+    Always from the primary (``GDI_STORE``), never from a read replica: only the primary knows what is
+    published. The version read becomes the one the request's reads must show (gdi.store.replica)."""
 
     def __init__(self, store_url: str | None, config: Path | None):
         self.store_url = store_url or ""
@@ -86,14 +89,19 @@ class DataVersion:
 
     def read(self) -> tuple[str, float]:
         """(version token, last-modified epoch seconds)."""
+        from gdi.store import replica
+
         cfg_ns, cfg_mtime = self._config_stamp()
         try:
             if self.store_url.startswith(("postgresql://", "postgres://")):
                 version, changed = self._pg()
+                # the answer is stamped with the primary's version: reads from a replica must show it
+                replica.require(version)
             else:
                 version, changed = self._gpkg()
         except Exception as exc:   # noqa: BLE001 — never fail a request for a cache check
             LOGGER.warning("data version unreadable: %s", exc)
+            replica.require(None)
             return "", 0.0
         return self.token(version, cfg_ns), max(changed, cfg_mtime)
 
@@ -277,8 +285,10 @@ class CachingMiddleware:
         inm = environ.get("HTTP_IF_NONE_MATCH")
         entry = self.cache.get(key, version)
         if inm is not None:
-            if matches(inm, tag):
-                return self._not_modified(start_response, tag, modified)
+            # a body under MIN_GZIP went out uncompressed, under the plain tag, to a gzip client too
+            for held in (tag, etag):
+                if matches(inm, held):
+                    return self._not_modified(start_response, held, modified)
         elif environ.get("HTTP_IF_MODIFIED_SINCE"):
             # Last-Modified is the time of the data change (not of a cache entry), so every worker can
             # answer it, whether or not it has rendered this page itself.

@@ -11,6 +11,8 @@ makes ``downloads.per_worker`` downloads at once; one more is answered ``503`` w
 (a large download takes a minute, and a worker has few threads: the API must keep answering). Each
 collection links here with ``rel="enclosure"`` (gdi.publish.config.download_links). A bad ``f``
 or ``crs`` is 400, an unknown collection 404, both problem documents in German or English.
+With a read replica (``GDI_STORE_READ``) the file is written from it once it shows at least the data
+version read from the primary first, else from the primary.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from gdi.messages import t, text_of
 from gdi.publish.download import FORMATS, DownloadError, filename, output_crs, output_format, write_download
 from gdi.server.caching import CACHE_CONTROL, DataVersion, matches, weak_etag
 from gdi.server.uploads import problem
+from gdi.store import replica
 
 ROUTE = "/collections/<collection_id>/download"
 CHUNK = 1 << 20                     # bytes per read while sending
@@ -71,8 +74,13 @@ def download(collection_id: str) -> Response:
         folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=folder) as work:
             path = Path(work) / name
-            version = write_download(collection, open_store(), key, crs, path,
+            primary = open_store()
+            store = replica.read_store(primary)     # the read replica once it shows the version read above
+            version = write_download(collection, store, key, crs, path,
                                      batch_size=settings.get().downloads.batch_features)
+            if store is not primary and not replica.fresh(version):    # never older than published
+                version = write_download(collection, primary, key, crs, path,
+                                         batch_size=settings.get().downloads.batch_features)
             fh = open(path, "rb")           # the open file outlives its name and folder
     finally:
         _writers[0].release()
