@@ -125,6 +125,9 @@ class Viewer(_Section):
     # Features the supply analysis reads at a time from a tiled collection (positions and the analysis
     # field only): bounds the map build's memory however large the collection.
     analysis_batch: int = Field(50_000, ge=1)
+    # On PostGIS one server builds the map at a time and the others install its build: how long one
+    # waits for another's build before it keeps its last map (a dead builder's lock goes at once).
+    build_wait_seconds: float = Field(600, gt=0)
 
 
 class Contact(_Section):

@@ -7,13 +7,14 @@ from __future__ import annotations
 import csv
 import io
 import math
-import subprocess
 import time
 
 import mapbox_vector_tile
 import pytest
 import requests
 
+from cluster import psql as psql_port
+from cluster import upload
 from conftest import Server, free_port, fresh_store, run_gdi
 
 LIDL = "poi/lidl_marburg-biedenkopf_hoexter_umland.geojson"
@@ -22,8 +23,7 @@ TOP_ZOOM = 14                   # supply_points' highest tile level: unthinned, 
 
 
 def psql(db, database: str, sql: str) -> str:
-    return subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(db.port), "-U", "postgres", "-d", database, "-tAc",
-                           sql], check=True, capture_output=True, text=True).stdout.strip()
+    return psql_port(db.port, database, sql)
 
 
 def scans(db, database: str, table: str) -> int:
@@ -44,22 +44,6 @@ def items(srv: Server, collection: str = "supply_points", etag: str | None = Non
     headers = {"If-None-Match": etag} if etag else {}
     return requests.get(f"{srv.url}/collections/{collection}/items", params={"f": "json", "limit": 1000, **params},
                         headers=headers, timeout=30)
-
-
-def upload(srv: Server, secret: str, path, dataset: str) -> dict:
-    with open(path, "rb") as fh:
-        r = requests.post(f"{srv.url}/uploads", headers={"Authorization": f"Bearer {secret}"},
-                          data={"collection": "supply_points", "dataset": dataset}, files={"file": (path.name, fh)},
-                          timeout=60)
-    assert r.status_code == 202, r.text
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        job = requests.get(f"{srv.url}/uploads/{r.json()['id']}", headers={"Authorization": f"Bearer {secret}"},
-                           timeout=30).json()
-        if job["status"] not in {"queued", "running"}:
-            return job
-        time.sleep(0.1)
-    raise AssertionError(f"upload job still {job['status']} after 120 s")
 
 
 def tile_ids(srv: Server, feature: dict) -> set[int]:

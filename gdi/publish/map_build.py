@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import fcntl
 import sys
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -126,7 +127,10 @@ def refresh(store=None, collections: Mapping[str, Collection] | None = None, *, 
             force: bool = False) -> bool:
     """Rebuild the served map (both languages) unless it already shows the store's data; True if rebuilt.
 
-    One builder at a time per GDI_HOME (a lock file); whoever waited re-checks first.
+    One builder at a time per GDI_HOME (a lock file); whoever waited re-checks first. On PostGIS one
+    builder at a time across every server on the database, and a build another server stored for
+    this data version is installed instead of built again (gdi.publish.map_share); force then only
+    means not trusting this GDI_HOME's own stamp.
     """
     from gdi.collections import load_collections
     from gdi.store import open_store
@@ -136,13 +140,42 @@ def refresh(store=None, collections: Mapping[str, Collection] | None = None, *, 
     with open(paths.home / "viewer.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         store = store or open_store()
-        version = str(store.data_version())      # read before the data: a change meanwhile means another pass
-        index = paths.viewer / "index.html"
-        if not force and built_for() == version and index.exists():
+        version = store.data_version()      # read before the data: a change meanwhile means another pass
+        if not force and built_for() == str(version) and (paths.viewer / "index.html").exists():
             return False
-        build_from_store(store, collections or load_collections(), index)
-        write_atomically(paths.viewer / STAMP, version)
-        return True
+        collections = collections or load_collections()
+        if store.kind != "postgis":
+            _build(store, collections, version, paths.viewer)
+            write_atomically(paths.viewer / STAMP, str(version))
+            return True
+        from gdi.publish import map_share
+
+        def done(built: int, files: dict[str, bytes]) -> None:
+            map_share.install(paths.viewer, files)
+            write_atomically(paths.viewer / STAMP, str(built))
+
+        def build(built: int) -> dict[str, bytes]:
+            with tempfile.TemporaryDirectory(dir=paths.viewer, prefix=".build-") as work:
+                _build(store, collections, built, Path(work))
+                return {p.name: p.read_bytes() for p in sorted(Path(work).iterdir()) if p.is_file()}
+
+        outcome = map_share.refresh(store.url, store.data_version, build, done)
+        if outcome is None:
+            print("gdi: another server is still building the map; this one keeps the last", flush=True)
+            return False
+        built_here, built = outcome
+        if not built_here:
+            print(f"gdi: map for data version {built} fetched from the store", flush=True)
+        return built_here
+
+
+def _build(store, collections: Mapping[str, Collection], version: int,  # type: ignore[no-untyped-def]
+           folder: Path) -> None:
+    """Build the served pages into folder from the store — its read replica when that shows at least
+    ``version``, else the primary."""
+    from gdi.store import replica
+
+    build_from_store(replica.read_store(store, version), collections, folder / "index.html")
 
 
 def main(argv: list[str] | None = None) -> int:
