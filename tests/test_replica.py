@@ -64,13 +64,21 @@ def download_rows(srv: Server) -> int:
     return len(list(csv.reader(io.StringIO(r.content.decode("utf-8-sig"))))) - 1
 
 
-@pytest.fixture
-def replicated(tmp_path, real_data, request, postgis, postgis_replica, monkeypatch):
-    """A `gdi serve` with GDI_STORE on the primary and GDI_STORE_READ on the replica, the boundaries
-    ingested; yields (server, primary, replica, database name, token)."""
+def wait_for_map(srv: Server, version: int, timeout: float = 120) -> bytes:
+    """The served map once it shows data version ``version``."""
+    deadline = time.time() + timeout
+    while requests.get(f"{srv.url}/viewer/data-version", timeout=30).text.strip() != str(version):
+        assert time.time() < deadline, f"the map does not show data version {version}"
+        time.sleep(0.2)
+    return requests.get(f"{srv.url}/viewer", timeout=30).content
+
+
+def serve_replicated(home, real_data, request, primary, replica) -> tuple[Server, str, str]:
+    """A `gdi serve` with GDI_STORE on a new database of the primary and GDI_STORE_READ on the replica,
+    the boundaries ingested; (server, database name, upload token). GDI_STORE_READ must be set by the
+    caller's monkeypatch, so it is returned as the database's URL on the replica is known only here."""
     from gdi import devdb
 
-    home = tmp_path / "home"
     home.mkdir()
     store = fresh_store("postgis", request)
     database = store.rsplit("/", 1)[1]
@@ -79,9 +87,16 @@ def replicated(tmp_path, real_data, request, postgis, postgis_replica, monkeypat
             "--collection", "municipalities", "--member", "06534", "--admin", home=home, store=store, check=True)
     secret = run_gdi("token", "create", "--member", "06534", home=home, store=store,
                      check=True).stdout.strip().splitlines()[-1]
-    devdb.wait_for_replay(postgis, postgis_replica)
-    monkeypatch.setenv("GDI_STORE_READ", f"postgresql://postgres@127.0.0.1:{postgis_replica.port}/{database}")
-    srv = Server(home, free_port())
+    devdb.wait_for_replay(primary, replica)
+    request.getfixturevalue("monkeypatch").setenv(
+        "GDI_STORE_READ", f"postgresql://postgres@127.0.0.1:{replica.port}/{database}")
+    return Server(home, free_port()), database, secret
+
+
+@pytest.fixture
+def replicated(tmp_path, real_data, request, postgis, postgis_replica):
+    """serve_replicated on the session's primary and replica; yields (server, primary, replica, database, token)."""
+    srv, database, secret = serve_replicated(tmp_path / "home", real_data, request, postgis, postgis_replica)
     try:
         yield srv, postgis, postgis_replica, database, secret
     finally:
@@ -129,6 +144,8 @@ def test_no_answer_is_older_than_the_published_version(replicated, real_data):
         r = items(srv, etag=e0)
         assert r.status_code == 200 and r.headers["ETag"] == e1 and r.json()["numberMatched"] == LIDL_IN_MARBURG
         assert items(srv, etag=e1).status_code == 304
+    version = int(psql(primary, database, "SELECT value FROM gdi.state WHERE key = 'data_version'"))
+    map_before = wait_for_map(srv, version)
     first = {f["id"] for f in r1.json()["features"]}
     assert len(first) == LIDL_IN_MARBURG
     shop = min(r1.json()["features"], key=lambda f: f["id"])
@@ -168,6 +185,8 @@ def test_no_answer_is_older_than_the_published_version(replicated, real_data):
     assert one.status_code == 200 and one.json()["id"] == twin["id"]       # not the replica's 404
     assert {shop["id"], twin["id"]} <= tile_ids(srv, shop)
     assert download_rows(srv) == 2 * LIDL_IN_MARBURG
+    # the map is rebuilt from the primary too: its points are the new ones (the replica's would be the old page)
+    assert wait_for_map(srv, version + 1) != map_before
     assert psql(replica, database, "SELECT count(*) FROM gdi.supply_points") == str(LIDL_IN_MARBURG)   # still
 
     # replay resumes: the same version, the same tag; the replica answers again
@@ -178,3 +197,29 @@ def test_no_answer_is_older_than_the_published_version(replicated, real_data):
     page = items(srv, limit=3, offset=4)
     assert page.status_code == 200 and page.json()["numberMatched"] == 2 * LIDL_IN_MARBURG
     assert wait_for_scans(replica, database, "supply_points", before + 1) >= before + 1
+
+
+def test_a_replica_that_stops_leaves_the_reads_to_the_primary(tmp_path, real_data, request, postgis):
+    from gdi import devdb
+
+    replica = devdb.start_replica(postgis)
+    srv = None
+    try:
+        srv, database, _ = serve_replicated(tmp_path / "home", real_data, request, postgis, replica)
+        assert items(srv, "municipalities", limit=1).json()["numberMatched"] == 22
+        replica.stop(remove=False)
+        slowest, started = 0.0, time.time()
+        offset = 0
+        while time.time() - started < 16:       # past the 10 s the failed replica is left alone, and its retry
+            t0 = time.time()
+            r = items(srv, "municipalities", limit=1, offset=offset)      # a page the cache has not seen
+            slowest = max(slowest, time.time() - t0)
+            assert r.status_code == 200 and r.json()["numberMatched"] == 22
+            assert len(r.json()["features"]) == (1 if offset < 22 else 0)
+            offset += 1
+        print(f"replica down: {offset} answers in 16 s, the slowest {slowest:.2f} s")
+        assert slowest < 4, f"an answer took {slowest:.1f} s with the replica down"
+    finally:
+        if srv is not None:
+            srv.stop()
+        replica.stop()
