@@ -6,6 +6,7 @@ installation never share files by accident; configuration is read from ``config/
 from __future__ import annotations
 
 import functools
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -74,6 +75,25 @@ class Server(_Section):
     # Origins whose browser pages may read the API (CORS): ["*"] any, [] none, else exact origins.
     # Reads are public, so any is the default; the upload routes never answer cross-origin.
     cors_origins: list[str] = ["*"]
+    # Reverse proxies (addresses or CIDR networks) whose X-Forwarded-Proto, -Host and -Prefix give the
+    # public URL every link of an answer carries (gdi/server/public_url.py); from any other client
+    # these headers are ignored, so nobody else can make the server link elsewhere.
+    trusted_proxies: list[str] = ["127.0.0.1"]
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies(cls, value: list[str]) -> list[str]:
+        """Each entry an IPv4/IPv6 address or network (``10.0.0.0/24``); a network with host bits set
+        (``10.0.0.1/24``) is refused rather than silently widened or narrowed."""
+        bad = []
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError:
+                bad.append(entry)
+        if bad:
+            raise ValueError(f"not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/24, ::1): {', '.join(bad)}")
+        return value
 
     @field_validator("cors_origins")
     @classmethod

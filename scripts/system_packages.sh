@@ -2,7 +2,7 @@
 # The Debian packages a make target drives, installed when missing.
 #
 #   scripts/system_packages.sh assets   npm (vendoring the web libraries from the npm registry)
-#   scripts/system_packages.sh test     chromium, gdal-bin, python3-qgis, postgresql + postgis
+#   scripts/system_packages.sh test     chromium, gdal-bin, python3-qgis, postgresql + postgis, nginx
 #   scripts/system_packages.sh bench    the test packages and wrk
 #
 # As root with apt-get the missing ones are installed; otherwise this stops at once with one
@@ -27,6 +27,7 @@ case "${1:-}" in
     need python3-qgis /usr/bin/python3 -c "import qgis.core"
     need postgresql pg_ctl_present
     need postgis postgis_control
+    need nginx test -x /usr/sbin/nginx
     if [ "$1" = bench ]; then need wrk command -v wrk; fi
     ;;
   *) echo "usage: $0 assets|test|bench" >&2; exit 2 ;;

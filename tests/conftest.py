@@ -170,6 +170,14 @@ def home_store(home: Path) -> str | None:
     return (marker.read_text() or None) if marker.exists() else None
 
 
+def answers(url: str, timeout: float = 2) -> bool:
+    """Whether url answers 200 now (a server being started: not yet listening is no error)."""
+    try:
+        return requests.get(url, timeout=timeout).status_code == 200
+    except requests.RequestException:
+        return False
+
+
 class Server:
     def __init__(self, home: Path, port: int):
         self.home, self.port = home, port
@@ -187,11 +195,8 @@ class Server:
         while time.time() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {(home / f'server-{port}.log').read_text()[-3000:]}")
-            try:
-                if requests.get(self.url + "/conformance?f=json", timeout=2).status_code == 200:
-                    return
-            except requests.RequestException:
-                pass
+            if answers(self.url + "/conformance?f=json"):
+                return
             time.sleep(0.3)
         self.stop()
         raise RuntimeError("server did not start in 90 s")

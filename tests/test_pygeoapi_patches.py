@@ -164,7 +164,8 @@ print(json.dumps({
     "live_config": flask_app.api_.config is flask_app.CONFIG,
     "patched": [bool(getattr(f, "_gdi", False)) for f in (itemtypes.parse_cql2_text, itemtypes.parse_cql2_json,
                 itemtypes.transform_bbox, itemtypes.create_crs_transform_spec, itemtypes.to_json)],
-    "layers": [type(app.wsgi_app).__name__, type(app.wsgi_app.app).__name__, type(app.wsgi_app.app.app).__name__],
+    "layers": [type(app.wsgi_app).__name__, type(app.wsgi_app.app).__name__, type(app.wsgi_app.app.app).__name__,
+               type(app.wsgi_app.app.app.app).__name__, type(app.wsgi_app.app.app.app.app).__name__],
     "api": app.view_functions["gdi_api"] is app.view_functions["pygeoapi.openapi"],
 }))
 """
@@ -178,5 +179,7 @@ print(json.dumps({
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=True)
     assert json.loads(out.stdout.splitlines()[-1]) == {
         "live_config": True, "patched": [True, True, True, True, True],
-        # CORS outermost (cached and 304 answers get it too), then the cache, then the fixes
-        "layers": ["CorsMiddleware", "CachingMiddleware", "Middleware"], "api": True}
+        # the proxy's public URL outermost, CORS (cached and 304 answers get it too), the cache, the public
+        # links (cached as rewritten), then the fixes
+        "layers": ["TrustedProxy", "CorsMiddleware", "CachingMiddleware", "LinkRewriter", "Middleware"],
+        "api": True}

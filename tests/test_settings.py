@@ -15,6 +15,7 @@ def test_the_shipped_configuration_is_valid_and_read_as_written():
     assert (s.server.workers, s.server.threads, s.uploads.max_queued_per_member) == (2, 2, 5)
     assert s.ingest.territory_tolerance_m == 50.0 and s.viewer.basemap == "osm"
     assert s.server.cors_origins == ["*"]
+    assert s.server.trusted_proxies == ["127.0.0.1"] == settings.Server().trusted_proxies
 
 
 @pytest.mark.parametrize("text,problem", [
@@ -26,6 +27,9 @@ def test_the_shipped_configuration_is_valid_and_read_as_written():
      "server.cors_origins: Value error, not an origin (scheme://host[:port], no path): https://geoportal.example.de/"),
     ("server:\n  cors_origins: ['*', https://geoportal.example.de]\n",
      "server.cors_origins: Value error, '*' allows every origin; list either '*' alone or the origins"),
+    ("server:\n  trusted_proxies: [10.0.0.1/24, nginx.example.de, '::1', 10.0.0.0/24]\n",
+     "server.trusted_proxies: Value error, not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/24, ::1): "
+     "10.0.0.1/24, nginx.example.de"),
 ])
 def test_a_wrong_setting_is_named(tmp_path, monkeypatch, text, problem):
     path = tmp_path / "gdi.yml"

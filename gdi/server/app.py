@@ -30,6 +30,9 @@ def create_app():
     from gdi.server import fixes
 
     fixes.install(APP)
+    from gdi.server import public_url
+
+    public_url.install_rewriter(APP)     # inside the cache: it keeps answers with the public links
     __import__("gdi.server.caching", fromlist=["install"]).install(APP)   # ETag/304/gzip/response cache
     from gdi.server import cors, uploads
 
@@ -71,7 +74,8 @@ def create_app():
     def favicon():
         return redirect("/static/img/favicon.ico")
 
-    cors.install(APP, uploads.OURS)      # outermost: cached and 304 answers get their CORS headers too
+    cors.install(APP, uploads.OURS)      # cached and 304 answers get their CORS headers too
+    public_url.install_proxy(APP)        # outermost: every layer sees the request's public base URL
     return APP
 
 

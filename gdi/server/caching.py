@@ -8,7 +8,7 @@ pygeoapi configuration — so a publish that has landed is seen by the very next
 request, in every worker, without any signalling.
 
 * ``ETag`` is derived from (data version, configuration, path, query, Accept,
-  Accept-Language) — identical in every worker, so it validates across them;
+  Accept-Language, the public base URL of gdi/server/public_url.py) — identical in every worker, so it validates across them;
   the gzip representation has its own tag (``…-gz``). It is a *weak* tag
   (``W/"…"``): it is known before pygeoapi runs (that is what lets any worker
   answer 304 without rendering), so it promises semantically equal bodies, not
@@ -46,6 +46,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gdi.server.buffered import run_buffered, with_length
+from gdi.server.public_url import PUBLIC_URL
 
 LOGGER = logging.getLogger(__name__)
 # whole-collection downloads are streamed from a file and tagged by gdi/server/downloads.py, never buffered here
@@ -277,8 +278,10 @@ class CachingMiddleware:
         version, modified = self.version.read()
         if not version:
             return self.app(environ, start_response)
+        # the public base URL too (gdi/server/public_url.py): the links of an answer to one proxied host
+        # never reach a client of another, and their ETags differ
         key = (path, environ.get("QUERY_STRING", ""), environ.get("HTTP_ACCEPT", ""),
-               environ.get("HTTP_ACCEPT_LANGUAGE", ""))
+               environ.get("HTTP_ACCEPT_LANGUAGE", ""), environ.get(PUBLIC_URL, ""))
         etag = weak_etag(version, key)
         gz = _accepts_gzip(environ)
         tag = etag[:-1] + '-gz"' if gz else etag

@@ -1,0 +1,492 @@
+"""gdi behind Debian's nginx with the shipped deploy/nginx/gdi.conf: every link carries the public URL.
+
+nginx runs as a plain process (not root: as nobody when the tests run as root) on a free port of
+127.0.0.1, with the shipped site file — only its upstream addresses, listen port and paths replaced —
+in front of real `gdi serve` processes (two on PostGIS, sharing one database). The crawl follows every
+kind of answer through nginx and checks that no link leaves ``http://127.0.0.1:<nginx>/gdi``.
+"""
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import os
+import pwd
+import random
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urljoin, urlsplit
+
+import pytest
+import requests
+import yaml
+
+from conftest import DATA, REPO, STORES, Server, answers, free_port, fresh_store, ingest_boundaries, run_gdi
+from gdi import settings
+from gdi.server.public_url import Links, TrustedProxy, is_trusted
+
+SITE = REPO / "deploy" / "nginx" / "gdi.conf"
+NGINX = "/usr/sbin/nginx"
+UNTRUSTED = "127.0.0.2"            # a client address outside the default server.trusted_proxies
+ROOTS = ("collections", "static", "uploads", "vendor", "viewer")
+
+
+# -- the rules, without a server -------------------------------------------------------------------
+
+def test_links_move_to_the_public_base_and_prefix():
+    moved = Links("http://127.0.0.1:5000", "https://geo.example.de:8443/gdi", "/gdi", ROOTS)
+    assert moved.body(b'{"href": "/uploads/1", "a":"http://127.0.0.1:5000/collections?f=json",'
+                      b'"b":"http://127.0.0.1:50001/x","c":"http://127.0.0.1:5000","d":"/viewer"}',
+                      "application/json") == \
+        (b'{"href": "/gdi/uploads/1", "a":"https://geo.example.de:8443/gdi/collections?f=json",'
+         b'"b":"http://127.0.0.1:50001/x","c":"https://geo.example.de:8443/gdi","d":"/viewer"}')
+    assert moved.body(b'<a href="/viewer">m</a><script src="/vendor/l.js"></script>'
+                      b"<script>s.replace(/'/g, \"\"); u = root + '/collections/' + \"/apis\";</script>",
+                      "text/html; charset=utf-8") == \
+        (b'<a href="/gdi/viewer">m</a><script src="/gdi/vendor/l.js"></script>'
+         b"<script>s.replace(/'/g, \"\"); u = root + '/gdi/collections/' + \"/apis\";</script>")
+    assert moved.url("/static/img/favicon.ico") == "/gdi/static/img/favicon.ico"
+    assert moved.header("Link", '<http://127.0.0.1:5000/a?f=json>; rel="next", </b>; rel="prev"') == \
+        '<https://geo.example.de:8443/gdi/a?f=json>; rel="next", </gdi/b>; rel="prev"'
+    assert moved.url("https://other.example/x") == "https://other.example/x"
+
+
+def test_links_when_the_configured_url_is_the_public_one_with_its_path():
+    """server.url https://geo.example.de/gdi (the deployment the README describes): the map's paths that
+    already carry /gdi keep one, the other root-relative ones get it."""
+    same = Links("https://geo.example.de/gdi", "https://geo.example.de/gdi", "/gdi", ROOTS)
+    assert same.body(b"<script src=\"/vendor/l.js\"></script>'/gdi/collections/x' \"/gdi\" \"/gdix\" "
+                     b"https://geo.example.de/gdi/x https://geo.example.de/gdix", "text/html") == \
+        (b"<script src=\"/gdi/vendor/l.js\"></script>'/gdi/collections/x' \"/gdi\" \"/gdix\" "
+         b"https://geo.example.de/gdi/x https://geo.example.de/gdix")
+    assert same.body(b'{"href":"/uploads/1","a":{"href":"/gdi/uploads/2"}}', "application/json") == \
+        b'{"href":"/gdi/uploads/1","a":{"href":"/gdi/uploads/2"}}'
+    assert (same.url("/gdi/uploads/1"), same.url("/uploads/1")) == ("/gdi/uploads/1", "/gdi/uploads/1")
+    other = Links("https://geo.example.de/gdi", "http://10.0.0.5:8080/x", "/x", ROOTS)
+    assert other.body(b"'/gdi/collections/x' https://geo.example.de/gdi/y", "text/html") == \
+        b"'/x/collections/x' http://10.0.0.5:8080/x/y"
+
+
+def _call(app, environ: dict) -> tuple[str, dict]:
+    seen: dict = {}
+
+    def start(status, headers, exc_info=None):
+        seen["status"] = status
+    body = b"".join(app(dict({"REQUEST_METHOD": "GET", "PATH_INFO": "/", "wsgi.url_scheme": "http",
+                              "HTTP_HOST": "127.0.0.1:5000", "SCRIPT_NAME": ""}, **environ), start))
+    return seen["status"], json.loads(body)
+
+
+def test_only_a_trusted_proxy_moves_the_public_url():
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({k: environ.get(k) for k in ("gdi.public_url", "SCRIPT_NAME", "REMOTE_ADDR",
+                                                        "HTTP_X_FORWARDED_HOST")}).encode()]
+
+    proxy = TrustedProxy(app, lambda: "http://127.0.0.1:5000/", lambda: ["127.0.0.1", "10.1.0.0/16"])
+    forwarded = {"HTTP_X_FORWARDED_PROTO": "https", "HTTP_X_FORWARDED_HOST": "geo.example.de:8443",
+                 "HTTP_X_FORWARDED_PREFIX": "/gdi/", "HTTP_X_FORWARDED_FOR": "192.0.2.7"}
+    assert _call(proxy, {"REMOTE_ADDR": "10.1.2.3", **forwarded}) == ("200 OK", {
+        "gdi.public_url": "https://geo.example.de:8443/gdi", "SCRIPT_NAME": "/gdi", "REMOTE_ADDR": "192.0.2.7",
+        "HTTP_X_FORWARDED_HOST": "geo.example.de:8443"})
+    assert _call(proxy, {"REMOTE_ADDR": "::ffff:127.0.0.1", **forwarded})[1]["gdi.public_url"] == \
+        "https://geo.example.de:8443/gdi"
+    assert _call(proxy, {"REMOTE_ADDR": "10.2.0.1", **forwarded}) == ("200 OK", {
+        "gdi.public_url": "http://127.0.0.1:5000", "SCRIPT_NAME": "", "REMOTE_ADDR": "10.2.0.1",
+        "HTTP_X_FORWARDED_HOST": None})
+    assert _call(proxy, {"REMOTE_ADDR": "127.0.0.1"})[1]["gdi.public_url"] == "http://127.0.0.1:5000"
+    # a header werkzeug cannot parse as a list is no forwarded value; one that is no host is refused
+    assert _call(proxy, {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_HOST": 'x"><script>'})[1]["gdi.public_url"] \
+        == "http://127.0.0.1:5000"
+    status, problem = _call(proxy, {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_HOST": "evil.example/<b>"})
+    assert (status, problem["status"], problem["detail_de"], problem["detail_en"]) == (
+        "400 Bad Request", 400,
+        "der vorgeschaltete Proxy hat keine gültige öffentliche Adresse übermittelt (X-Forwarded-Proto: http oder "
+        "https, X-Forwarded-Host: Name[:Port], X-Forwarded-Prefix: /Pfad)",
+        "the reverse proxy sent no valid public address (X-Forwarded-Proto: http or https, X-Forwarded-Host: "
+        "name[:port], X-Forwarded-Prefix: /path)")
+    assert _call(proxy, {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_PROTO": "javascript"})[0] == "400 Bad Request"
+    assert (is_trusted("127.0.0.1", ("127.0.0.1",)), is_trusted("127.0.0.2", ("127.0.0.1",)),
+            is_trusted("fe80::1%eth0", ("fe80::/10",)), is_trusted("unix", ("127.0.0.1",))) == (True, False, True, False)
+
+
+def test_the_shipped_nginx_site_streams_uploads_up_to_gdis_limit():
+    text = SITE.read_text(encoding="utf-8")
+    size = re.findall(r"^\s*client_max_body_size (\d+)m;", text, re.M)
+    shipped = yaml.safe_load((REPO / "config" / "gdi.yml").read_text(encoding="utf-8"))["uploads"]["max_bytes"]
+    assert [int(s) * 2**20 for s in size] == [settings.Uploads().max_bytes] == [shipped]
+    for directive in ("proxy_request_buffering off;", "proxy_set_header X-Forwarded-Proto $scheme;",
+                      "proxy_set_header X-Forwarded-Host $http_host;", "proxy_set_header X-Forwarded-Prefix /gdi;",
+                      "location /gdi/ {", "proxy_pass http://gdi/;", "gzip off;"):
+        assert re.search(rf"^\s*{re.escape(directive)}", text, re.M), directive
+
+
+# -- nginx in front of real servers ----------------------------------------------------------------
+
+def site_config(backends: list[int], port: int) -> str:
+    """The shipped site with this test's addresses: the upstream's server lines become one per backend
+    (with the shipped parameters), ``listen 80`` a free port of 127.0.0.1. Nothing else changes."""
+    text = SITE.read_text(encoding="utf-8")
+    shipped = re.findall(r"^( +)server 10\.0\.0\.\d+:5000( [^;]*);\n", text, re.M)
+    assert len(shipped) >= 2
+    indent, params = shipped[0]
+    lines = "".join(f"{indent}server 127.0.0.1:{p}{params};\n" for p in backends)
+    text = _replace_upstream(text, lines)
+    text, n = re.subn(r"(?m)^    listen 80;$", f"    listen 127.0.0.1:{port};", text)
+    assert n == 1
+    return text
+
+
+def _replace_upstream(text: str, lines: str) -> str:
+    pattern = re.compile(r"(?m)^ +server 10\.0\.0\.\d+:5000 [^;]*;\n")
+    first = pattern.search(text)
+    return text[:first.start()] + lines + pattern.sub("", text[first.start():])
+
+
+class Nginx:
+    """Debian's nginx on a free port with the shipped site: its own prefix, pid, logs and temp folders."""
+
+    def __init__(self, backends: list[int]):
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="gdi-nginx-"))
+        self.dir.chmod(0o755)
+        (self.dir / "gdi.conf").write_text(site_config(backends, self.port), encoding="utf-8")
+        temps = "\n".join(f"    {kind}_temp_path {self.dir / kind};" for kind in
+                          ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        (self.dir / "nginx.conf").write_text(f"""daemon off;
+worker_processes 2;
+pid {self.dir}/nginx.pid;
+error_log {self.dir}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    include /etc/nginx/mime.types;
+    access_log {self.dir}/access.log;
+{temps}
+    include {self.dir}/gdi.conf;
+}}
+""", encoding="utf-8")
+        user = {}
+        if os.geteuid() == 0:               # never nginx as root: as nobody, in a folder nobody may write
+            nobody = pwd.getpwnam("nobody")
+            shutil.chown(self.dir, nobody.pw_uid, nobody.pw_gid)
+            user = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+        cmd = [NGINX, "-p", str(self.dir), "-e", str(self.dir / "error.log"), "-c", str(self.dir / "nginx.conf")]
+        test = subprocess.run([*cmd, "-t"], capture_output=True, text=True, **user)
+        assert test.returncode == 0, test.stderr
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **user)
+        self.url = f"http://127.0.0.1:{self.port}/gdi"
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            assert self.proc.poll() is None, self.error_log()
+            if answers(self.url + "/conformance?f=json", timeout=5):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"nginx did not answer: {self.error_log()}")
+
+    def error_log(self) -> str:
+        path = self.dir / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", params=STORES)
+def behind_nginx(request, tmp_path_factory):
+    """Fresh boundaries on each store, the map drawn from tiles (viewer.tiles_above: 0, so the page holds
+    tile URLs), one `gdi serve` (two on PostGIS, one database) and nginx in front."""
+    kind = request.param
+    with pytest.MonkeyPatch.context() as mp:
+        home = tmp_path_factory.mktemp(f"proxy-{kind}") / "home"
+        home.mkdir()
+        url = fresh_store(kind, request)
+        mp.setenv("GDI_HOME", str(home))
+        if url:
+            mp.setenv("GDI_STORE", url)
+        else:
+            mp.delenv("GDI_STORE", raising=False)
+        ingest_boundaries(request, home)
+        (home / "store-url").write_text(url or "")
+        text = (REPO / "config" / "gdi.yml").read_text(encoding="utf-8")
+        config = home.parent / "gdi.yml"
+        config.write_text(text.replace("\n  tiles_above: 20000 ", "\n  tiles_above: 0     "), encoding="utf-8")
+        assert config.read_text() != text
+        mp.setenv("GDI_CONFIG", str(config))
+        ports = [free_port() for _ in range(2 if kind == "postgis" else 1)]
+        mp.setenv("GDI_URL", f"http://127.0.0.1:{ports[0]}")      # every server the same server.url
+        servers: list[Server] = []
+        nginx = None
+        try:
+            for port in ports:
+                servers.append(Server(home, port))
+            secret = run_gdi("token", "create", "--member", "06534", "--admin", home=home,
+                             check=True).stdout.strip().splitlines()[-1]
+            nginx = Nginx(ports)
+            yield {"nginx": nginx, "servers": servers, "secret": secret, "home": home}
+        finally:
+            if nginx is not None:
+                nginx.stop()
+            for srv in servers:
+                srv.stop()
+
+
+def bearer(secret: str) -> dict:
+    return {"Authorization": f"Bearer {secret}"}
+
+
+def wait_job(url: str, secret: str, timeout: float = 180) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        r = requests.get(url, headers=bearer(secret), timeout=30)
+        assert r.status_code == 200, r.text
+        job = r.json()
+        if job["status"] not in {"queued", "running"}:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not finish")
+
+
+ABSOLUTE = re.compile(r"""https?://[^\s"'<>\\)]+""")
+ATTRIBUTE = re.compile(r"""\s(?:href|src|action)=["']([^"']*)["']""")
+
+
+class Crawl:
+    """Every answer through nginx, checked: its absolute links to this machine start with the public URL,
+    its root-relative ones with /gdi/, and no backend address appears anywhere (body or headers)."""
+
+    def __init__(self, public: str, backends: list[int]):
+        self.public = public
+        self.origin = public.rsplit("/gdi", 1)[0]
+        self.backends = [f"127.0.0.1:{p}" for p in backends] + [f"127.0.0.1%3A{p}" for p in backends]
+        self.seen: dict[str, int] = {}
+        self.links: set[str] = set()
+        self.rooted: set[str] = set()
+        self.found_in: dict[str, str] = {}       # link → the first answer it was found in
+
+    def check(self, r: requests.Response) -> None:
+        where = r.request.url
+        text = r.content.decode("utf-8", errors="replace")
+        heads = "\n".join(f"{k}: {v}" for k, v in r.headers.items())
+        for backend in self.backends:
+            assert backend not in text and backend not in heads, f"{where} names the backend {backend}"
+        ctype = r.headers.get("Content-Type", "")
+        found = ABSOLUTE.findall(text) if re.match(r"text/html|application/.*(json|xml)|text/xml", ctype) else []
+        found += ABSOLUTE.findall(heads)
+        for url in found:              # every URL of this machine, in links, texts and scripts alike
+            if urlsplit(url).hostname in {"127.0.0.1", "localhost"}:
+                assert url == self.public or url.startswith((self.public + "/", self.public + "?")), (where, url)
+        # the links to follow: HTML attributes, JSON link objects, the link headers
+        refs = ATTRIBUTE.findall(text) if ctype.startswith("text/html") else []
+        if "json" in ctype:
+            refs += re.findall(r'"href":\s*"([^"]*)"', text)
+        refs += [v for k, v in r.headers.items() if k.lower() in {"location", "content-location"}]
+        for url in refs:
+            url = url.replace("&amp;", "&")
+            if urlsplit(url).hostname in {"127.0.0.1", "localhost"}:
+                self.links.add(url)
+                self.found_in.setdefault(url, where)
+        rooted = [v for v in refs if v.startswith("/") and not v.startswith("//")]
+        for ref in rooted:
+            assert ref.startswith("/gdi/") or ref in {"/gdi"} or ref.startswith("/gdi?"), (where, ref)
+            self.rooted.add(urljoin(self.origin, ref))
+            self.found_in.setdefault(urljoin(self.origin, ref), where)
+
+    def get(self, url: str, **kw) -> requests.Response:
+        kw.setdefault("timeout", 60)
+        r = requests.get(url if url.startswith("http") else self.public + url, **kw)
+        self.check(r)
+        self.seen[r.request.url] = r.status_code
+        return r
+
+
+def test_every_link_through_nginx_carries_the_public_url(behind_nginx):
+    nginx, secret = behind_nginx["nginx"], behind_nginx["secret"]
+    ports = [s.port for s in behind_nginx["servers"]]
+    public = nginx.url
+    crawl = Crawl(public, ports)
+
+    # an upload through nginx: its Location, status, report links (JSON, HTML) all below /gdi/
+    lidl = DATA / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"
+    with open(lidl, "rb") as fh:
+        r = requests.post(public + "/uploads", headers=bearer(secret), data={"collection": "supply_points"},
+                          files={"file": (lidl.name, fh)}, timeout=60)
+    assert r.status_code == 202, r.text
+    crawl.check(r)
+    jid = r.json()["id"]
+    assert r.headers["Location"] == f"/gdi/uploads/{jid}"
+    assert r.json()["links"] == [{"rel": "self", "type": "application/json", "href": f"/gdi/uploads/{jid}"}]
+    job = wait_job(urljoin(public, r.headers["Location"]), secret)
+    assert job["status"] == "accepted", job
+    assert [link["href"] for link in job["links"]] == [
+        f"/gdi/uploads/{jid}", f"/gdi/uploads/{jid}/report.json", f"/gdi/uploads/{jid}/report.html?lang=de",
+        f"/gdi/uploads/{jid}/report.html?lang=en"]
+    for link in job["links"]:
+        answer = crawl.get(urljoin(public, link["href"]), headers=bearer(secret))
+        assert (answer.status_code, answer.headers["Content-Type"].split(";")[0]) == (200, link["type"]), link
+    listed = crawl.get("/uploads", headers=bearer(secret)).json()["uploads"]
+    assert [u["links"][0]["href"] for u in listed] == [f"/gdi/uploads/{jid}"]
+
+    items = crawl.get("/collections/supply_points/items?f=json&limit=2").json()
+    fid = items["features"][0]["id"]
+    assert items["numberMatched"] == job["counts"]["accepted"] > 2
+    pages = [items]
+    while len(pages) < 3:        # the next links carry the public URL and lead on
+        nxt = next(link["href"] for link in pages[-1]["links"] if link["rel"] == "next")
+        assert nxt.startswith(public + "/collections/supply_points/items?")
+        pages.append(crawl.get(nxt).json())
+    assert len({f["id"] for p in pages for f in p["features"]}) == 6
+
+    deadline = time.time() + 120           # the running server redraws the map from tiles after the upload
+    while "vectorGrid.protobuf" not in requests.get(public + "/viewer", timeout=30).text:
+        assert time.time() < deadline, "the map was not redrawn with the uploaded points as tiles"
+        time.sleep(0.5)
+
+    start = ["/", "/?f=json", "/?f=html", "/?f=jsonld", "/conformance?f=json", "/conformance?f=html",
+             "/collections?f=json", "/collections?f=html", "/collections/supply_points?f=json",
+             "/collections/supply_points?f=html", "/collections/supply_points/items?f=html&limit=3",
+             f"/collections/supply_points/items/{fid}?f=json", f"/collections/supply_points/items/{fid}?f=html",
+             "/collections/supply_points/queryables?f=json", "/collections/supply_points/queryables?f=html",
+             "/collections/supply_points/schema?f=json", "/collections/supply_points/tiles?f=json",
+             "/collections/supply_points/tiles?f=html", "/collections/supply_points/tiles/WebMercatorQuad?f=json",
+             "/collections/supply_points/tiles/WebMercatorQuad/metadata?f=tilejson", "/TileMatrixSets?f=json",
+             "/TileMatrixSets/WebMercatorQuad?f=json", "/openapi?f=json", "/openapi?f=html", "/api?f=json", "/api",
+             "/viewer", "/viewer?lang=en", "/viewer/", "/upload", "/collections/municipalities/metadata",
+             "/csw?service=CSW&version=2.0.2&request=GetCapabilities", "/collections/catalogue/items?f=json",
+             "/collections/catalogue/items?f=html"]
+    for path in start:
+        answer = crawl.get(path)
+        assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+    for accept in ("gzip", "identity"):      # compressed or not, cached or not: the same links
+        crawl.get("/collections/supply_points/items?f=json&limit=50", headers={"Accept-Encoding": accept})
+
+    favicon = crawl.get("/favicon.ico", allow_redirects=False)
+    assert (favicon.status_code, favicon.headers["Location"]) == (302, "/gdi/static/img/favicon.ico")
+    tilejson = crawl.get("/collections/supply_points/tiles/WebMercatorQuad/metadata?f=tilejson").json()
+    template = tilejson["tiles"][0]
+    assert template.startswith(public + "/collections/supply_points/tiles/WebMercatorQuad/"), template
+    viewer = crawl.get("/viewer").text
+    assert "'/gdi/collections/supply_points/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt'" in viewer
+    assert "'/collections/" not in viewer and '"/vendor/' not in viewer
+    openapi = crawl.get("/openapi?f=json").json()
+    assert [s["url"] for s in openapi["servers"]] == [public]
+
+    # every link found, followed once: templates and other hosts aside, each answers (through nginx)
+    followed = ok = 0
+    queue = sorted(crawl.links | crawl.rooted)
+    done = set(crawl.seen)
+    while queue and followed < 400:
+        url = queue.pop(0)
+        if url in done or "{" in url or "%7B" in url or "/uploads" in url or "/download" in url:
+            continue
+        done.add(url)
+        answer = crawl.get(url)
+        followed += 1
+        # as the server answers it directly (pygeoapi links a few things it does not serve, e.g.
+        # /tileMatrixSets?f=html, and the catalogue as CSV, which gdi answers 400)
+        direct = requests.get(f"http://127.0.0.1:{ports[0]}" + url[len(public):], timeout=60).status_code
+        assert answer.status_code == direct, (url, crawl.found_in.get(url), answer.status_code, answer.text[:300])
+        ok += direct == 200
+        queue += sorted((crawl.links | crawl.rooted) - done - set(queue))
+    assert followed > 100 and ok > followed - 5, (followed, ok)
+    print(f"through nginx: {len(crawl.seen)} answers checked, {followed} links followed ({ok} answered 200)")
+    # one tile of the map's template and the downloads' headers, also through nginx
+    tile = crawl.get(template.replace("{z}", "12").replace("{y}", "1378").replace("{x}", "2147"))
+    assert tile.status_code == 200 and tile.headers["Content-Type"].startswith("application/vnd.mapbox-vector-tile")
+    download = requests.head(public + "/collections/supply_points/download?f=gpkg", timeout=60)
+    assert download.status_code == 200 and download.headers["Content-Disposition"].startswith("attachment")
+    assert nginx.error_log().count("[error]") == 0, nginx.error_log()
+
+
+def _direct(port: int, path: str, headers: dict, source: str = "127.0.0.1") -> tuple[int, dict, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
+    try:
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        heads = {k.lower(): v for k, v in r.getheaders()}
+        if heads.get("content-encoding") == "gzip":
+            body = gzip.decompress(body)
+        return r.status, heads, body
+    finally:
+        conn.close()
+
+
+def test_the_response_cache_keeps_each_public_url_to_its_own_clients(behind_nginx):
+    """Two proxied hosts alternately and an untrusted client naming a third, on cached paths: each answer
+    carries its own base only, the ETags differ, and one base's ETag never makes a 304 for another."""
+    srv = behind_nginx["servers"][0]
+    configured = f"http://127.0.0.1:{srv.port}"
+    bases = {"a": ("https", "a.example:8443", "/gdi"), "b": ("http", "b.example", "/karte")}
+    paths = ["/?f=json", "/collections?f=json", "/collections/supply_points/items?f=json&limit=3",
+             "/collections/supply_points?f=html"]
+    tags: dict[tuple[str, str, str], str] = {}
+    for _ in range(4):             # several rounds: both workers, from the cache and rendered
+        for path in paths:
+            for accept in ("gzip", "identity"):
+                for name, (proto, host, prefix) in bases.items():
+                    status, heads, body = _direct(srv.port, path, {
+                        "X-Forwarded-Proto": proto, "X-Forwarded-Host": host, "X-Forwarded-Prefix": prefix,
+                        "Accept-Encoding": accept})
+                    own = f"{proto}://{host}{prefix}"
+                    others = [f"{p}://{h}" for n, (p, h, _) in bases.items() if n != name] + [configured,
+                                                                                                "evil.example"]
+                    text = body.decode()
+                    assert status == 200 and own in text and not any(o in text for o in others), (name, path)
+                    assert tags.setdefault((name, path, accept), heads["etag"]) == heads["etag"]
+                status, heads, body = _direct(srv.port, path, {"X-Forwarded-Host": "evil.example",
+                                                               "X-Forwarded-Proto": "https",
+                                                               "X-Forwarded-Prefix": "/evil",
+                                                               "Accept-Encoding": accept}, source=UNTRUSTED)
+                text = body.decode()
+                assert status == 200 and configured in text and "evil.example" not in text and "/evil" not in text, path
+                assert tags.setdefault(("direct", path, accept), heads["etag"]) == heads["etag"]
+    for path in paths:
+        for accept in ("gzip", "identity"):
+            assert len({tags[(n, path, accept)] for n in ("a", "b", "direct")}) == 3
+        # b's client revalidating with a's tag gets b's page, not a 304
+        status, _, body = _direct(srv.port, path, {"X-Forwarded-Host": "b.example", "X-Forwarded-Proto": "http",
+                                                   "X-Forwarded-Prefix": "/karte",
+                                                   "If-None-Match": tags[("a", path, "identity")]})
+        assert status == 200 and "http://b.example/karte" in body.decode()
+        status, _, _ = _direct(srv.port, path, {"X-Forwarded-Host": "b.example", "X-Forwarded-Proto": "http",
+                                                "X-Forwarded-Prefix": "/karte",
+                                                "If-None-Match": tags[("b", path, "identity")]})
+        assert status == 304
+
+
+def test_a_large_upload_streams_through_nginx(behind_nginx, tmp_path):
+    """An upload of several MB passes nginx as it arrives (proxy_request_buffering off: nothing is
+    written to nginx's disk first) and is ingested by gdi."""
+    nginx, secret = behind_nginx["nginx"], behind_nginx["secret"]
+    rng = random.Random(14)
+    n = 40_000
+    features = [{"type": "Feature", "properties": {"name": f"Automat {i}", "shop": "vending_machine",
+                                                    "addr:city": "Marburg"},
+                 "geometry": {"type": "Point", "coordinates": [round(8.745 + rng.random() * 0.05, 7),
+                                                               round(50.795 + rng.random() * 0.03, 7)]}}
+                for i in range(n)]
+    path = tmp_path / "automaten.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    size = path.stat().st_size
+    assert size > 5 * 2**20
+    started = time.monotonic()
+    with open(path, "rb") as fh:
+        r = requests.post(nginx.url + "/uploads", headers=bearer(secret),
+                          data={"collection": "supply_points", "dataset": "automaten"},
+                          files={"file": (path.name, fh)}, timeout=120)
+    sent = time.monotonic() - started
+    assert r.status_code == 202, r.text
+    job = wait_job(urljoin(nginx.url, r.headers["Location"]), secret)
+    assert job["status"] == "accepted", job
+    assert job["counts"]["accepted"] == n, job["counts"]
+    body_temp = nginx.dir / "client_body"
+    assert not body_temp.exists() or list(body_temp.iterdir()) == []
+    assert "buffered to a temporary file" not in nginx.error_log()
+    print(f"upload of {size / 2**20:.1f} MB through nginx: sent in {sent:.2f} s")
