@@ -123,6 +123,43 @@ def _cmd_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from gdi.files import write_atomically
+    from gdi.ingest.reports import report_document
+
+    kind = "json" if args.format == "json" else ("html_en" if args.lang == "en" else "html")
+    document = report_document(args.id, kind)      # with PostGIS from the store, whichever server wrote it
+    if document is None:
+        print(f"gdi: no report {args.id} (see the report links of gdi history or /uploads)", file=sys.stderr)
+        return 2
+    text = document.read_text(encoding="utf-8") if isinstance(document, Path) else document
+    if not args.out:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    write_atomically(Path(args.out), text)
+    print(f"gdi: wrote {args.out}")
+    return 0
+
+
+def _cmd_original(args: argparse.Namespace) -> int:
+    from gdi.ingest.originals import original_into
+    from gdi.store import open_store
+
+    collection, member = _collection_and_member(args)
+    version = next((v for v in open_store().history(collection, member, args.dataset) if v.version == args.version),
+                   None)
+    name = f"{collection.id}/{member}/{args.dataset}"
+    if version is None or not version.original:
+        print(f"gdi: {name} has no version {args.version} with an original file", file=sys.stderr)
+        return 2
+    if not original_into(version.original, Path(args.out)):
+        print(f"gdi: the original of {name} version {args.version} ({version.original}) is kept nowhere",
+              file=sys.stderr)
+        return 2
+    print(f"gdi: wrote {args.out} ({version.file}, sha256 {version.sha256})")
+    return 0
+
+
 def _cmd_rollback(args: argparse.Namespace) -> int:
     from gdi.ingest import IngestRefused
     from gdi.ingest.pipeline import rollback
@@ -344,6 +381,21 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--dataset")
     h.add_argument("--json", action="store_true")
     h.set_defaults(func=_cmd_history)
+
+    rp = sub.add_parser("report", help="print (or write) an ingest report, wherever it is kept")
+    rp.add_argument("id", help="the report id (a job's or a version's 'report')")
+    rp.add_argument("--format", default="json", choices=["json", "html"])
+    rp.add_argument("--lang", default="de", choices=["de", "en"], help="language of the HTML report")
+    rp.add_argument("--out", help="write it to this file instead of printing it")
+    rp.set_defaults(func=_cmd_report)
+
+    o = sub.add_parser("original", help="write the original file of one version of a dataset (audit log)")
+    o.add_argument("--collection", required=True)
+    o.add_argument("--member", required=True)
+    o.add_argument("--dataset", required=True)
+    o.add_argument("--version", required=True, type=int)
+    o.add_argument("--out", required=True, help="the file to write")
+    o.set_defaults(func=_cmd_original)
 
     r = sub.add_parser("rollback", help="restore the previous (or a given) version of a dataset and republish")
     r.add_argument("--collection", required=True)

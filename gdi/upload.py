@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gdi import settings
 from gdi.ingest.pipeline import Options, ingest
 from gdi.ingest.report import Report
+from gdi.ingest.reports import keep_report
 from gdi.messages import t
 from gdi.store.base import Store
 
@@ -33,6 +33,6 @@ def ingest_and_publish(path: Path, options: Options, store: Store | None = None)
                       f"ließen sich nicht neu erzeugen ({failure}); gdi publish ausführen",
                       f"the data are published as version {report.version}, but regenerating the "
                       f"configuration and map failed ({failure}); run gdi publish"))
-        report.write(settings.paths().reports, options.report_file)
+        keep_report(report, options.report_file)
     step("done", 1.0)
     return report

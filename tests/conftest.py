@@ -139,8 +139,11 @@ def store_text() -> str:
 
 def run_gdi(*args: str, home: Path, check: bool = False, timeout: int = 300,
             store: str | None = "env", lang: str = "C.UTF-8") -> subprocess.CompletedProcess:
-    """Run the gdi command with GDI_HOME (and GDI_STORE as the test has set it, unless given), in the
-    locale ``lang`` (LANG; LC_ALL and LC_MESSAGES unset): English unless a test asks for German."""
+    """Run the gdi command with GDI_HOME (and GDI_STORE as the test has set it, unless given or the home
+    names its store in ``store-url``, as a server's home does), in the locale ``lang`` (LANG; LC_ALL and
+    LC_MESSAGES unset): English unless a test asks for German."""
+    if store == "env" and (home / "store-url").exists():
+        store = home_store(home)
     env = dict(os.environ, GDI_HOME=str(home), LANG=lang)
     env.pop("LC_ALL", None)
     env.pop("LC_MESSAGES", None)
@@ -176,6 +179,40 @@ def answers(url: str, timeout: float = 2) -> bool:
         return requests.get(url, timeout=timeout).status_code == 200
     except requests.RequestException:
         return False
+
+
+def at_once(n: int, fn) -> list:
+    """fn(0) … fn(n-1), each in its own thread, all released at the same moment; their results."""
+    import threading
+
+    barrier = threading.Barrier(n)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        results[i] = fn(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return results
+
+
+def state_rows(home: Path, sql: str, args: tuple = ()) -> list[tuple]:
+    """Rows of the upload service's state of the installation in home: its service.sqlite, or the
+    gdi_service schema of its PostGIS (``?`` parameters for both)."""
+    import sqlite3
+
+    store = home_store(home)
+    if store:
+        import psycopg
+
+        with psycopg.connect(store, options="-c search_path=gdi_service") as conn:
+            return conn.execute(sql.replace("?", "%s"), args).fetchall()
+    with sqlite3.connect(home / "service.sqlite") as db:
+        return db.execute(sql, args).fetchall()
 
 
 class Server:

@@ -39,6 +39,13 @@ def test_round_trip_keeps_data_and_versions(tmp_path, real_data, request, monkey
     assert history(home, url) == history(home, None)
     for c in ("municipalities", "supply_points"):
         assert items(home, url, c, monkeypatch) == items(home, None, c, monkeypatch)
+    empty = tmp_path / "c"          # PostGIS now keeps the originals: a server without home a reads them
+    empty.mkdir()
+    for version, sent in ((1, FARM), (2, LIDL)):
+        out = tmp_path / f"original-{version}"
+        run_gdi("original", "--collection", "supply_points", "--member", "06534", "--dataset", "shops",
+                "--version", str(version), "--out", str(out), home=empty, store=url, check=True)
+        assert out.read_bytes() == (real_data / sent).read_bytes()
     again = run_gdi("migrate", "--to", url, home=home, store=None)
     assert again.returncode != 0 and "already holds data" in again.stderr
 

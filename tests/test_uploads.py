@@ -1,10 +1,10 @@
 """The upload service for members' GIS staff, tested with a real server process."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
-import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import requests
 
-from conftest import DATA, Server, free_port, fresh_store, launch_chromium, run_gdi
+from conftest import DATA, Server, free_port, fresh_store, launch_chromium, run_gdi, state_rows, at_once
 
 LIDL = "poi/lidl_marburg-biedenkopf_hoexter_umland.geojson"
 FARM = "poi/farmshops_marburg-biedenkopf_hoexter_umland.geojson"
@@ -82,9 +82,12 @@ def items(srv, **params):
 
 
 def test_tokens_are_stored_as_hashes_and_can_be_revoked(service):
-    db = (service.home / "service.sqlite").read_bytes()
+    stored = repr(state_rows(service.home, "SELECT * FROM tokens") + state_rows(service.home, "SELECT * FROM jobs"))
+    db = (service.home / "service.sqlite").read_bytes() if not service.store else stored.encode()
     for secret in service.tokens.values():
-        assert secret.encode() not in db
+        assert secret.encode() not in db and secret not in stored
+        assert hashlib.sha256(secret.encode()).hexdigest() in stored
+    assert (service.home / "service.sqlite").exists() is (not service.store)   # PostGIS: the state is there
     listing = run_gdi("token", "list", home=service.home, check=True).stdout
     assert "06534014" in listing and "Stadt Marburg" in listing and "admin" in listing
     extra = token(service.home, "06534004")
@@ -235,8 +238,7 @@ def test_kill_during_a_large_upload_leaves_everything_as_before(service, tmp_pat
             break
         assert job["status"] in {"queued", "running"}, job
         time.sleep(0.1)
-    with sqlite3.connect(service.home / "service.sqlite") as db:
-        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    pid = state_rows(service.home, "SELECT pid FROM jobs WHERE id = ?", (jid,))[0][0]
     assert _alive(pid)
     # forked from the warm forkserver (the ingest modules imported once), not a fresh interpreter
     ppid = int(next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
@@ -374,18 +376,8 @@ def test_a_burst_of_uploads_never_queues_more_than_the_limit(service):
     h = service.tokens["hoexter"]
     folders = service.home / "uploads"
     before = {d.name for d in folders.iterdir()} if folders.exists() else set()
-    barrier = threading.Barrier(12)
-    answers: list = [None] * 12
-
-    def send(i: int) -> None:
-        barrier.wait()
-        answers[i] = upload(service, h, DATA / FARM, member="05762020", dataset=f"welle{i}", dry_run="true")
-
-    threads = [threading.Thread(target=send, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    answers = at_once(12, lambda i: upload(service, h, DATA / FARM, member="05762020", dataset=f"welle{i}",
+                                           dry_run="true"))
     codes = sorted(r.status_code for r in answers)
     assert codes == [202] * 5 + [429] * 7, codes
     refused = [r.json()["description"] for r in answers if r.status_code == 429]

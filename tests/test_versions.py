@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -40,7 +41,13 @@ def test_history_rollback_and_audit(home, real_data):
     assert [(v["version"], v["action"], v["count"], v["live"], v["file"]) for v in hist] == [
         (1, "upload", 42, False, FARM), (2, "upload", 10, True, LIDL)]
     assert all(len(v["sha256"]) == 64 and v["uploader"].startswith("cli") for v in hist)
-    assert all((home / v["original"]).exists() for v in hist)
+    for v, sent in zip(hist, (FARM, LIDL)):          # the originals, byte for byte, wherever the store keeps them
+        out = home.parent / f"original-{v['version']}"
+        run_gdi("original", "--collection", "supply_points", "--member", "06534", "--dataset", "shops",
+                "--version", str(v["version"]), "--out", str(out), home=home, check=True)
+        assert out.read_bytes() == (real_data / "poi" / sent).read_bytes()
+        assert v["original"] == f"originals/supply_points/06534/shops/{v['report']}-{sent}"
+        assert (home / v["original"]).exists() is (os.environ.get("GDI_STORE") is None)
 
     proc = run_gdi("rollback", "--collection", "supply_points", "--member", "06534", "--dataset", "shops",
                    home=home, check=True)

@@ -37,6 +37,7 @@ from gdi.ingest.fields import MappedColumns, map_columns, plan_mapping
 from gdi.ingest.limits import FileLimits
 from gdi.ingest.read import read_upload
 from gdi.ingest.report import Report
+from gdi.ingest.reports import keep_report
 from gdi.ingest.territory import assign_keys, check_member_key, split_keys, territory
 from gdi.messages import Surface, Text, t, text_of
 from gdi.ingest.validate import Checked, check_features, check_inside, check_keys_of_member
@@ -86,7 +87,6 @@ def ingest(path: Path, options: Options, store: Store | None = None) -> Report:
     report = Report(id=rid, file=path.name, collection=options.collection, member=options.member,
                     dataset=options.dataset, started=started, dry_run=options.dry_run,
                     surface=options.surface)
-    paths = settings.paths()
     try:
         with _territory_lock(options.collection):
             _run(path, options, report, store)
@@ -96,23 +96,29 @@ def ingest(path: Path, options: Options, store: Store | None = None) -> Report:
         report.refuse(t(f"interner Fehler: {type(exc).__name__}: {exc}", f"internal error: {type(exc).__name__}: {exc}"))
         report.status = "failed"
         report.finished = now_iso()
-        report.write(paths.reports, options.report_file)
+        keep_report(report, options.report_file)
         raise
     report.finished = now_iso()
-    report.write(paths.reports, options.report_file)
+    keep_report(report, options.report_file)
     return report
 
 
 @contextlib.contextmanager
 def _territory_lock(cid: str) -> Iterator[None]:
     """Uploads into the territory run one at a time: its key checks and the write must see
-    the same published keys (two uploads checked at once could each add the same key)."""
+    the same published keys (two uploads checked at once could each add the same key). With
+    PostGIS on every server of the database (an advisory lock), else on this machine (a file lock)."""
     try:
         coll = load_collections().get(cid)
     except CollectionError:
         coll = None
     if coll is None or not coll.is_territory:
         yield
+        return
+    store = open_store()
+    if store.kind == "postgis":
+        with store.exclusive(f"territory/{cid}"):
+            yield
         return
     with open(settings.paths().home / "territory.lock", "w") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
@@ -325,10 +331,17 @@ def _derive(checked: Checked, cols: MappedColumns, collection: Collection, known
 
 def _store(path: Path, result: gpd.GeoDataFrame, target: Target, options: Options, report: Report, store: Store,
            updated: str) -> None:
-    """Keep the original, then replace the dataset as a new version in one transaction."""
-    original = _keep_original(path, target.collection, target.member, target.dataset, report)
+    """Keep the original, then replace the dataset as a new version in one transaction.
+
+    PostGIS keeps the original itself, in the version's transaction (every server reads it there and
+    a rolled-back upload leaves none behind); the embedded store keeps it as a file under GDI_HOME."""
+    if store.kind == "postgis":
+        key, source = str(_original_path(target.collection, target.member, target.dataset, report, path)), path
+    else:
+        original = _keep_original(path, target.collection, target.member, target.dataset, report)
+        key, source = str(original.relative_to(settings.paths().home)), None
     meta = VersionMeta(uploader=options.uploader, file=path.name, sha256=report.sha256, report=report.id,
-                       original=str(original.relative_to(settings.paths().home)), counts=dict(report.counts))
+                       original=key, original_source=source, counts=dict(report.counts))
     info = store.replace(target.collection, target.member, target.dataset, result, updated=updated, meta=meta)
     report.version = info.version
     report.status = "accepted"
@@ -447,9 +460,14 @@ def _to_storage(geoms: np.ndarray, epsg: int, collection: Collection, report: Re
     return out
 
 
+def _original_path(collection: Collection, member: str, dataset: str, report: Report, path: Path) -> Path:
+    """Where an upload's original is kept, relative to GDI_HOME (with PostGIS: its key in the store)."""
+    return Path("originals") / collection.id / member / dataset / f"{report.id}-{path.name}"
+
+
 def _keep_original(path: Path, collection: Collection, member: str, dataset: str, report: Report) -> Path:
     """The upload as sent, so fields we did not map are never lost."""
-    target = settings.paths().originals / collection.id / member / dataset / f"{report.id}-{path.name}"
+    target = settings.paths().home / _original_path(collection, member, dataset, report, path)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(path, target)
     return target

@@ -77,24 +77,28 @@ class Report:
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, indent=2, default=str)
 
-    def write(self, directory: Path, extra: Path | None = None) -> dict[str, Path]:
+    def documents(self) -> dict[str, str]:
+        """The report as it is kept: ``json``, ``html`` (German) and ``html_en``."""
+        return {"json": self.to_json(), "html": render_html(self, "de"), "html_en": render_html(self, "en")}
+
+    def write(self, directory: Path, extra: Path | None = None,
+              documents: dict[str, str] | None = None) -> dict[str, Path]:
+        documents = documents or self.documents()
         directory.mkdir(parents=True, exist_ok=True)
-        out = {
-            "json": directory / f"{self.id}.json",
-            "html": directory / f"{self.id}.html",
-            "html_en": directory / f"{self.id}.en.html",
-        }
-        out["json"].write_text(self.to_json(), encoding="utf-8")
-        out["html"].write_text(render_html(self, "de"), encoding="utf-8")
-        out["html_en"].write_text(render_html(self, "en"), encoding="utf-8")
+        out = {kind: directory / f"{self.id}{FILE_SUFFIXES[kind]}" for kind in documents}
+        for kind, path in out.items():
+            path.write_text(documents[kind], encoding="utf-8")
         if extra is not None:
             extra = Path(extra)
             extra.parent.mkdir(parents=True, exist_ok=True)
             if extra.suffix.lower() in {".html", ".htm"}:
-                extra.write_text(render_html(self, "de"), encoding="utf-8")
+                extra.write_text(documents["html"], encoding="utf-8")
             else:
-                extra.write_text(self.to_json(), encoding="utf-8")
+                extra.write_text(documents["json"], encoding="utf-8")
         return out
+
+
+FILE_SUFFIXES = {"json": ".json", "html": ".html", "html_en": ".en.html"}     # of a report's files, by kind
 
 
 TEXT = {

@@ -81,8 +81,10 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
     """Queue an upload; ``save(path)`` writes the uploaded bytes.
 
     The member's queue limit is checked and the job inserted in one write transaction
-    (BEGIN IMMEDIATE), so a burst of simultaneous uploads, on any worker, never queues more
-    than ``limit``: a separate count-then-insert let every request of a burst pass the count."""
+    (BEGIN IMMEDIATE in SQLite, a per-member advisory lock in PostgreSQL), so a burst of
+    simultaneous uploads, on any worker of any server, never queues more than ``limit``: a
+    separate count-then-insert let every request of a burst pass the count. With PostgreSQL the
+    file goes into the database in the same transaction, for whichever server runs the job."""
     jid = uuid.uuid4().hex[:16]
     folder = settings.paths().home / "uploads" / jid
     folder.mkdir(parents=True, exist_ok=True)
@@ -90,7 +92,7 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
     save(target)
     conn = service_db.connect()
     try:
-        conn.execute("BEGIN IMMEDIATE")
+        conn.begin_queue(member)
         active = conn.execute("SELECT count(*) FROM jobs WHERE member = ? AND status IN ('queued','running')",
                               (member,)).fetchone()[0]
         if active >= limit:
@@ -104,7 +106,10 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
             "created) VALUES (?,?,?,?,?,?,?,?,?,'queued',?)",
             (jid, member, token_id, uploader, collection, options.get("dataset"), file_name, str(target),
              json.dumps(options), now_iso()))
+        conn.keep_upload(jid, target)
         conn.execute("COMMIT")
+        if conn.files_shared:
+            shutil.rmtree(folder, ignore_errors=True)
     finally:
         conn.close()
     return jid
@@ -137,6 +142,8 @@ def _update(jid: str, **fields) -> None:
     try:
         cols = ", ".join(f"{k} = ?" for k in fields)
         conn.execute(f"UPDATE jobs SET {cols} WHERE id = ?", (*fields.values(), jid))
+        if fields.get("status") in FINAL:
+            conn.drop_upload(jid)
     finally:
         conn.close()
 
@@ -145,9 +152,7 @@ def recover_interrupted() -> int:
     """Jobs left 'running' by a stopped server: failed, with the reason."""
     conn = service_db.connect()
     try:
-        return conn.execute(
-            "UPDATE jobs SET status = 'failed', finished = ?, message = ? WHERE status = 'running'",
-            (now_iso(), encode_message(INTERRUPTED))).rowcount
+        return conn.fail_interrupted(now_iso(), encode_message(INTERRUPTED))
     finally:
         conn.close()
 
@@ -161,6 +166,11 @@ def run_job(jid: str) -> int:
     job = get(jid)
     if job is None:
         return 2
+    conn = service_db.connect()
+    try:
+        path = conn.upload_file(job)        # with PostgreSQL fetched from there when another server received it
+    finally:
+        conn.close()
     opts = json.loads(job["options"])
     _update(jid, status="running", started=now_iso(), pid=os.getpid(), stage="starting", progress=0.0)
     last = [0.0]
@@ -172,7 +182,7 @@ def run_job(jid: str) -> int:
             _update(jid, stage=stage, progress=round(fraction, 3))
 
     try:
-        report = ingest_and_publish(Path(job["path"]), Options(
+        report = ingest_and_publish(path, Options(
             collection=job["collection"], member=job["member"], dataset=opts.get("dataset") or None,
             crs=opts.get("crs") or None, encoding=opts.get("encoding") or None, layer=opts.get("layer") or None,
             dry_run=bool(opts.get("dry_run")), uploader=job["uploader"], admin=opts.get("admin") is True,
@@ -303,11 +313,10 @@ class Runner(threading.Thread):
 
     @staticmethod
     def _claim(jid: str) -> bool:
-        """Atomically take a queued job (several servers may share GDI_HOME)."""
+        """Atomically take a queued job (several servers may share GDI_HOME or the PostgreSQL state)."""
         conn = service_db.connect()
         try:
-            return conn.execute("UPDATE jobs SET status = 'running', started = ?, stage = 'starting' "
-                                "WHERE id = ? AND status = 'queued'", (now_iso(), jid)).rowcount == 1
+            return conn.claim(jid, now_iso())
         finally:
             conn.close()
 

@@ -27,6 +27,7 @@ from gdi import settings
 from gdi.collections import load_collections
 from gdi.datasets import MAX_VERSION, DatasetNameError, check_dataset_name, version_number
 from gdi.ingest import IngestRefused, authority
+from gdi.ingest.reports import report_document
 from gdi.ingest.territory import check_member_key
 from gdi.messages import Lang, Text, as_text, choose_lang, echo, t, text_of
 from gdi.server import jobs, tokens
@@ -291,15 +292,17 @@ def get_report(jid: str):
     not_yet = t("der Prüfbericht ist noch nicht geschrieben", "the report is not written yet")
     if not job.get("report"):
         raise Problem(404, not_yet)
-    reports = settings.paths().reports
     if request.path.endswith(".json"):
-        path, mimetype = reports / f"{job['report']}.json", "application/json"
+        kind, mimetype = "json", "application/json"
     else:
-        name = f"{job['report']}.en.html" if reader_lang() == "en" else f"{job['report']}.html"
-        path, mimetype = reports / name, "text/html"
-    if not path.is_file():
+        kind, mimetype = ("html_en" if reader_lang() == "en" else "html"), "text/html"
+    document = report_document(job["report"], kind)      # PostGIS: from the store, whichever server wrote it
+    if document is None:
         raise Problem(404, not_yet)
-    response = send_file(path, mimetype=mimetype)
+    if isinstance(document, Path):
+        response = send_file(document, mimetype=mimetype)
+    else:
+        response = Response(document, mimetype=mimetype)
     if mimetype == "text/html":
         response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
     return response

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Protocol
 
 import geopandas as gpd
@@ -51,7 +52,10 @@ class VersionMeta:
 
     uploader: str | None = None
     file: str | None = None
-    original: str | None = None      # path of the kept original, relative to GDI_HOME
+    original: str | None = None      # path of the kept original, relative to GDI_HOME (PostGIS: its key there)
+    # the file to keep as the original in the store itself, in the transaction of the version (PostGIS);
+    # None where the original is kept as a file under GDI_HOME (the embedded store)
+    original_source: Path | None = None
     sha256: str | None = None
     report: str | None = None        # report id
     counts: dict = field(default_factory=dict)

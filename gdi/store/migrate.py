@@ -3,12 +3,15 @@
 Versions are replayed in order — uploads as replaces, rollbacks as rollbacks,
 withdrawals as withdrawals —
 so the target ends with the same version numbers, audit trail and live data,
-and the counts are verified afterwards.
+and the counts are verified afterwards. Into PostGIS the originals kept under GDI_HOME go
+with their versions, so every server of the cluster has them.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
+from gdi import settings
 from gdi.collections import Collection
 from gdi.store.base import Store, StoreError, VersionMeta
 
@@ -23,6 +26,12 @@ class MigrationResult:
 def _members(store: Store, collection: Collection) -> list[str]:
     """Members with versions, live or not: a member whose every dataset is withdrawn keeps its history."""
     return sorted({d.member for d in store.datasets(collection)} | set(store.members(collection)))
+
+
+def _kept_file(original: str | None) -> Path | None:
+    """The embedded store's file of an original, which PostGIS then keeps itself (the other stores ignore it)."""
+    path = settings.paths().home / original if original else None
+    return path if path is not None and path.is_file() else None
 
 
 def migrate(source: Store, target: Store, collections: dict[str, Collection], echo=print) -> MigrationResult:
@@ -42,7 +51,8 @@ def migrate(source: Store, target: Store, collections: dict[str, Collection], ec
                 else:
                     features = source.version_features(collection, member, v.dataset, v.version)
                     target.replace(collection, member, v.dataset, features, updated=v.created, meta=VersionMeta(
-                        uploader=v.uploader, file=v.file, original=v.original, sha256=v.sha256, report=v.report))
+                        uploader=v.uploader, file=v.file, original=v.original, sha256=v.sha256, report=v.report,
+                        original_source=_kept_file(v.original)))
                 n_versions += 1
             echo(f"gdi: {collection.id:<16} member {member}: {len(history)} versions copied")
     # verify: same live datasets, counts and histories

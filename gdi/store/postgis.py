@@ -21,6 +21,7 @@ from gdi.collections import Collection
 from gdi.messages import t
 from gdi.store.base import (DatasetInfo, DatasetNotFound, StoreError, VersionInfo, VersionMeta, VersionNotFound,
                             indexed_properties, known_columns, rollback_target)
+from gdi.store import pg_chunks
 from gdi.store.rows import prepared_rows
 
 SCHEMA = "gdi"
@@ -43,7 +44,11 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.versions (
   version integer NOT NULL, created text NOT NULL, action text NOT NULL, count bigint NOT NULL,
   uploader text, file text, original text, sha256 text, report text, restored_from integer,
   UNIQUE (collection, member, dataset, version));
-"""
+CREATE TABLE IF NOT EXISTS {SCHEMA}.reports (
+  id text PRIMARY KEY, json text NOT NULL, html text NOT NULL, html_en text NOT NULL);
+""" + pg_chunks.table_sql(f"{SCHEMA}.originals")
+ORIGINALS = f"{SCHEMA}.originals"
+REPORT_KINDS = ("json", "html", "html_en")
 
 
 def _ident(name: str) -> str:
@@ -83,6 +88,18 @@ class PostgisStore:
             raise
         finally:
             conn.close()
+
+    @contextlib.contextmanager
+    def exclusive(self, name: str) -> Iterator[None]:
+        """Hold the lock ``name`` across every server of the database: a session advisory lock on a
+        connection of its own, released when the block ends or the process dies."""
+        try:
+            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise StoreError(f"cannot connect to PostGIS: {str(exc).strip().splitlines()[0]}") from exc
+        with conn:
+            conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"gdi-lock/{name}",))
+            yield
 
     # -- schema -------------------------------------------------------------
     def ensure(self, collection: Collection) -> None:
@@ -138,6 +155,8 @@ class PostgisStore:
                 "file, original, sha256, report) VALUES (%s,%s,%s,%s,%s,'upload',%s,%s,%s,%s,%s,%s) RETURNING id",
                 (collection.id, member, dataset, number, updated, len(rows), meta.uploader, meta.file, meta.original,
                  meta.sha256, meta.report)).fetchone()[0]
+            if meta.original and meta.original_source is not None:     # no version without its original
+                pg_chunks.write(conn, ORIGINALS, meta.original, meta.original_source)
             self._copy(conn, collection, "archive_" + collection.id, rows, extra=("version_id", "ord"), vid=vid)
             self._publish(conn, collection, member, dataset, updated, number, bounds, vid)
         return DatasetInfo(collection.id, member, dataset, len(rows), updated, number)
@@ -202,6 +221,33 @@ class PostgisStore:
         data = {c: [r[i + 1] for r in rows] for i, c in enumerate(cols)}
         geoms = shapely.from_wkb(np.array([None if r[0] is None else bytes(r[0]) for r in rows], dtype=object))
         return gpd.GeoDataFrame(data, geometry=gpd.GeoSeries(geoms, crs=collection.storage_crs))
+
+    # -- the audit trail's documents: reports and originals -------------------------
+    def keep_report(self, rid: str, documents: dict[str, str]) -> None:
+        """Keep a report's documents (``json``, ``html`` German, ``html_en``), replacing earlier ones of the id."""
+        with self._conn(write=True) as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext('gdi-schema'))")
+            conn.execute(_BOOKKEEPING)
+            conn.execute(f"INSERT INTO {SCHEMA}.reports (id, json, html, html_en) VALUES (%s,%s,%s,%s) "
+                         "ON CONFLICT (id) DO UPDATE SET json = EXCLUDED.json, html = EXCLUDED.html, "
+                         "html_en = EXCLUDED.html_en", (rid, *(documents[k] for k in REPORT_KINDS)))
+
+    def report_document(self, rid: str, kind: str) -> str | None:
+        """One document of a kept report (``json``, ``html``, ``html_en``), None when there is none."""
+        if kind not in REPORT_KINDS:
+            raise StoreError(f"no report document {kind!r}")
+        with self._conn() as conn:
+            if not self._exists(conn, "reports"):
+                return None
+            row = conn.execute(f"SELECT {kind} FROM {SCHEMA}.reports WHERE id = %s", (rid,)).fetchone()
+        return None if row is None else row[0]
+
+    def original_into(self, key: str, target) -> bool:
+        """Write the original kept under ``key`` (a version's ``original``) to the file ``target``."""
+        with self._conn() as conn:
+            if not self._exists(conn, "originals"):
+                return False
+            return pg_chunks.read_into(conn, ORIGINALS, key, target)
 
     @staticmethod
     def _lock(conn: psycopg.Connection, *key: str) -> None:
