@@ -125,6 +125,9 @@ class Uploads(_Section):
     max_parallel_jobs: int = Field(2, ge=1)
     per_member_jobs: int = Field(1, ge=1)
     max_queued_per_member: int = Field(5, ge=1)
+    # PostGIS store: a job whose server stopped sending heartbeats this long ago is failed (or, not yet
+    # started, queued again) by another server; heartbeats are sent three times within it
+    stalled_after_seconds: float = Field(30, ge=3, le=3600)
 
 
 class Downloads(_Section):

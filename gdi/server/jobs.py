@@ -12,6 +12,10 @@ about a second importing pandas, GDAL, pygeometa and the rest before it reads th
 first byte of a file, far more than a member's upload of a handful of features
 takes. The forkserver is started with the runner and ends with ``gdi serve``; a job
 is killed the moment the server ends (``_die_with_server``).
+
+With the PostGIS store the jobs are scheduled by procrastinate instead of ``Runner``
+(``gdi.server.queue``): ``submit`` queues each job there, and ``recover_interrupted``
+fails only the jobs whose process is gone, not those of other live servers.
 """
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 
 from gdi import settings
@@ -112,7 +117,27 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
             shutil.rmtree(folder, ignore_errors=True)
     finally:
         conn.close()
+    _schedule(jid, member)
     return jid
+
+
+DEFER_FAILED = t("der Auftrag konnte nicht in die Warteschlange gestellt werden; bitte erneut hochladen",
+                 "the job could not be queued; please upload again")
+
+
+def _schedule(jid: str, member: str) -> None:
+    """With the PostGIS store the job is queued in procrastinate (gdi.server.queue) once its row is
+    written; a row whose job could not be queued is failed at once, never left waiting for nothing.
+    The GeoPackage setup's runner finds queued rows itself."""
+    from gdi.server import queue
+
+    if not queue.enabled():
+        return
+    try:
+        queue.defer(jid, member)
+    except Exception:
+        _update(jid, status="failed", finished=now_iso(), message=encode_message(DEFER_FAILED))
+        raise
 
 
 def get(jid: str) -> dict | None:
@@ -149,7 +174,12 @@ def _update(jid: str, **fields) -> None:
 
 
 def recover_interrupted() -> int:
-    """Jobs left 'running' by a stopped server: failed, with the reason."""
+    """Jobs left 'running' by a stopped server: failed, with the reason. With the PostGIS store
+    only the jobs whose job process is gone (gdi.server.queue): other servers' jobs run on."""
+    from gdi.server import queue
+
+    if queue.enabled():
+        return queue.recover_interrupted()
     conn = service_db.connect()
     try:
         return conn.fail_interrupted(now_iso(), encode_message(INTERRUPTED))
@@ -215,12 +245,13 @@ def _die_with_parent() -> None:
         pass
 
 
-def _job_context() -> multiprocessing.context.BaseContext:
-    """Processes forked from the warm forkserver, which is started now (not at the first job)."""
+def _job_context(extra: Iterable[str] = ()) -> multiprocessing.context.BaseContext:
+    """Processes forked from the warm forkserver, which is started now (not at the first job);
+    ``extra`` modules are imported by it besides WARM_MODULES (the module of the job's function)."""
     from multiprocessing import forkserver
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(WARM_MODULES)
+    context.set_forkserver_preload([*WARM_MODULES, *extra])
     forkserver.ensure_running()
     return context
 

@@ -1,4 +1,5 @@
-"""`gdi serve`: gunicorn for the API, plus the upload job runner, supervised together.
+"""`gdi serve`: gunicorn for the API, plus the upload job runner, supervised together
+(with the PostGIS store the runner is procrastinate's worker, gdi.server.queue).
 
 Never Flask's debug server. gunicorn and the job runner's forkserver are
 children of this process; gunicorn dies with it (PR_SET_PDEATHSIG) and every job
@@ -26,7 +27,7 @@ def gunicorn_args(host: str, port: int, workers: int, threads: int, pidfile: Pat
 
 def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None) -> int:
     from gdi.publish import publish
-    from gdi.server import jobs
+    from gdi.server import jobs, queue
     from gdi.server.catalogue import CSW_URL_ENV, Pycsw
     from gdi.server.map_refresh import MapRefresher, build_map
 
@@ -40,6 +41,8 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
     if build_map(env, force=True, background=False).wait() != 0:
         print("gdi: building the regional map failed; /viewer shows the last one (see above)", file=sys.stderr,
               flush=True)
+    if queue.enabled():
+        queue.ensure_schema()          # before recovering: the sweep reads procrastinate's tables
     failed = jobs.recover_interrupted()
     if failed:
         print(f"gdi: {failed} upload job(s) interrupted by the last stop were marked failed", flush=True)
@@ -54,7 +57,8 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
           f"the upload page at {url}/upload and the catalogue at {url}/csw", flush=True)
     server = subprocess.Popen(gunicorn_args(host, port, workers, threads, paths.home / f"server-{port}.pid"), env=env,
                               preexec_fn=jobs._die_with_parent)
-    runner = jobs.Runner(env)
+    # PostGIS: procrastinate's worker, sharing the queue with every other server on the store
+    runner = queue.QueueWorker(env) if queue.enabled() else jobs.Runner(env)
     runner.start()
     refresher = MapRefresher(env)
     refresher.start()
@@ -73,6 +77,7 @@ def serve(host: str = "127.0.0.1", port: int = 5000, workers: int | None = None)
         signal.signal(sig, forward)
     code = server.wait()
     runner.stop()
+    runner.join(15)        # the queue's worker kills its job processes, fails their rows, unregisters
     refresher.stop()
     if catalogue is not None:
         catalogue.stop()
