@@ -1,8 +1,7 @@
 """Upload jobs on procrastinate with the PostGIS store: two `gdi serve` share one queue.
 
-Both servers share one GDI_HOME here (the jobs' rows are still kept in service.sqlite); the queue,
-its per-member locks, the workers' heartbeats and the job processes' liveness locks are in the
-store's PostgreSQL.
+Each server has its own GDI_HOME: the jobs' rows, the queue, its per-member locks, the workers'
+heartbeats and the job processes' liveness locks are all in the store's PostgreSQL.
 """
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import DATA, REPO, Server, free_port, fresh_store, run_gdi, store_text
+from conftest import DATA, REPO, Server, free_port, fresh_store, run_gdi, state_rows, store_text
 from test_uploads import _alive, _big_upload
 
 FARM = DATA / "poi" / "farmshops_marburg-biedenkopf_hoexter_umland.geojson"
@@ -57,7 +56,10 @@ def cluster(request, tmp_path_factory):
                     "--admin", home=home, check=True)
         secrets = {m: run_gdi("token", "create", "--member", m, home=home, check=True).stdout.strip().splitlines()[-1]
                    for m in [*MEMBERS, "06534"]}
-        servers += [Server(home, free_port()), Server(home, free_port())]
+        other = root / "home-b"             # the second server's own GDI_HOME: it shares only the database
+        other.mkdir()
+        (other / "store-url").write_text(store)
+        servers += [Server(home, free_port()), Server(other, free_port())]
         yield {"home": home, "store": store, "servers": servers, "secrets": secrets, "root": root}
     finally:
         for srv in servers:
@@ -72,7 +74,7 @@ def live_pair(cluster) -> list:
     for i, srv in enumerate(servers):
         if srv.proc.poll() is not None:
             srv.stop()
-            servers[i] = Server(cluster["home"], free_port())
+            servers[i] = Server(srv.home, free_port())
     return servers
 
 
@@ -204,8 +206,6 @@ def _server_of(job_pid: int) -> int:
 def test_kill_9_of_the_server_running_a_large_upload(cluster, tmp_path):
     """A server starting meanwhile leaves the running job alone; kill -9 of the job's server: the job is
     failed by the other server within the bound, the store is as before, no queue job 'doing'."""
-    import sqlite3
-
     a, b = live_pair(cluster)
     secret = cluster["secrets"]["06534014"]
     big = _big_upload(tmp_path / "gross.gpkg", DATA)
@@ -218,8 +218,7 @@ def test_kill_9_of_the_server_running_a_large_upload(cluster, tmp_path):
             break
         assert job["status"] in {"queued", "running"}, job
         time.sleep(0.1)
-    with sqlite3.connect(cluster["home"] / "service.sqlite") as db:
-        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    pid = state_rows(cluster["home"], "SELECT pid FROM jobs WHERE id = ?", (jid,))[0][0]
     assert _alive(pid)
     # what a server starting now does first (gdi serve's start-up): not this job, which runs on a live server
     recovered = subprocess.run([sys.executable, "-c", "from gdi.server import jobs; print(jobs.recover_interrupted())"],
@@ -282,7 +281,8 @@ def test_the_queue_schema_is_applied_once_when_servers_start_together(request):
     assert queue.ensure_schema(store) is False
     with psycopg.connect(store) as db:
         assert db.execute("SELECT count(*) FROM procrastinate_jobs").fetchone()[0] == 0
-        assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'").fetchone()[0] == 0
+        assert db.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                          "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())").fetchone()[0] == 0
 
 
 def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
@@ -299,10 +299,7 @@ def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
         if job["status"] == "running":
             break
         time.sleep(0.1)
-    import sqlite3
-
-    with sqlite3.connect(cluster["home"] / "service.sqlite") as db:
-        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    pid = state_rows(cluster["home"], "SELECT pid FROM jobs WHERE id = ?", (jid,))[0][0]
     victim = next(s for s in (a, b) if s.proc.poll() is None and s.proc.pid == _server_of(pid))
     stopped = time.monotonic()
     victim.stop()

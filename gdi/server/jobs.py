@@ -196,12 +196,8 @@ def run_job(jid: str) -> int:
     job = get(jid)
     if job is None:
         return 2
-    conn = service_db.connect()
-    try:
-        path = conn.upload_file(job)        # with PostgreSQL fetched from there when another server received it
-    finally:
-        conn.close()
     opts = json.loads(job["options"])
+    # running, with this process's pid, before the file is fetched: a large file takes a while to come
     _update(jid, status="running", started=now_iso(), pid=os.getpid(), stage="starting", progress=0.0)
     last = [0.0]
 
@@ -212,6 +208,11 @@ def run_job(jid: str) -> int:
             _update(jid, stage=stage, progress=round(fraction, 3))
 
     try:
+        conn = service_db.connect()
+        try:
+            path = conn.upload_file(job)    # with PostgreSQL fetched from there when another server received it
+        finally:
+            conn.close()
         report = ingest_and_publish(path, Options(
             collection=job["collection"], member=job["member"], dataset=opts.get("dataset") or None,
             crs=opts.get("crs") or None, encoding=opts.get("encoding") or None, layer=opts.get("layer") or None,

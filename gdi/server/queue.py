@@ -104,11 +104,19 @@ def member_lock(member: str, conn: psycopg.Connection) -> str:
     return min(names, key=lambda n: used.get(n, 0))
 
 
+_schema_seen: set[str] = set()     # the databases whose procrastinate schema this process has seen
+
+
 def defer(jid: str, member: str, connection: psycopg.Connection | None = None) -> int:
     """Queue the job ``jid`` (its row written already) in procrastinate; returns procrastinate's id.
 
     With ``connection`` the job is deferred in the caller's transaction (the row's), else in its own;
-    the queueing lock (the job id) keeps one job from being queued twice."""
+    the queueing lock (the job id) keeps one job from being queued twice. procrastinate's schema is
+    made sure of once per process first: a job may be submitted (``gdi.server.jobs.submit``) before
+    any server of the database has started its worker."""
+    if _url() not in _schema_seen:
+        ensure_schema(_url())
+        _schema_seen.add(_url())
     app = make_app(_url())
     if connection is not None:
         return app.tasks[TASK].configure(lock=member_lock(member, connection), queueing_lock=jid,
