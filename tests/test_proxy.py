@@ -27,28 +27,27 @@ import yaml
 
 from conftest import DATA, REPO, STORES, Server, answers, free_port, fresh_store, ingest_boundaries, run_gdi
 from gdi import settings
-from gdi.server.public_url import Links, TrustedProxy, is_trusted
+from gdi.server.public_url import Links, TrustedProxy, is_trusted, own_tags, tagged
 
 SITE = REPO / "deploy" / "nginx" / "gdi.conf"
 NGINX = "/usr/sbin/nginx"
 UNTRUSTED = "127.0.0.2"            # a client address outside the default server.trusted_proxies
-ROOTS = ("collections", "static", "uploads", "vendor", "viewer")
 
 
 # -- the rules, without a server -------------------------------------------------------------------
 
 def test_links_move_to_the_public_base_and_prefix():
-    moved = Links("http://127.0.0.1:5000", "https://geo.example.de:8443/gdi", "/gdi", ROOTS)
+    moved = Links("http://127.0.0.1:5000", "https://geo.example.de:8443/gdi", "/gdi")
     assert moved.body(b'{"href": "/uploads/1", "a":"http://127.0.0.1:5000/collections?f=json",'
                       b'"b":"http://127.0.0.1:50001/x","c":"http://127.0.0.1:5000","d":"/viewer"}',
                       "application/json") == \
         (b'{"href": "/gdi/uploads/1", "a":"https://geo.example.de:8443/gdi/collections?f=json",'
          b'"b":"http://127.0.0.1:50001/x","c":"https://geo.example.de:8443/gdi","d":"/viewer"}')
-    assert moved.body(b'<a href="/viewer">m</a><script src="/vendor/l.js"></script>'
-                      b"<script>s.replace(/'/g, \"\"); u = root + '/collections/' + \"/apis\";</script>",
-                      "text/html; charset=utf-8") == \
-        (b'<a href="/gdi/viewer">m</a><script src="/gdi/vendor/l.js"></script>'
-         b"<script>s.replace(/'/g, \"\"); u = root + '/gdi/collections/' + \"/apis\";</script>")
+    page = (b'<a href="/viewer">m</a><script src="/vendor/l.js"></script><link href=\'/static/a.css\'>'
+            b"<a href=\"//other.example/x\"><script>s.replace(/'/g, \"\"); u = root + '/collections/';</script>")
+    assert moved.body(page, "text/html; charset=utf-8") == \
+        (b'<a href="/gdi/viewer">m</a><script src="/gdi/vendor/l.js"></script><link href=\'/gdi/static/a.css\'>'
+         b"<a href=\"//other.example/x\"><script>s.replace(/'/g, \"\"); u = root + '/collections/';</script>")
     assert moved.url("/static/img/favicon.ico") == "/gdi/static/img/favicon.ico"
     assert moved.header("Link", '<http://127.0.0.1:5000/a?f=json>; rel="next", </b>; rel="prev"') == \
         '<https://geo.example.de:8443/gdi/a?f=json>; rel="next", </gdi/b>; rel="prev"'
@@ -58,17 +57,23 @@ def test_links_move_to_the_public_base_and_prefix():
 def test_links_when_the_configured_url_is_the_public_one_with_its_path():
     """server.url https://geo.example.de/gdi (the deployment the README describes): the map's paths that
     already carry /gdi keep one, the other root-relative ones get it."""
-    same = Links("https://geo.example.de/gdi", "https://geo.example.de/gdi", "/gdi", ROOTS)
-    assert same.body(b"<script src=\"/vendor/l.js\"></script>'/gdi/collections/x' \"/gdi\" \"/gdix\" "
-                     b"https://geo.example.de/gdi/x https://geo.example.de/gdix", "text/html") == \
-        (b"<script src=\"/gdi/vendor/l.js\"></script>'/gdi/collections/x' \"/gdi\" \"/gdix\" "
-         b"https://geo.example.de/gdi/x https://geo.example.de/gdix")
+    same = Links("https://geo.example.de/gdi", "https://geo.example.de/gdi", "/gdi")
+    assert same.body(b'<script src="/vendor/l.js"></script><a href="/gdi/collections/x"><a href="/gdi">'
+                     b'<a href="/gdix"> https://geo.example.de/gdi/x https://geo.example.de/gdix', "text/html") == \
+        (b'<script src="/gdi/vendor/l.js"></script><a href="/gdi/collections/x"><a href="/gdi">'
+         b'<a href="/gdi/gdix"> https://geo.example.de/gdi/x https://geo.example.de/gdix')
     assert same.body(b'{"href":"/uploads/1","a":{"href":"/gdi/uploads/2"}}', "application/json") == \
         b'{"href":"/gdi/uploads/1","a":{"href":"/gdi/uploads/2"}}'
     assert (same.url("/gdi/uploads/1"), same.url("/uploads/1")) == ("/gdi/uploads/1", "/gdi/uploads/1")
-    other = Links("https://geo.example.de/gdi", "http://10.0.0.5:8080/x", "/x", ROOTS)
-    assert other.body(b"'/gdi/collections/x' https://geo.example.de/gdi/y", "text/html") == \
-        b"'/x/collections/x' http://10.0.0.5:8080/x/y"
+    other = Links("https://geo.example.de/gdi", "http://10.0.0.5:8080/x", "/x")
+    assert other.body(b'<img src="/gdi/collections/x"> https://geo.example.de/gdi/y', "text/html") == \
+        b'<img src="/x/collections/x"> http://10.0.0.5:8080/x/y'
+
+
+def test_a_rewritten_answer_has_a_tag_of_its_base():
+    assert tagged([("ETag", '"f-1"'), ("ETag", 'W/"2"'), ("Content-Type", "text/html")], "ab12") == \
+        [("ETag", '"f-1-ab12"'), ("ETag", 'W/"2-ab12"'), ("Content-Type", "text/html")]
+    assert own_tags('"f-1-ab12", W/"2-ab12" , "3-cd34", "4"', "ab12") == '"f-1", W/"2", "3-cd34", "4"'
 
 
 def _call(app, environ: dict) -> tuple[str, dict]:
@@ -371,9 +376,9 @@ def test_every_link_through_nginx_carries_the_public_url(behind_nginx):
     tilejson = crawl.get("/collections/supply_points/tiles/WebMercatorQuad/metadata?f=tilejson").json()
     template = tilejson["tiles"][0]
     assert template.startswith(public + "/collections/supply_points/tiles/WebMercatorQuad/"), template
-    viewer = crawl.get("/viewer").text
-    assert "'/gdi/collections/supply_points/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt'" in viewer
-    assert "'/collections/" not in viewer and '"/vendor/' not in viewer
+    viewer = crawl.get("/viewer").text     # the tiles' path is taken below the page's own root (map.js)
+    assert "'/collections/supply_points/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt'" in viewer
+    assert '<script src="/gdi/vendor/leaflet/dist/leaflet.js"></script>' in viewer and '"/vendor/' not in viewer
     openapi = crawl.get("/openapi?f=json").json()
     assert [s["url"] for s in openapi["servers"]] == [public]
 
@@ -401,7 +406,46 @@ def test_every_link_through_nginx_carries_the_public_url(behind_nginx):
     assert tile.status_code == 200 and tile.headers["Content-Type"].startswith("application/vnd.mapbox-vector-tile")
     download = requests.head(public + "/collections/supply_points/download?f=gpkg", timeout=60)
     assert download.status_code == 200 and download.headers["Content-Disposition"].startswith("attachment")
+    # a download (text, but a file) is passed through as the server sends it, not rewritten
+    csv = requests.get(public + "/collections/supply_points/download?f=csv", timeout=60)
+    direct = requests.get(f"http://127.0.0.1:{ports[0]}/collections/supply_points/download?f=csv", timeout=60)
+    assert (csv.status_code, csv.content, csv.headers["Content-Length"]) == \
+        (200, direct.content, direct.headers["Content-Length"])
     assert nginx.error_log().count("[error]") == 0, nginx.error_log()
+
+
+def test_the_map_through_nginx_loads_everything_below_the_public_url(behind_nginx):
+    """Headless Chromium opens the map at nginx's /gdi/viewer: its scripts, styles, distance bands and
+    vector tiles all come through nginx, below /gdi/, and the tiles are drawn."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import is_tile, launch_chromium, offline_page
+
+    nginx = behind_nginx["nginx"]
+    backends = [f":{s.port}/" for s in behind_nginx["servers"]]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page, problems, blocked = offline_page(browser, viewport=(1366, 900))
+            seen: list[tuple[str, int]] = []
+            page.on("response", lambda r: seen.append((r.url, r.status)))
+            page.goto(nginx.url + "/viewer", wait_until="load")
+            page.wait_for_selector("html[data-gdi-ready='1']", state="attached")
+            page.wait_for_function("""() => { var g = gdiMap.tiled[0]; if (!g || !g._vectorTiles) return false;
+                var n = 0; for (var k in g._vectorTiles) n += Object.keys(g._vectorTiles[k]._features || {}).length;
+                return n > 0 && document.querySelectorAll('.leaflet-gdiTiles-pane svg path').length > 0; }""",
+                                   timeout=30000)
+            local = [(u, code) for u, code in seen if urlsplit(u).hostname == "127.0.0.1"]
+            assert local and all(u.startswith(nginx.url + "/") for u, _ in local), local
+            assert not any(b in u for u, _ in local for b in backends)
+            assert all(code in {200, 204} for _, code in local), local
+            kinds = {"vendor" if "/gdi/vendor/" in u else "tile" if "f=mvt" in u else "bands" if "bands" in u
+                     else "page" if u.endswith("/gdi/viewer") else u for u, _ in local}
+            assert {"vendor", "tile", "page"} <= kinds, kinds
+            assert not problems and all(is_tile(u) for u in blocked), (problems, blocked)   # only the base map
+            page.context.close()
+        finally:
+            browser.close()
 
 
 def _direct(port: int, path: str, headers: dict, source: str = "127.0.0.1") -> tuple[int, dict, bytes]:
@@ -447,6 +491,23 @@ def test_the_response_cache_keeps_each_public_url_to_its_own_clients(behind_ngin
                 text = body.decode()
                 assert status == 200 and configured in text and "evil.example" not in text and "/evil" not in text, path
                 assert tags.setdefault(("direct", path, accept), heads["etag"]) == heads["etag"]
+    # the map page, a file with one tag of its own: rewritten per base, tagged per base
+    heads = {name: {"X-Forwarded-Proto": p, "X-Forwarded-Host": h, "X-Forwarded-Prefix": x}
+             for name, (p, h, x) in bases.items()}
+    page = {name: _direct(srv.port, "/viewer", heads[name]) for name in bases}
+    page["direct"] = _direct(srv.port, "/viewer", {})
+    assert [page[n][0] for n in page] == [200, 200, 200]
+    assert len({page[n][1]["etag"] for n in page}) == 3
+    assert '"/gdi/vendor/leaflet/dist/leaflet.js"' in page["a"][2].decode()
+    assert '"/karte/vendor/leaflet/dist/leaflet.js"' in page["b"][2].decode()
+    assert '"/vendor/leaflet/dist/leaflet.js"' in page["direct"][2].decode()
+    assert _direct(srv.port, "/viewer", {**heads["a"], "If-None-Match": page["a"][1]["etag"]})[:2][0] == 304
+    status, again, body = _direct(srv.port, "/viewer", {**heads["b"], "If-None-Match": page["a"][1]["etag"]})
+    assert (status, again["etag"]) == (200, page["b"][1]["etag"]) and b'"/karte/vendor/' in body
+    status, again, _ = _direct(srv.port, "/viewer", {"If-None-Match": page["a"][1]["etag"]})
+    assert status == 200
+    assert _direct(srv.port, "/viewer", {**heads["b"], "If-None-Match": page["b"][1]["etag"]})[1]["etag"] == \
+        page["b"][1]["etag"]
     for path in paths:
         for accept in ("gzip", "identity"):
             assert len({tags[(n, path, accept)] for n in ("a", "b", "direct")}) == 3
