@@ -7,6 +7,7 @@ kind of answer through nginx and checks that no link leaves ``http://127.0.0.1:<
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
@@ -119,6 +120,16 @@ def test_only_a_trusted_proxy_moves_the_public_url():
             is_trusted("fe80::1%eth0", ("fe80::/10",)), is_trusted("unix", ("127.0.0.1",))) == (True, False, True, False)
 
 
+def test_gunicorn_trusts_the_same_proxies(tmp_path, monkeypatch):
+    from gdi.server.run import gunicorn_args
+
+    config = tmp_path / "gdi.yml"
+    config.write_text("server:\n  trusted_proxies: [10.0.0.5, 10.0.1.0/24]\n", encoding="utf-8")
+    monkeypatch.setenv("GDI_CONFIG", str(config))
+    args = gunicorn_args("127.0.0.1", 5000, 2, 2, tmp_path / "pid")
+    assert args[args.index("--forwarded-allow-ips") + 1] == "10.0.0.5,10.0.1.0/24"
+
+
 def test_the_shipped_nginx_site_streams_uploads_up_to_gdis_limit():
     text = SITE.read_text(encoding="utf-8")
     size = re.findall(r"^\s*client_max_body_size (\d+)m;", text, re.M)
@@ -155,8 +166,8 @@ def _replace_upstream(text: str, lines: str) -> str:
 class Nginx:
     """Debian's nginx on a free port with the shipped site: its own prefix, pid, logs and temp folders."""
 
-    def __init__(self, backends: list[int]):
-        self.port = free_port()
+    def __init__(self, backends: list[int], port: int | None = None):
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gdi-nginx-"))
         self.dir.chmod(0o755)
         (self.dir / "gdi.conf").write_text(site_config(backends, self.port), encoding="utf-8")
@@ -203,11 +214,11 @@ http {{
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module", params=STORES)
-def behind_nginx(request, tmp_path_factory):
-    """Fresh boundaries on each store, the map drawn from tiles (viewer.tiles_above: 0, so the page holds
-    tile URLs), one `gdi serve` (two on PostGIS, one database) and nginx in front."""
-    kind = request.param
+@contextlib.contextmanager
+def deployment(request, tmp_path_factory, kind: str, servers: int, public_url: bool):
+    """Fresh boundaries on a store, the map drawn from tiles (viewer.tiles_above: 0, so the page holds tile
+    URLs), `gdi serve` × servers (one database, one GDI_URL) and nginx in front. GDI_URL is the first
+    server's own address, or with public_url nginx's public URL (as the README's deployment has it)."""
     with pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp(f"proxy-{kind}") / "home"
         home.mkdir()
@@ -219,27 +230,41 @@ def behind_nginx(request, tmp_path_factory):
             mp.delenv("GDI_STORE", raising=False)
         ingest_boundaries(request, home)
         (home / "store-url").write_text(url or "")
+        ports = [free_port() for _ in range(servers)]
+        nginx_port = free_port()
+        configured = f"http://127.0.0.1:{nginx_port}/gdi" if public_url else f"http://127.0.0.1:{ports[0]}"
         text = (REPO / "config" / "gdi.yml").read_text(encoding="utf-8")
+        changed = text.replace("\n  tiles_above: 20000 ", "\n  tiles_above: 0     ").replace(
+            "\n  url: http://127.0.0.1:5000 ", f"\n  url: {configured} ")
+        assert changed.count("tiles_above: 0 ") == 1 and changed.count(f"url: {configured} ") == 1
         config = home.parent / "gdi.yml"
-        config.write_text(text.replace("\n  tiles_above: 20000 ", "\n  tiles_above: 0     "), encoding="utf-8")
-        assert config.read_text() != text
+        config.write_text(changed, encoding="utf-8")
         mp.setenv("GDI_CONFIG", str(config))
-        ports = [free_port() for _ in range(2 if kind == "postgis" else 1)]
-        mp.setenv("GDI_URL", f"http://127.0.0.1:{ports[0]}")      # every server the same server.url
-        servers: list[Server] = []
+        mp.setenv("GDI_URL", configured)        # every server the same (metadata identifiers derive from it)
+        started: list[Server] = []
         nginx = None
         try:
             for port in ports:
-                servers.append(Server(home, port))
+                started.append(Server(home, port))
             secret = run_gdi("token", "create", "--member", "06534", "--admin", home=home,
                              check=True).stdout.strip().splitlines()[-1]
-            nginx = Nginx(ports)
-            yield {"nginx": nginx, "servers": servers, "secret": secret, "home": home}
+            nginx = Nginx(ports, nginx_port)
+            yield {"nginx": nginx, "servers": started, "secret": secret, "home": home, "configured": configured}
         finally:
             if nginx is not None:
                 nginx.stop()
-            for srv in servers:
+            for srv in started:
                 srv.stop()
+
+
+@pytest.fixture(scope="module", params=[("gpkg", 1, False), ("postgis", 2, False), ("gpkg", 1, True)],
+                ids=["gpkg", "postgis", "gpkg-public-url"])
+def behind_nginx(request, tmp_path_factory):
+    """One `gdi serve` on the GeoPackage store, two on PostGIS, configured with the first one's address;
+    and the README's deployment: GDI_URL and server.url the public URL with its /gdi path."""
+    kind, servers, public_url = request.param
+    with deployment(request, tmp_path_factory, kind, servers, public_url) as setup:
+        yield setup
 
 
 def bearer(secret: str) -> dict:
@@ -376,8 +401,10 @@ def test_every_link_through_nginx_carries_the_public_url(behind_nginx):
     tilejson = crawl.get("/collections/supply_points/tiles/WebMercatorQuad/metadata?f=tilejson").json()
     template = tilejson["tiles"][0]
     assert template.startswith(public + "/collections/supply_points/tiles/WebMercatorQuad/"), template
-    viewer = crawl.get("/viewer").text     # the tiles' path is taken below the page's own root (map.js)
-    assert "'/collections/supply_points/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt'" in viewer
+    # the tiles' path is written below server.url's path and taken below the page's own root (map.js)
+    viewer = crawl.get("/viewer").text
+    written = urlsplit(behind_nginx["configured"]).path
+    assert f"'{written}/collections/supply_points/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?f=mvt'" in viewer
     assert '<script src="/gdi/vendor/leaflet/dist/leaflet.js"></script>' in viewer and '"/vendor/' not in viewer
     openapi = crawl.get("/openapi?f=json").json()
     assert [s["url"] for s in openapi["servers"]] == [public]
@@ -466,7 +493,7 @@ def test_the_response_cache_keeps_each_public_url_to_its_own_clients(behind_ngin
     """Two proxied hosts alternately and an untrusted client naming a third, on cached paths: each answer
     carries its own base only, the ETags differ, and one base's ETag never makes a 304 for another."""
     srv = behind_nginx["servers"][0]
-    configured = f"http://127.0.0.1:{srv.port}"
+    configured = behind_nginx["configured"]
     bases = {"a": ("https", "a.example:8443", "/gdi"), "b": ("http", "b.example", "/karte")}
     paths = ["/?f=json", "/collections?f=json", "/collections/supply_points/items?f=json&limit=3",
              "/collections/supply_points?f=html"]
