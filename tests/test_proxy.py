@@ -26,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from conftest import DATA, REPO, STORES, Server, answers, free_port, fresh_store, ingest_boundaries, run_gdi
+from conftest import DATA, REPO, Server, answers, free_port, fresh_store, ingest_boundaries, run_gdi
 from gdi import settings
 from gdi.server.public_url import Links, TrustedProxy, is_trusted, own_tags, tagged
 

@@ -128,8 +128,9 @@ class Links:
         self.path = urlsplit(configured).path.rstrip("/")        # the configured URL's own path ("" or "/gdi")
         # the configured base, not when it is only the start of a longer host or port (…:50001, ….de.evil)
         self.absolute = re.compile(re.escape(configured).encode() + rb"(?![\w.:-])")
+        self.longer = re.compile(re.escape(configured).encode() + rb"[\w.:-]")     # where a plain replace is wrong
         own = re.escape(self.path.encode()) + rb"(?=[/?#\"'])|" if self.path else b""
-        self.href = re.compile(rb'(?:(?<="href":")|(?<="href": "))(?:' + own + rb"(?=/(?!/)))")
+        self.href = re.compile(rb'("href": ?")(?:' + own + rb"(?=/(?!/)))")
         self.attribute = re.compile(rb"""(\s(?:href|src|action)=["'])(?:""" + own + rb"(?=/(?!/)))")
 
     def url(self, value: str) -> str:
@@ -153,11 +154,13 @@ class Links:
     def body(self, data: bytes, content_type: str) -> bytes:
         public, prefix = self.public.encode(), self.prefix.encode()
         if self.public != self.configured:
-            data = self.absolute.sub(lambda _m: public, data)
+            configured = self.configured.encode()
+            data = data.replace(configured, public) if not self.longer.search(data) else \
+                self.absolute.sub(lambda _m: public, data)
         if content_type.startswith("text/html"):
             return self.attribute.sub(lambda m: m.group(1) + prefix, data)
         if "json" in content_type:
-            return self.href.sub(lambda _m: prefix, data)
+            return self.href.sub(lambda m: m.group(1) + prefix, data)
         return data
 
 
