@@ -475,6 +475,41 @@ def test_the_map_through_nginx_loads_everything_below_the_public_url(behind_ngin
             browser.close()
 
 
+def test_the_upload_page_through_nginx_uploads_and_shows_the_report(behind_nginx):
+    """The upload page at nginx's /gdi/upload: its scripts reach the API below /gdi/ (collections, the
+    upload, its status and report), and the report is shown."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import launch_chromium
+
+    nginx = behind_nginx["nginx"]
+    lidl = DATA / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            seen: list[tuple[str, str, int]] = []
+            errors: list[str] = []
+            page.on("response", lambda r: seen.append((r.request.method, r.url, r.status)))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(nginx.url + "/upload")
+            page.fill("#token", behind_nginx["secret"])
+            page.select_option("#collection", "supply_points")
+            page.set_input_files("#file", str(lidl))
+            page.click("button[type=submit]")
+            page.wait_for_selector("#report h2", timeout=120000)
+            assert "angenommen" in page.inner_text("#state") and page.inner_text("#stage") == "(fertig)"
+            assert errors == []
+            assert all(u.startswith(nginx.url + "/") for _, u, _ in seen), seen
+            paths = {(m, urlsplit(u).path.split("/uploads/")[0] + ("/uploads/…" if "/uploads/" in u else ""))
+                     for m, u, _ in seen}
+            assert {("GET", "/gdi/upload"), ("GET", "/gdi/collections"), ("POST", "/gdi/uploads"),
+                    ("GET", "/gdi/uploads/…")} <= paths, paths
+            assert all(code in {200, 202} for _, _, code in seen), seen
+        finally:
+            browser.close()
+
+
 def _direct(port: int, path: str, headers: dict, source: str = "127.0.0.1") -> tuple[int, dict, bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30, source_address=(source, 0))
     try:
