@@ -117,7 +117,8 @@ def test_only_a_trusted_proxy_moves_the_public_url():
         "name[:port], X-Forwarded-Prefix: /path)")
     assert _call(proxy, {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_PROTO": "javascript"})[0] == "400 Bad Request"
     assert (is_trusted("127.0.0.1", ("127.0.0.1",)), is_trusted("127.0.0.2", ("127.0.0.1",)),
-            is_trusted("fe80::1%eth0", ("fe80::/10",)), is_trusted("unix", ("127.0.0.1",))) == (True, False, True, False)
+            is_trusted("fe80::1%eth0", ("fe80::/10",)), is_trusted("unix", ("127.0.0.1",))) == \
+        (True, False, True, False)
 
 
 def test_gunicorn_trusts_the_same_proxies(tmp_path, monkeypatch):

@@ -18,9 +18,10 @@ and a client that reaches a server directly must keep getting the configured URL
   prefix — in those headers, in JSON link objects (``"href": "/…"``) and in HTML attributes
   (``src="/vendor/…"``, ``href="/viewer"``). Scripts are left alone: the map and the upload page
   address the API relative to where they were served (gdi/viewer/map.js, upload_page.html). Files —
-  attachments (downloads), tiles, images, scripts — pass through untouched and unbuffered. The ETag of a rewritten answer (the map page, the upload page: files
-  with one tag of their own) is marked as its base's, and only that base's mark is taken off an
-  ``If-None-Match`` again, so a revalidation gets its 304 and never another base's page.
+  attachments (downloads), tiles, images, scripts — pass through untouched and unbuffered. The ETag
+  of a rewritten answer (the map page, the upload page: files with one tag of their own) is marked as
+  its base's, and only that base's mark is taken off an ``If-None-Match`` again, so a revalidation
+  gets its 304 and never another base's page.
 
 The response cache (gdi/server/caching.py) keys on ``PUBLIC_URL``, so one client's forwarded host
 never shows in another's answer, and the ETags of different public bases differ.
