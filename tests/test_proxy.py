@@ -7,6 +7,7 @@ kind of answer through nginx and checks that no link leaves ``http://127.0.0.1:<
 """
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import json
@@ -25,30 +26,29 @@ import pytest
 import requests
 import yaml
 
-from conftest import DATA, REPO, STORES, Server, answers, free_port, fresh_store, ingest_boundaries, run_gdi
+from conftest import DATA, REPO, Server, answers, free_port, fresh_store, ingest_boundaries, run_gdi
 from gdi import settings
-from gdi.server.public_url import Links, TrustedProxy, is_trusted
+from gdi.server.public_url import Links, TrustedProxy, is_trusted, own_tags, tagged
 
 SITE = REPO / "deploy" / "nginx" / "gdi.conf"
 NGINX = "/usr/sbin/nginx"
 UNTRUSTED = "127.0.0.2"            # a client address outside the default server.trusted_proxies
-ROOTS = ("collections", "static", "uploads", "vendor", "viewer")
 
 
 # -- the rules, without a server -------------------------------------------------------------------
 
 def test_links_move_to_the_public_base_and_prefix():
-    moved = Links("http://127.0.0.1:5000", "https://geo.example.de:8443/gdi", "/gdi", ROOTS)
+    moved = Links("http://127.0.0.1:5000", "https://geo.example.de:8443/gdi", "/gdi")
     assert moved.body(b'{"href": "/uploads/1", "a":"http://127.0.0.1:5000/collections?f=json",'
                       b'"b":"http://127.0.0.1:50001/x","c":"http://127.0.0.1:5000","d":"/viewer"}',
                       "application/json") == \
         (b'{"href": "/gdi/uploads/1", "a":"https://geo.example.de:8443/gdi/collections?f=json",'
          b'"b":"http://127.0.0.1:50001/x","c":"https://geo.example.de:8443/gdi","d":"/viewer"}')
-    assert moved.body(b'<a href="/viewer">m</a><script src="/vendor/l.js"></script>'
-                      b"<script>s.replace(/'/g, \"\"); u = root + '/collections/' + \"/apis\";</script>",
-                      "text/html; charset=utf-8") == \
-        (b'<a href="/gdi/viewer">m</a><script src="/gdi/vendor/l.js"></script>'
-         b"<script>s.replace(/'/g, \"\"); u = root + '/gdi/collections/' + \"/apis\";</script>")
+    page = (b'<a href="/viewer">m</a><script src="/vendor/l.js"></script><link href=\'/static/a.css\'>'
+            b"<a href=\"//other.example/x\"><script>s.replace(/'/g, \"\"); u = root + '/collections/';</script>")
+    assert moved.body(page, "text/html; charset=utf-8") == \
+        (b'<a href="/gdi/viewer">m</a><script src="/gdi/vendor/l.js"></script><link href=\'/gdi/static/a.css\'>'
+         b"<a href=\"//other.example/x\"><script>s.replace(/'/g, \"\"); u = root + '/collections/';</script>")
     assert moved.url("/static/img/favicon.ico") == "/gdi/static/img/favicon.ico"
     assert moved.header("Link", '<http://127.0.0.1:5000/a?f=json>; rel="next", </b>; rel="prev"') == \
         '<https://geo.example.de:8443/gdi/a?f=json>; rel="next", </gdi/b>; rel="prev"'
@@ -58,17 +58,23 @@ def test_links_move_to_the_public_base_and_prefix():
 def test_links_when_the_configured_url_is_the_public_one_with_its_path():
     """server.url https://geo.example.de/gdi (the deployment the README describes): the map's paths that
     already carry /gdi keep one, the other root-relative ones get it."""
-    same = Links("https://geo.example.de/gdi", "https://geo.example.de/gdi", "/gdi", ROOTS)
-    assert same.body(b"<script src=\"/vendor/l.js\"></script>'/gdi/collections/x' \"/gdi\" \"/gdix\" "
-                     b"https://geo.example.de/gdi/x https://geo.example.de/gdix", "text/html") == \
-        (b"<script src=\"/gdi/vendor/l.js\"></script>'/gdi/collections/x' \"/gdi\" \"/gdix\" "
-         b"https://geo.example.de/gdi/x https://geo.example.de/gdix")
+    same = Links("https://geo.example.de/gdi", "https://geo.example.de/gdi", "/gdi")
+    assert same.body(b'<script src="/vendor/l.js"></script><a href="/gdi/collections/x"><a href="/gdi">'
+                     b'<a href="/gdix"> https://geo.example.de/gdi/x https://geo.example.de/gdix', "text/html") == \
+        (b'<script src="/gdi/vendor/l.js"></script><a href="/gdi/collections/x"><a href="/gdi">'
+         b'<a href="/gdi/gdix"> https://geo.example.de/gdi/x https://geo.example.de/gdix')
     assert same.body(b'{"href":"/uploads/1","a":{"href":"/gdi/uploads/2"}}', "application/json") == \
         b'{"href":"/gdi/uploads/1","a":{"href":"/gdi/uploads/2"}}'
     assert (same.url("/gdi/uploads/1"), same.url("/uploads/1")) == ("/gdi/uploads/1", "/gdi/uploads/1")
-    other = Links("https://geo.example.de/gdi", "http://10.0.0.5:8080/x", "/x", ROOTS)
-    assert other.body(b"'/gdi/collections/x' https://geo.example.de/gdi/y", "text/html") == \
-        b"'/x/collections/x' http://10.0.0.5:8080/x/y"
+    other = Links("https://geo.example.de/gdi", "http://10.0.0.5:8080/x", "/x")
+    assert other.body(b'<img src="/gdi/collections/x"> https://geo.example.de/gdi/y', "text/html") == \
+        b'<img src="/x/collections/x"> http://10.0.0.5:8080/x/y'
+
+
+def test_a_rewritten_answer_has_a_tag_of_its_base():
+    assert tagged([("ETag", '"f-1"'), ("ETag", 'W/"2"'), ("Content-Type", "text/html")], "ab12") == \
+        [("ETag", '"f-1-ab12"'), ("ETag", 'W/"2-ab12"'), ("Content-Type", "text/html")]
+    assert own_tags('"f-1-ab12", W/"2-ab12" , "3-cd34", "4"', "ab12") == '"f-1", W/"2", "3-cd34", "4"'
 
 
 def _call(app, environ: dict) -> tuple[str, dict]:
@@ -111,7 +117,18 @@ def test_only_a_trusted_proxy_moves_the_public_url():
         "name[:port], X-Forwarded-Prefix: /path)")
     assert _call(proxy, {"REMOTE_ADDR": "127.0.0.1", "HTTP_X_FORWARDED_PROTO": "javascript"})[0] == "400 Bad Request"
     assert (is_trusted("127.0.0.1", ("127.0.0.1",)), is_trusted("127.0.0.2", ("127.0.0.1",)),
-            is_trusted("fe80::1%eth0", ("fe80::/10",)), is_trusted("unix", ("127.0.0.1",))) == (True, False, True, False)
+            is_trusted("fe80::1%eth0", ("fe80::/10",)), is_trusted("unix", ("127.0.0.1",))) == \
+        (True, False, True, False)
+
+
+def test_gunicorn_trusts_the_same_proxies(tmp_path, monkeypatch):
+    from gdi.server.run import gunicorn_args
+
+    config = tmp_path / "gdi.yml"
+    config.write_text("server:\n  trusted_proxies: [10.0.0.5, 10.0.1.0/24]\n", encoding="utf-8")
+    monkeypatch.setenv("GDI_CONFIG", str(config))
+    args = gunicorn_args("127.0.0.1", 5000, 2, 2, tmp_path / "pid")
+    assert args[args.index("--forwarded-allow-ips") + 1] == "10.0.0.5,10.0.1.0/24"
 
 
 def test_the_shipped_nginx_site_streams_uploads_up_to_gdis_limit():
@@ -150,8 +167,8 @@ def _replace_upstream(text: str, lines: str) -> str:
 class Nginx:
     """Debian's nginx on a free port with the shipped site: its own prefix, pid, logs and temp folders."""
 
-    def __init__(self, backends: list[int]):
-        self.port = free_port()
+    def __init__(self, backends: list[int], port: int | None = None):
+        self.port = port or free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="gdi-nginx-"))
         self.dir.chmod(0o755)
         (self.dir / "gdi.conf").write_text(site_config(backends, self.port), encoding="utf-8")
@@ -198,11 +215,11 @@ http {{
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="module", params=STORES)
-def behind_nginx(request, tmp_path_factory):
-    """Fresh boundaries on each store, the map drawn from tiles (viewer.tiles_above: 0, so the page holds
-    tile URLs), one `gdi serve` (two on PostGIS, one database) and nginx in front."""
-    kind = request.param
+@contextlib.contextmanager
+def deployment(request, tmp_path_factory, kind: str, servers: int, public_url: bool):
+    """Fresh boundaries on a store, the map drawn from tiles (viewer.tiles_above: 0, so the page holds tile
+    URLs), `gdi serve` × servers (one database, one GDI_URL) and nginx in front. GDI_URL is the first
+    server's own address, or with public_url nginx's public URL (as the README's deployment has it)."""
     with pytest.MonkeyPatch.context() as mp:
         home = tmp_path_factory.mktemp(f"proxy-{kind}") / "home"
         home.mkdir()
@@ -214,27 +231,41 @@ def behind_nginx(request, tmp_path_factory):
             mp.delenv("GDI_STORE", raising=False)
         ingest_boundaries(request, home)
         (home / "store-url").write_text(url or "")
+        ports = [free_port() for _ in range(servers)]
+        nginx_port = free_port()
+        configured = f"http://127.0.0.1:{nginx_port}/gdi" if public_url else f"http://127.0.0.1:{ports[0]}"
         text = (REPO / "config" / "gdi.yml").read_text(encoding="utf-8")
+        changed = text.replace("\n  tiles_above: 20000 ", "\n  tiles_above: 0     ").replace(
+            "\n  url: http://127.0.0.1:5000 ", f"\n  url: {configured} ")
+        assert changed.count("tiles_above: 0 ") == 1 and changed.count(f"url: {configured} ") == 1
         config = home.parent / "gdi.yml"
-        config.write_text(text.replace("\n  tiles_above: 20000 ", "\n  tiles_above: 0     "), encoding="utf-8")
-        assert config.read_text() != text
+        config.write_text(changed, encoding="utf-8")
         mp.setenv("GDI_CONFIG", str(config))
-        ports = [free_port() for _ in range(2 if kind == "postgis" else 1)]
-        mp.setenv("GDI_URL", f"http://127.0.0.1:{ports[0]}")      # every server the same server.url
-        servers: list[Server] = []
+        mp.setenv("GDI_URL", configured)        # every server the same (metadata identifiers derive from it)
+        started: list[Server] = []
         nginx = None
         try:
             for port in ports:
-                servers.append(Server(home, port))
+                started.append(Server(home, port))
             secret = run_gdi("token", "create", "--member", "06534", "--admin", home=home,
                              check=True).stdout.strip().splitlines()[-1]
-            nginx = Nginx(ports)
-            yield {"nginx": nginx, "servers": servers, "secret": secret, "home": home}
+            nginx = Nginx(ports, nginx_port)
+            yield {"nginx": nginx, "servers": started, "secret": secret, "home": home, "configured": configured}
         finally:
             if nginx is not None:
                 nginx.stop()
-            for srv in servers:
+            for srv in started:
                 srv.stop()
+
+
+@pytest.fixture(scope="module", params=[("gpkg", 1, False), ("postgis", 2, False), ("gpkg", 1, True)],
+                ids=["gpkg", "postgis", "gpkg-public-url"])
+def behind_nginx(request, tmp_path_factory):
+    """One `gdi serve` on the GeoPackage store, two on PostGIS, configured with the first one's address;
+    and the README's deployment: GDI_URL and server.url the public URL with its /gdi path."""
+    kind, servers, public_url = request.param
+    with deployment(request, tmp_path_factory, kind, servers, public_url) as setup:
+        yield setup
 
 
 def bearer(secret: str) -> dict:
@@ -364,16 +395,21 @@ def test_every_link_through_nginx_carries_the_public_url(behind_nginx):
         answer = crawl.get(path)
         assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
     for accept in ("gzip", "identity"):      # compressed or not, cached or not: the same links
-        crawl.get("/collections/supply_points/items?f=json&limit=50", headers={"Accept-Encoding": accept})
+        answer = crawl.get("/collections/supply_points/items?f=json&limit=50", headers={"Accept-Encoding": accept})
+        # gzip passes nginx as gdi made it (its own tag), and nginx compresses nothing itself
+        assert (answer.headers.get("Content-Encoding"), answer.headers["ETag"].endswith('-gz"')) == \
+            (("gzip", True) if accept == "gzip" else (None, False))
 
     favicon = crawl.get("/favicon.ico", allow_redirects=False)
     assert (favicon.status_code, favicon.headers["Location"]) == (302, "/gdi/static/img/favicon.ico")
     tilejson = crawl.get("/collections/supply_points/tiles/WebMercatorQuad/metadata?f=tilejson").json()
     template = tilejson["tiles"][0]
     assert template.startswith(public + "/collections/supply_points/tiles/WebMercatorQuad/"), template
+    # the tiles' path is written below server.url's path and taken below the page's own root (map.js)
     viewer = crawl.get("/viewer").text
-    assert "'/gdi/collections/supply_points/tiles/WebMercatorQuad/{z}/{y}/{x}?f=mvt'" in viewer
-    assert "'/collections/" not in viewer and '"/vendor/' not in viewer
+    written = urlsplit(behind_nginx["configured"]).path
+    assert f"'{written}/collections/supply_points/tiles/WebMercatorQuad/{{z}}/{{y}}/{{x}}?f=mvt'" in viewer
+    assert '<script src="/gdi/vendor/leaflet/dist/leaflet.js"></script>' in viewer and '"/vendor/' not in viewer
     openapi = crawl.get("/openapi?f=json").json()
     assert [s["url"] for s in openapi["servers"]] == [public]
 
@@ -401,7 +437,81 @@ def test_every_link_through_nginx_carries_the_public_url(behind_nginx):
     assert tile.status_code == 200 and tile.headers["Content-Type"].startswith("application/vnd.mapbox-vector-tile")
     download = requests.head(public + "/collections/supply_points/download?f=gpkg", timeout=60)
     assert download.status_code == 200 and download.headers["Content-Disposition"].startswith("attachment")
+    # a download (text, but a file) is passed through as the server sends it, not rewritten
+    csv = requests.get(public + "/collections/supply_points/download?f=csv", timeout=60)
+    direct = requests.get(f"http://127.0.0.1:{ports[0]}/collections/supply_points/download?f=csv", timeout=60)
+    assert (csv.status_code, csv.content, csv.headers["Content-Length"]) == \
+        (200, direct.content, direct.headers["Content-Length"])
     assert nginx.error_log().count("[error]") == 0, nginx.error_log()
+
+
+def test_the_map_through_nginx_loads_everything_below_the_public_url(behind_nginx):
+    """Headless Chromium opens the map at nginx's /gdi/viewer: its scripts, styles, distance bands and
+    vector tiles all come through nginx, below /gdi/, and the tiles are drawn."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import is_tile, launch_chromium, offline_page
+
+    nginx = behind_nginx["nginx"]
+    backends = [f":{s.port}/" for s in behind_nginx["servers"]]
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page, problems, blocked = offline_page(browser, viewport=(1366, 900))
+            seen: list[tuple[str, int]] = []
+            page.on("response", lambda r: seen.append((r.url, r.status)))
+            page.goto(nginx.url + "/viewer", wait_until="load")
+            page.wait_for_selector("html[data-gdi-ready='1']", state="attached")
+            page.wait_for_function("""() => { var g = gdiMap.tiled[0]; if (!g || !g._vectorTiles) return false;
+                var n = 0; for (var k in g._vectorTiles) n += Object.keys(g._vectorTiles[k]._features || {}).length;
+                return n > 0 && document.querySelectorAll('.leaflet-gdiTiles-pane svg path').length > 0; }""",
+                                   timeout=30000)
+            local = [(u, code) for u, code in seen if urlsplit(u).hostname == "127.0.0.1"]
+            assert local and all(u.startswith(nginx.url + "/") for u, _ in local), local
+            assert not any(b in u for u, _ in local for b in backends)
+            assert all(code in {200, 204} for _, code in local), local
+            kinds = {"vendor" if "/gdi/vendor/" in u else "tile" if "f=mvt" in u else "bands" if "bands" in u
+                     else "page" if u.endswith("/gdi/viewer") else u for u, _ in local}
+            assert {"vendor", "tile", "page"} <= kinds, kinds
+            assert not problems and all(is_tile(u) for u in blocked), (problems, blocked)   # only the base map
+            page.context.close()
+        finally:
+            browser.close()
+
+
+def test_the_upload_page_through_nginx_uploads_and_shows_the_report(behind_nginx):
+    """The upload page at nginx's /gdi/upload: its scripts reach the API below /gdi/ (collections, the
+    upload, its status and report), and the report is shown."""
+    from playwright.sync_api import sync_playwright
+
+    from conftest import launch_chromium
+
+    nginx = behind_nginx["nginx"]
+    lidl = DATA / "poi" / "lidl_marburg-biedenkopf_hoexter_umland.geojson"
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 1400})
+            seen: list[tuple[str, str, int]] = []
+            errors: list[str] = []
+            page.on("response", lambda r: seen.append((r.request.method, r.url, r.status)))
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(nginx.url + "/upload")
+            page.fill("#token", behind_nginx["secret"])
+            page.select_option("#collection", "supply_points")
+            page.set_input_files("#file", str(lidl))
+            page.click("button[type=submit]")
+            page.wait_for_selector("#report h2", timeout=120000)
+            assert "angenommen" in page.inner_text("#state") and page.inner_text("#stage") == "(fertig)"
+            assert errors == []
+            assert all(u.startswith(nginx.url + "/") for _, u, _ in seen), seen
+            paths = {(m, urlsplit(u).path.split("/uploads/")[0] + ("/uploads/…" if "/uploads/" in u else ""))
+                     for m, u, _ in seen}
+            assert {("GET", "/gdi/upload"), ("GET", "/gdi/collections"), ("POST", "/gdi/uploads"),
+                    ("GET", "/gdi/uploads/…")} <= paths, paths
+            assert all(code in {200, 202} for _, _, code in seen), seen
+        finally:
+            browser.close()
 
 
 def _direct(port: int, path: str, headers: dict, source: str = "127.0.0.1") -> tuple[int, dict, bytes]:
@@ -422,7 +532,7 @@ def test_the_response_cache_keeps_each_public_url_to_its_own_clients(behind_ngin
     """Two proxied hosts alternately and an untrusted client naming a third, on cached paths: each answer
     carries its own base only, the ETags differ, and one base's ETag never makes a 304 for another."""
     srv = behind_nginx["servers"][0]
-    configured = f"http://127.0.0.1:{srv.port}"
+    configured = behind_nginx["configured"]
     bases = {"a": ("https", "a.example:8443", "/gdi"), "b": ("http", "b.example", "/karte")}
     paths = ["/?f=json", "/collections?f=json", "/collections/supply_points/items?f=json&limit=3",
              "/collections/supply_points?f=html"]
@@ -447,6 +557,23 @@ def test_the_response_cache_keeps_each_public_url_to_its_own_clients(behind_ngin
                 text = body.decode()
                 assert status == 200 and configured in text and "evil.example" not in text and "/evil" not in text, path
                 assert tags.setdefault(("direct", path, accept), heads["etag"]) == heads["etag"]
+    # the map page, a file with one tag of its own: rewritten per base, tagged per base
+    heads = {name: {"X-Forwarded-Proto": p, "X-Forwarded-Host": h, "X-Forwarded-Prefix": x}
+             for name, (p, h, x) in bases.items()}
+    page = {name: _direct(srv.port, "/viewer", heads[name]) for name in bases}
+    page["direct"] = _direct(srv.port, "/viewer", {})
+    assert [page[n][0] for n in page] == [200, 200, 200]
+    assert len({page[n][1]["etag"] for n in page}) == 3
+    assert '"/gdi/vendor/leaflet/dist/leaflet.js"' in page["a"][2].decode()
+    assert '"/karte/vendor/leaflet/dist/leaflet.js"' in page["b"][2].decode()
+    assert '"/vendor/leaflet/dist/leaflet.js"' in page["direct"][2].decode()
+    assert _direct(srv.port, "/viewer", {**heads["a"], "If-None-Match": page["a"][1]["etag"]})[:2][0] == 304
+    status, again, body = _direct(srv.port, "/viewer", {**heads["b"], "If-None-Match": page["a"][1]["etag"]})
+    assert (status, again["etag"]) == (200, page["b"][1]["etag"]) and b'"/karte/vendor/' in body
+    status, again, _ = _direct(srv.port, "/viewer", {"If-None-Match": page["a"][1]["etag"]})
+    assert status == 200
+    assert _direct(srv.port, "/viewer", {**heads["b"], "If-None-Match": page["b"][1]["etag"]})[1]["etag"] == \
+        page["b"][1]["etag"]
     for path in paths:
         for accept in ("gzip", "identity"):
             assert len({tags[(n, path, accept)] for n in ("a", "b", "direct")}) == 3

@@ -8,10 +8,11 @@ pygeoapi configuration — so a publish that has landed is seen by the very next
 request, in every worker, without any signalling.
 
 * ``ETag`` is derived from (data version, configuration, path, query, Accept,
-  Accept-Language, the public base URL of gdi/server/public_url.py) — identical in every worker, so it validates across them;
-  the gzip representation has its own tag (``…-gz``). It is a *weak* tag
-  (``W/"…"``): it is known before pygeoapi runs (that is what lets any worker
-  answer 304 without rendering), so it promises semantically equal bodies, not
+  Accept-Language, the public base URL of gdi/server/public_url.py) — identical
+  in every worker, so it validates across them; the gzip representation has its
+  own tag (``…-gz``). It is a *weak* tag (``W/"…"``): it is known before
+  pygeoapi runs (that is what lets any worker answer 304 without rendering),
+  so it promises semantically equal bodies, not
   equal bytes — an items response differs by its ``timeStamp`` (RFC 9110
   8.8.1; If-None-Match compares weakly, so 304 works as before).
 * ``timeStamp`` of an items response is the time it is served, from the cache

@@ -12,14 +12,16 @@ and a client that reaches a server directly must keep getting the configured URL
   (``PUBLIC_URL``). From any other client the ``X-Forwarded-*`` headers are removed before anything
   reads them, and the public base is the configured one. A trusted proxy's value that is no http(s)
   scheme, host or plain path is answered 400: it would be written into every page.
-* ``LinkRewriter``, inside the response cache, around pygeoapi and our routes: when the public base
-  differs from the configured one, the configured base is replaced by the public one in JSON, HTML and
-  XML bodies and in the ``Location``, ``Content-Location`` and ``Link`` headers, and root-relative
-  references get the prefix — in those headers, in JSON link objects (``"href": "/…"``) and, in HTML,
-  in every quoted URL that starts with one of the server's own top-level paths (``"/vendor/…"``,
-  ``'/collections/…'``, ``"/viewer"``; read from the app's routes, so a JavaScript regex such as
-  ``/'/g`` is never taken for one). Files — attachments (downloads), tiles, images, scripts — pass
-  through untouched and unbuffered.
+* ``LinkRewriter``, inside the response cache, around pygeoapi and our routes: for a proxied request
+  the configured base is replaced by the public one in JSON, HTML and XML bodies and in the
+  ``Location``, ``Content-Location`` and ``Link`` headers, and root-relative references get the
+  prefix — in those headers, in JSON link objects (``"href": "/…"``) and in HTML attributes
+  (``src="/vendor/…"``, ``href="/viewer"``). Scripts are left alone: the map and the upload page
+  address the API relative to where they were served (gdi/viewer/map.js, upload_page.html). Files —
+  attachments (downloads), tiles, images, scripts — pass through untouched and unbuffered. The ETag
+  of a rewritten answer (the map page, the upload page: files with one tag of their own) is marked as
+  its base's, and only that base's mark is taken off an ``If-None-Match`` again, so a revalidation
+  gets its 304 and never another base's page.
 
 The response cache (gdi/server/caching.py) keys on ``PUBLIC_URL``, so one client's forwarded host
 never shows in another's answer, and the ETags of different public bases differ.
@@ -27,6 +29,7 @@ never shows in another's answer, and the ETags of different public bases differ.
 from __future__ import annotations
 
 import functools
+import hashlib
 import ipaddress
 import json
 import re
@@ -119,16 +122,17 @@ class Links:
     is itself ``https://…/gdi``) have that path replaced by the prefix instead of getting it twice.
     """
 
-    def __init__(self, configured: str, public: str, prefix: str, roots: tuple[str, ...]):
+    def __init__(self, configured: str, public: str, prefix: str):
         self.configured, self.public, self.prefix = configured, public, prefix
+        # marks the ETags of answers rewritten for this base (tagged)
+        self.tag = hashlib.blake2b(f"{public}\n{prefix}".encode(), digest_size=4).hexdigest()
         self.path = urlsplit(configured).path.rstrip("/")        # the configured URL's own path ("" or "/gdi")
         # the configured base, not when it is only the start of a longer host or port (…:50001, ….de.evil)
         self.absolute = re.compile(re.escape(configured).encode() + rb"(?![\w.:-])")
+        self.longer = re.compile(re.escape(configured).encode() + rb"[\w.:-]")     # where a plain replace is wrong
         own = re.escape(self.path.encode()) + rb"(?=[/?#\"'])|" if self.path else b""
-        ends = rb"""[/?#"']"""
-        self.href = re.compile(rb'(?:(?<="href":")|(?<="href": "))(?:' + own + rb"(?=/(?!/)))")
-        self.rooted = re.compile(rb"""(?<=["'])(?:""" + own + rb"(?=/(?:" + b"|".join(
-            re.escape(r.encode()) for r in roots) + rb")" + ends + rb"))") if roots else None
+        self.href = re.compile(rb'("href": ?")(?:' + own + rb"(?=/(?!/)))")
+        self.attribute = re.compile(rb"""(\s(?:href|src|action)=["'])(?:""" + own + rb"(?=/(?!/)))")
 
     def url(self, value: str) -> str:
         """A URL of a header: the configured base → the public one; a root-relative path gets the prefix."""
@@ -151,17 +155,19 @@ class Links:
     def body(self, data: bytes, content_type: str) -> bytes:
         public, prefix = self.public.encode(), self.prefix.encode()
         if self.public != self.configured:
-            data = self.absolute.sub(lambda _m: public, data)
-        if content_type.startswith("text/html") and self.rooted is not None:
-            return self.rooted.sub(lambda _m: prefix, data)
+            configured = self.configured.encode()
+            data = data.replace(configured, public) if not self.longer.search(data) else \
+                self.absolute.sub(lambda _m: public, data)
+        if content_type.startswith("text/html"):
+            return self.attribute.sub(lambda m: m.group(1) + prefix, data)
         if "json" in content_type:
-            return self.href.sub(lambda _m: prefix, data)
+            return self.href.sub(lambda m: m.group(1) + prefix, data)
         return data
 
 
 @functools.lru_cache(maxsize=64)
-def links(configured: str, public: str, prefix: str, roots: tuple[str, ...]) -> Links:
-    return Links(configured, public, prefix, roots)
+def links(configured: str, public: str, prefix: str) -> Links:
+    return Links(configured, public, prefix)
 
 
 def _rewritable(headers: list[tuple[str, str]]) -> str | None:
@@ -178,23 +184,26 @@ def _rewritable(headers: list[tuple[str, str]]) -> str | None:
     return ctype if TEXTUAL.match(ctype) else None
 
 
-def top_paths(url_map) -> tuple[str, ...]:
-    """The first path segments of a Flask app's routes (``collections``, ``vendor``, ``static``, …)."""
-    roots = set()
-    for rule in url_map.iter_rules():
-        first = rule.rule.lstrip("/").split("/", 1)[0]
-        if first and "<" not in first:
-            roots.add(first)
-    return tuple(sorted(roots, key=lambda r: (-len(r), r)))
+def tagged(headers: list[tuple[str, str]], suffix: str) -> list[tuple[str, str]]:
+    """headers with the ETag of a rewritten answer marked as this public base's (``"abc"`` → ``"abc-<suffix>"``):
+    the same file (the map page, the upload page) rewritten for two bases must not share a tag."""
+    return [(k, v[:-1] + f'-{suffix}"' if k.lower() == "etag" and v.endswith('"') else v) for k, v in headers]
+
+
+def own_tags(if_none_match: str, suffix: str) -> str:
+    """An If-None-Match as the app must see it: this base's tags without their mark (so a current one still
+    gets its 304); a tag another base gave out never matches."""
+    mark = f'-{suffix}"'
+    return ", ".join(tag[:-len(mark)] + '"' if tag.endswith(mark) else tag
+                     for tag in (t.strip() for t in if_none_match.split(",")) if tag)
 
 
 class LinkRewriter:
     """WSGI middleware: the links of an answer to a proxied request, moved to its public base URL."""
 
-    def __init__(self, app: Callable, configured: Callable[[], str], roots: Callable[[], tuple[str, ...]]):
+    def __init__(self, app: Callable, configured: Callable[[], str]):
         self.app = app
         self.configured = configured
-        self.roots = roots
 
     def __call__(self, environ, start_response):
         public = environ.get(PUBLIC_URL)
@@ -202,16 +211,22 @@ class LinkRewriter:
         prefix = environ.get("SCRIPT_NAME", "")
         if not public or (public == configured and not prefix):      # a client that reached us directly
             return self.app(environ, start_response)
-        moved = links(configured, public, prefix, self.roots())
+        moved = links(configured, public, prefix)
         state: dict = {}
+        ours = environ.get("HTTP_IF_NONE_MATCH")
+        if ours:
+            environ["HTTP_IF_NONE_MATCH"] = own_tags(ours, moved.tag)
+            ours = environ["HTTP_IF_NONE_MATCH"] != ours      # the client sent a tag this base gave out
 
         def capture(status, headers, exc_info=None):
             headers = moved.headers(headers)
             ctype = _rewritable(headers)
             if ctype is None:              # passed on at once: the body is streamed as it comes
                 state["passed"] = True
+                if ours and status.startswith("304"):
+                    headers = tagged(headers, moved.tag)
                 return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
-            state["held"] = (status, headers, ctype)
+            state["held"] = (status, tagged(headers, moved.tag), ctype)
             return state.setdefault("written", []).append
 
         result = self.app(environ, capture)
@@ -243,8 +258,7 @@ def install_rewriter(flask_app) -> None:
     """Around pygeoapi and our routes, inside the response cache (which keeps the rewritten answers)."""
     if isinstance(flask_app.wsgi_app, LinkRewriter):
         return
-    roots = functools.cache(lambda: top_paths(flask_app.url_map))     # every route is added by the first request
-    flask_app.wsgi_app = LinkRewriter(flask_app.wsgi_app, _configured, roots)
+    flask_app.wsgi_app = LinkRewriter(flask_app.wsgi_app, _configured)
 
 
 def install_proxy(flask_app) -> None:

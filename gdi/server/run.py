@@ -19,7 +19,11 @@ from gdi import settings
 
 def gunicorn_args(host: str, port: int, workers: int, threads: int, pidfile: Path) -> list[str]:
     gunicorn = Path(sys.executable).with_name("gunicorn")
+    # gunicorn's own reading of X-Forwarded-Proto (wsgi.url_scheme) trusts the same proxies as
+    # gdi/server/public_url.py, so no other address can make an answer https
+    proxies = ",".join(settings.get().server.trusted_proxies)
     return [str(gunicorn), "--bind", f"{host}:{port}", "--workers", str(workers), "--threads", str(threads),
+            "--forwarded-allow-ips", proxies,
             "--worker-class", "gdi.server.worker.BalancedThreadWorker", "--pid", str(pidfile), "--no-control-socket",
             "--access-logfile", "-", "--error-logfile", "-", "--log-level", "warning",
             "--graceful-timeout", "10", "--timeout", "120", "gdi.server.app:app"]

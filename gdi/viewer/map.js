@@ -708,10 +708,17 @@
   // and below the markers and popups.
   var TILE_PANE = 'gdiTiles';
 
-  /** The API's base URL: configured (single file), else the server the page came from. */
+  /** The API's base URL: configured (single file), else the server the page came from, at the root the
+   *  page was served under (/viewer on the server itself, /gdi/viewer behind a proxy's path prefix). */
   function apiRoot(spec) {
     if (spec.tiled.api && /^https?:/.test(spec.tiled.api)) return spec.tiled.api;
-    return global.location.origin + (spec.tiled.api || '');
+    return global.location.origin + global.location.pathname.replace(/\/viewer(\/[^\/]*)?$/, '');
+  }
+
+  /** A served page's tile URL (written below spec.tiled.api) below the root the page came from. */
+  function servedTileUrl(spec, url) {
+    if (/^https?:/.test(spec.tiled.api || '') || url.indexOf((spec.tiled.api || '') + '/') !== 0) return url;
+    return apiRoot(spec) + url.slice((spec.tiled.api || '').length);
   }
 
   /**
@@ -824,6 +831,7 @@
     });
     grid.on('mouseout', function () { map.closeTooltip(tip); });
     grid.gdiSpec = spec;
+    grid.setUrl(servedTileUrl(spec, grid._url), true);
     // bench/map_tiles.py's first draw of a tiled map: every tile of the first view drawn
     grid.once('load', function () { gdiMap.stats.tilesMs = performance.now(); });
     return grid;
