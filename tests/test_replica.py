@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
 
@@ -185,6 +186,12 @@ def test_no_answer_is_older_than_the_published_version(replicated, real_data):
     assert one.status_code == 200 and one.json()["id"] == twin["id"]       # not the replica's 404
     assert {shop["id"], twin["id"]} <= tile_ids(srv, shop)
     assert download_rows(srv) == 2 * LIDL_IN_MARBURG
+    # a CQL2 JSON search is a POST: not cached, and not older either
+    search = requests.post(f"{srv.url}/collections/supply_points/items?f=json&limit=100&filter-lang=cql2-json",
+                           data=json.dumps({"op": "=", "args": [{"property": "dataset"}, "lidl-zwei"]}),
+                           headers={"Content-Type": "application/query-cql-json"}, timeout=30)
+    assert search.status_code == 200 and search.json()["numberMatched"] == LIDL_IN_MARBURG
+    assert {f["id"] for f in search.json()["features"]} == both - first
     # the map is rebuilt from the primary too: its points are the new ones (the replica's would be the old page)
     assert wait_for_map(srv, version + 1) != map_before
     assert psql(replica, database, "SELECT count(*) FROM gdi.supply_points") == str(LIDL_IN_MARBURG)   # still
