@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import time
 
@@ -185,6 +186,12 @@ def test_no_answer_is_older_than_the_published_version(replicated, real_data):
     assert one.status_code == 200 and one.json()["id"] == twin["id"]       # not the replica's 404
     assert {shop["id"], twin["id"]} <= tile_ids(srv, shop)
     assert download_rows(srv) == 2 * LIDL_IN_MARBURG
+    # a CQL2 JSON search is a POST: not cached, and not older either
+    search = requests.post(f"{srv.url}/collections/supply_points/items?f=json&limit=100&filter-lang=cql2-json",
+                           data=json.dumps({"op": "=", "args": [{"property": "dataset"}, "lidl-zwei"]}),
+                           headers={"Content-Type": "application/query-cql-json"}, timeout=30)
+    assert search.status_code == 200 and search.json()["numberMatched"] == LIDL_IN_MARBURG
+    assert {f["id"] for f in search.json()["features"]} == both - first
     # the map is rebuilt from the primary too: its points are the new ones (the replica's would be the old page)
     assert wait_for_map(srv, version + 1) != map_before
     assert psql(replica, database, "SELECT count(*) FROM gdi.supply_points") == str(LIDL_IN_MARBURG)   # still
@@ -223,3 +230,61 @@ def test_a_replica_that_stops_leaves_the_reads_to_the_primary(tmp_path, real_dat
         if srv is not None:
             srv.stop()
         replica.stop()
+
+
+def test_readers_during_uploads_never_go_back(replicated, real_data):
+    """Four readers revalidate the items while three uploads land on a replica that applies every commit a
+    second late (recovery_min_apply_delay): every answer (200 or 304) shows at least what the primary
+    held when it was asked, and one ETag always stands for one count."""
+    import threading
+
+    import psycopg
+
+    srv, _, replica, _, secret = replicated
+    counts: dict[str, int] = {}         # ETag → numberMatched seen under it
+    problems: list[str] = []
+    answers = [0]
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def reader() -> None:
+        session = requests.Session()
+        held: str | None = None
+        with psycopg.connect(srv.store, autocommit=True) as primary:
+            while not stop.is_set():
+                floor = primary.execute("SELECT CASE WHEN to_regclass('gdi.supply_points') IS NULL THEN 0 ELSE "
+                                        "(SELECT count(*) FROM gdi.supply_points) END").fetchone()[0]
+                r = session.get(f"{srv.url}/collections/supply_points/items", params={"f": "json", "limit": 1},
+                                headers={"If-None-Match": held} if held else {}, timeout=30)
+                tag = r.headers.get("ETag", "")
+                with lock:
+                    answers[0] += 1
+                    if r.status_code == 200:
+                        n = r.json()["numberMatched"]
+                        if counts.setdefault(tag, n) != n:
+                            problems.append(f"{tag} stood for {counts[tag]} and {n}")
+                    elif r.status_code != 304:
+                        problems.append(f"status {r.status_code}")
+                        continue
+                    seen = counts.get(tag)
+                    if seen is None or seen < floor:
+                        problems.append(f"{r.status_code} showed {seen} when the primary held {floor}")
+                held = tag
+
+    readers = [threading.Thread(target=reader) for _ in range(4)]
+    psql(replica, "postgres", "ALTER SYSTEM SET recovery_min_apply_delay = '1s'")
+    psql(replica, "postgres", "SELECT pg_reload_conf()")
+    for t in readers:
+        t.start()
+    try:
+        for i in range(1, 4):
+            assert upload(srv, secret, real_data / LIDL, f"lidl-{i}")["status"] == "accepted"
+            time.sleep(1.5)
+    finally:
+        stop.set()
+        for t in readers:
+            t.join(60)
+        psql(replica, "postgres", "ALTER SYSTEM RESET recovery_min_apply_delay")
+        psql(replica, "postgres", "SELECT pg_reload_conf()")
+    assert problems == []
+    assert sorted(set(counts.values())) == [0, 10, 20, 30] and answers[0] > 100

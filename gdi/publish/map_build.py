@@ -159,7 +159,7 @@ def refresh(store=None, collections: Mapping[str, Collection] | None = None, *, 
                 _build(store, collections, built, Path(work))
                 return {p.name: p.read_bytes() for p in sorted(Path(work).iterdir()) if p.is_file()}
 
-        outcome = map_share.refresh(store.url, store.data_version, build, done)
+        outcome = map_share.refresh(store.url, build, done)
         if outcome is None:
             print("gdi: another server is still building the map; this one keeps the last", flush=True)
             return False

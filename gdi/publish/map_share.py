@@ -18,7 +18,7 @@ import os
 import socket
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,6 +108,13 @@ class SharedBuilds:
             self.conn.execute(f"DELETE FROM {SCHEMA}.map_builds WHERE id NOT IN "
                               f"(SELECT id FROM {SCHEMA}.map_builds ORDER BY id DESC LIMIT {KEEP})")
 
+    def data_version(self) -> int:
+        """The store's data version (PostgisStore.data_version on the primary), on this session."""
+        if self.conn.execute(f"SELECT to_regclass('{SCHEMA}.state')").fetchone()[0] is None:
+            return 0
+        row = self.conn.execute(f"SELECT value FROM {SCHEMA}.state WHERE key = 'data_version'").fetchone()
+        return int(row[0]) if row else 0
+
     def try_lock(self) -> bool:
         return bool(self.conn.execute(f"SELECT pg_try_advisory_lock{LOCK}").fetchone()[0])
 
@@ -131,7 +138,7 @@ def install(folder: Path, files: dict[str, bytes]) -> None:
         write_atomically(folder / name, files[name])
 
 
-def refresh(url: str, version_of: Callable[[], int], build: Callable[[int], dict[str, bytes]],
+def refresh(url: str, build: Callable[[int], dict[str, bytes]],
             done: Callable[[int, dict[str, bytes]], None]) -> tuple[bool, int] | None:
     """Bring this server's map to the store's data version: install the stored build for it, or build it
     under the lock and store it, or wait for the server that is building it. ``build(version)`` returns
@@ -141,11 +148,11 @@ def refresh(url: str, version_of: Callable[[], int], build: Callable[[int], dict
     deadline = time.monotonic() + settings.get().viewer.build_wait_seconds
     with shared_builds(url) as builds:
         while True:
-            version = version_of()
+            version = builds.data_version()
             found = builds.stored(inputs, version)
             if found is None and builds.try_lock():
                 try:
-                    version = version_of()          # read again under the lock: another may have just built it
+                    version = builds.data_version()     # read again under the lock: another may have just built it
                     found = builds.stored(inputs, version)
                     if found is None:
                         files = build(version)
@@ -153,7 +160,8 @@ def refresh(url: str, version_of: Callable[[], int], build: Callable[[int], dict
                         done(version, files)
                         return True, version
                 finally:
-                    builds.unlock()
+                    with suppress(psycopg.Error):   # a broken session has lost the lock already
+                        builds.unlock()
             if found is not None:
                 done(version, found.files)
                 return False, version

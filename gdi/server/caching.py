@@ -48,6 +48,7 @@ from pathlib import Path
 
 from gdi.server.buffered import run_buffered, with_length
 from gdi.server.public_url import PUBLIC_URL
+from gdi.store import replica
 
 LOGGER = logging.getLogger(__name__)
 # whole-collection downloads are streamed from a file and tagged by gdi/server/downloads.py, never buffered here
@@ -91,8 +92,6 @@ class DataVersion:
 
     def read(self) -> tuple[str, float]:
         """(version token, last-modified epoch seconds)."""
-        from gdi.store import replica
-
         cfg_ns, cfg_mtime = self._config_stamp()
         try:
             if self.store_url.startswith(("postgresql://", "postgres://")):
@@ -275,6 +274,10 @@ class CachingMiddleware:
         method = environ.get("REQUEST_METHOD", "GET")
         path = environ.get("PATH_INFO", "")
         if method not in {"GET", "HEAD"} or not CACHED_PATHS.match(path):
+            if CACHED_PATHS.match(path):    # an API read all the same (a CQL2 JSON search is a POST)
+                self.version.read()          # whose reads from a replica must show the published version
+            else:
+                replica.require(None)        # no reads of the features here (downloads check their own)
             return self.app(environ, start_response)
         version, modified = self.version.read()
         if not version:

@@ -75,12 +75,20 @@ def download(collection_id: str) -> Response:
         with tempfile.TemporaryDirectory(dir=folder) as work:
             path = Path(work) / name
             primary = open_store()
-            store = replica.read_store(primary)     # the read replica once it shows the version read above
-            version = write_download(collection, store, key, crs, path,
-                                     batch_size=settings.get().downloads.batch_features)
-            if store is not primary and not replica.fresh(version):    # never older than published
-                version = write_download(collection, primary, key, crs, path,
-                                         batch_size=settings.get().downloads.batch_features)
+
+            def written(url: str | None) -> tuple[int, int]:
+                """(data version, data version of the file written): from the replica only once it shows
+                the version read above (else nothing is written and the primary writes it)."""
+                store = primary if url is None or url == primary.url else open_store(url)
+                if store is not primary and not replica.fresh(current := store.data_version()):
+                    return current, 0
+                path.unlink(missing_ok=True)        # what a replica that failed half-way left
+                done = write_download(collection, store, key, crs, path,
+                                      batch_size=settings.get().downloads.batch_features)
+                return done, done
+
+            primary_url = getattr(primary, "url", None)
+            version = replica.read(primary_url, written) if primary_url else written(None)[1]
             fh = open(path, "rb")           # the open file outlives its name and folder
     finally:
         _writers[0].release()

@@ -22,6 +22,7 @@ from typing import TypeVar
 import psycopg
 
 from gdi import settings
+from gdi.store.base import StoreError
 
 LOGGER = logging.getLogger(__name__)
 SKIP_SECONDS = 10.0         # how long a replica that failed is left alone
@@ -81,7 +82,7 @@ def read(primary: str, run: Callable[[str], tuple[int | None, T]]) -> T:
     if replica is not None:
         try:
             version, answer = run(replica)
-        except psycopg.OperationalError as exc:      # unreachable, database missing, cancelled by replay
+        except (psycopg.OperationalError, StoreError) as exc:   # unreachable, no database, cancelled by replay
             _skip(replica, exc)
         except psycopg.Error as exc:                 # e.g. a column the replica has not replayed yet
             LOGGER.warning("read replica could not answer, reading from the primary: %s", exc)
