@@ -281,8 +281,8 @@ def test_claims_and_the_queue_limit_are_atomic(request, tmp_path, monkeypatch):
         [(ids[0], "failed"), (ids[1], "failed"), (ids[2], "queued")])
 
 
-def test_a_rolled_back_version_leaves_no_original(request, tmp_path, monkeypatch):
-    from shapely.geometry import LineString
+def test_a_rolled_back_version_leaves_no_original_and_no_report(request, tmp_path, monkeypatch):
+    from shapely.geometry import LineString, Point
 
     from gdi.collections import get_collection
     from gdi.store.base import VersionMeta
@@ -296,11 +296,26 @@ def test_a_rolled_back_version_leaves_no_original(request, tmp_path, monkeypatch
     bad = gpd.GeoDataFrame({"name": ["x"]}, geometry=[LineString([(0, 0), (1, 1)])], crs=points.storage_crs)
     pg = PostgisStore(store)
     pg.ensure(points)
+    asked: list[int] = []
+
+    def documents(number: int) -> dict[str, str]:
+        asked.append(number)
+        return {"json": json.dumps({"version": number}), "html": f"<p>{number}</p>", "html_en": f"<p>{number}</p>"}
+
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         pg.replace(points, MARBURG, "kaputt", bad, updated="2026-12-02T00:00:00Z",
-                                    meta=VersionMeta(original="originals/x/a.geojson", original_source=src))
+                   meta=VersionMeta(original="originals/x/a.geojson", original_source=src, report="r1",
+                                    report_documents=documents))
     assert _sql(store, "SELECT count(*) FROM gdi.originals") == [(0,)]
     assert _sql(store, "SELECT count(*) FROM gdi.versions") == [(0,)]
+    assert _sql(store, "SELECT count(*) FROM gdi.reports") == [(0,)]
+    assert asked == [1]                      # the report was written in the transaction, then rolled back
+    good = gpd.GeoDataFrame({"name": ["x"]}, geometry=[Point(484000, 5628000)], crs=points.storage_crs)
+    pg.replace(points, MARBURG, "gut", good, updated="2026-12-02T00:00:00Z",
+               meta=VersionMeta(original="originals/x/a.geojson", original_source=src, report="r1",
+                                report_documents=documents))
+    assert _sql(store, "SELECT json, html, html_en FROM gdi.reports") == [('{"version": 1}', "<p>1</p>", "<p>1</p>")]
+    assert _sql(store, "SELECT key, seq, data FROM gdi.originals") == [("originals/x/a.geojson", 0, b"{}")]
 
 
 def test_territory_uploads_wait_for_each_other_on_every_server(request, tmp_path):
