@@ -149,7 +149,8 @@ def _update(jid: str, **fields) -> None:
 
 
 def recover_interrupted() -> int:
-    """Jobs left 'running' by a stopped server: failed, with the reason."""
+    """Jobs left 'running' by a stopped server: failed, with the reason (with the PostgreSQL state only
+    those this server ran: the others' jobs are theirs)."""
     conn = service_db.connect()
     try:
         return conn.fail_interrupted(now_iso(), encode_message(INTERRUPTED))
