@@ -181,7 +181,7 @@ def test_a_server_started_on_an_empty_home_knows_every_token_job_and_report(clus
     cluster.a = Server(home, port)
     assert not (home / "reports").exists() and not (home / "service.sqlite").exists()
     after = requests.get(f"{cluster.a.url}/uploads", headers=bearer(m), timeout=30).json()
-    assert after == before
+    assert sorted(after["uploads"], key=lambda j: j["id"]) == sorted(before["uploads"], key=lambda j: j["id"])
     for name, job in cluster.jobs.items():
         again = requests.get(f"{cluster.a.url}/uploads/{job['id']}", headers=bearer(m), timeout=30).json()
         assert again == job
@@ -276,8 +276,8 @@ def test_claims_and_the_queue_limit_are_atomic(request, tmp_path, monkeypatch):
         [(ids[0], "failed"), (ids[1], "queued"), (ids[2], "queued")])
 
 
-def test_a_rolled_back_version_leaves_no_original(request, tmp_path, monkeypatch):
-    from shapely.geometry import LineString
+def test_a_rolled_back_version_leaves_no_original_and_no_report(request, tmp_path, monkeypatch):
+    from shapely.geometry import LineString, Point
 
     from gdi.collections import get_collection
     from gdi.store.base import VersionMeta
@@ -291,11 +291,26 @@ def test_a_rolled_back_version_leaves_no_original(request, tmp_path, monkeypatch
     bad = gpd.GeoDataFrame({"name": ["x"]}, geometry=[LineString([(0, 0), (1, 1)])], crs=points.storage_crs)
     pg = PostgisStore(store)
     pg.ensure(points)
+    asked: list[int] = []
+
+    def documents(number: int) -> dict[str, str]:
+        asked.append(number)
+        return {"json": json.dumps({"version": number}), "html": f"<p>{number}</p>", "html_en": f"<p>{number}</p>"}
+
     with pytest.raises(psycopg.errors.InvalidParameterValue):
         pg.replace(points, MARBURG, "kaputt", bad, updated="2026-12-02T00:00:00Z",
-                                    meta=VersionMeta(original="originals/x/a.geojson", original_source=src))
+                   meta=VersionMeta(original="originals/x/a.geojson", original_source=src, report="r1",
+                                    report_documents=documents))
     assert _sql(store, "SELECT count(*) FROM gdi.originals") == [(0,)]
     assert _sql(store, "SELECT count(*) FROM gdi.versions") == [(0,)]
+    assert _sql(store, "SELECT count(*) FROM gdi.reports") == [(0,)]
+    assert asked == [1]                      # the report was written in the transaction, then rolled back
+    good = gpd.GeoDataFrame({"name": ["x"]}, geometry=[Point(484000, 5628000)], crs=points.storage_crs)
+    pg.replace(points, MARBURG, "gut", good, updated="2026-12-02T00:00:00Z",
+               meta=VersionMeta(original="originals/x/a.geojson", original_source=src, report="r1",
+                                report_documents=documents))
+    assert _sql(store, "SELECT json, html, html_en FROM gdi.reports") == [('{"version": 1}', "<p>1</p>", "<p>1</p>")]
+    assert _sql(store, "SELECT key, seq, data FROM gdi.originals") == [("originals/x/a.geojson", 0, b"{}")]
 
 
 def test_territory_uploads_wait_for_each_other_on_every_server(request, tmp_path):

@@ -10,6 +10,7 @@ import shutil
 from pathlib import Path, PurePosixPath
 
 from gdi import settings
+from gdi.messages import t
 from gdi.store import open_store
 
 
@@ -17,7 +18,8 @@ def original_into(key: str, target: Path) -> bool:
     """Write the original kept as ``key`` to ``target``; False when it is kept nowhere."""
     parts = PurePosixPath(key).parts
     if not parts or parts[0] != "originals" or ".." in parts:
-        raise ValueError(f"not the name of a kept original: {key!r}")
+        raise ValueError(t(f"kein Name eines aufbewahrten Originals: {key!r}",
+                           f"not the name of a kept original: {key!r}"))
     store = open_store()
     if store.kind == "postgis" and store.original_into(key, target):
         return True

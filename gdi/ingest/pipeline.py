@@ -17,7 +17,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -334,14 +334,19 @@ def _store(path: Path, result: gpd.GeoDataFrame, target: Target, options: Option
     """Keep the original, then replace the dataset as a new version in one transaction.
 
     PostGIS keeps the original itself, in the version's transaction (every server reads it there and
-    a rolled-back upload leaves none behind); the embedded store keeps it as a file under GDI_HOME."""
+    a rolled-back upload leaves none behind), and the report as it stands once published (written
+    again, finished, by keep_report); the embedded store keeps the original as a file under GDI_HOME."""
+    def published_as(number: int) -> dict[str, str]:         # a copy: a failing transaction publishes nothing
+        return replace(report, version=number, status="accepted", published=True).documents()
+
     if store.kind == "postgis":
         key, source = str(_original_path(target.collection, target.member, target.dataset, report, path)), path
+        documents = published_as
     else:
         original = _keep_original(path, target.collection, target.member, target.dataset, report)
-        key, source = str(original.relative_to(settings.paths().home)), None
+        key, source, documents = str(original.relative_to(settings.paths().home)), None, None
     meta = VersionMeta(uploader=options.uploader, file=path.name, sha256=report.sha256, report=report.id,
-                       original=key, original_source=source, counts=dict(report.counts))
+                       original=key, original_source=source, report_documents=documents, counts=dict(report.counts))
     info = store.replace(target.collection, target.member, target.dataset, result, updated=updated, meta=meta)
     report.version = info.version
     report.status = "accepted"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from gdi import settings
 from gdi.ingest.report import FILE_SUFFIXES, Report
+from gdi.messages import t
 from gdi.store import open_store
 
 KINDS = tuple(FILE_SUFFIXES)        # json, html (German), html_en
@@ -31,7 +32,7 @@ def report_document(rid: str, kind: str) -> Path | str | None:
     """One document of a report: its text from the store (PostGIS), else its file under GDI_HOME;
     None when neither has it."""
     if kind not in KINDS:
-        raise ValueError(f"no report document {kind!r}")
+        raise ValueError(t(f"kein Dokument {kind!r} eines Prüfberichts", f"no report document {kind!r}"))
     if not REPORT_ID.fullmatch(rid):
         return None
     store = open_store()

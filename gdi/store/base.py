@@ -8,7 +8,7 @@ dataset down as a version too (no features), so it can be rolled back.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,9 @@ class VersionMeta:
     # the file to keep as the original in the store itself, in the transaction of the version (PostGIS);
     # None where the original is kept as a file under GDI_HOME (the embedded store)
     original_source: Path | None = None
+    # the report's documents ({"json", "html", "html_en"}) for the new version's number, kept by PostGIS in
+    # the version's transaction (no published version without its report); None: the report is kept apart
+    report_documents: Callable[[int], dict[str, str]] | None = None
     sha256: str | None = None
     report: str | None = None        # report id
     counts: dict = field(default_factory=dict)

@@ -157,6 +157,8 @@ class PostgisStore:
                  meta.sha256, meta.report)).fetchone()[0]
             if meta.original and meta.original_source is not None:     # no version without its original
                 pg_chunks.write(conn, ORIGINALS, meta.original, meta.original_source)
+            if meta.report and meta.report_documents is not None:       # nor without its report
+                self._keep_report(conn, meta.report, meta.report_documents(number))
             self._copy(conn, collection, "archive_" + collection.id, rows, extra=("version_id", "ord"), vid=vid)
             self._publish(conn, collection, member, dataset, updated, number, bounds, vid)
         return DatasetInfo(collection.id, member, dataset, len(rows), updated, number)
@@ -228,9 +230,13 @@ class PostgisStore:
         with self._conn(write=True) as conn:
             conn.execute("SELECT pg_advisory_xact_lock(hashtext('gdi-schema'))")
             conn.execute(_BOOKKEEPING)
-            conn.execute(f"INSERT INTO {SCHEMA}.reports (id, json, html, html_en) VALUES (%s,%s,%s,%s) "
-                         "ON CONFLICT (id) DO UPDATE SET json = EXCLUDED.json, html = EXCLUDED.html, "
-                         "html_en = EXCLUDED.html_en", (rid, *(documents[k] for k in REPORT_KINDS)))
+            self._keep_report(conn, rid, documents)
+
+    @staticmethod
+    def _keep_report(conn: psycopg.Connection, rid: str, documents: dict[str, str]) -> None:
+        conn.execute(f"INSERT INTO {SCHEMA}.reports (id, json, html, html_en) VALUES (%s,%s,%s,%s) "
+                     "ON CONFLICT (id) DO UPDATE SET json = EXCLUDED.json, html = EXCLUDED.html, "
+                     "html_en = EXCLUDED.html_en", (rid, *(documents[k] for k in REPORT_KINDS)))
 
     def report_document(self, rid: str, kind: str) -> str | None:
         """One document of a kept report (``json``, ``html``, ``html_en``), None when there is none."""
