@@ -315,3 +315,81 @@ def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
     assert mine["status"] == "aborted" and mine["worker"] is None
     assert store_text() == before
     print(f"stopped in {took:.1f} s")
+
+
+@pytest.fixture
+def queue_home(request, tmp_path, monkeypatch):
+    """An empty GDI_HOME on a fresh PostGIS with procrastinate's schema, for the queue's own functions."""
+    from gdi.server import queue
+
+    store = fresh_store("postgis", request)
+    monkeypatch.setenv("GDI_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GDI_STORE", store)
+    config = yaml.safe_load((REPO / "config" / "gdi.yml").read_text(encoding="utf-8"))
+    config["uploads"].update(per_member_jobs=2)
+    (tmp_path / "gdi.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("GDI_CONFIG", str(tmp_path / "gdi.yml"))
+    queue.ensure_schema()
+    return store
+
+
+def _submit(member: str) -> str:
+    from gdi.server import jobs
+
+    return jobs.submit(token_id="t", member=member, uploader="token:t", collection="supply_points",
+                       file_name="x.geojson", save=lambda p: p.write_text("{}"), options={}, limit=5)
+
+
+def test_submit_queues_the_row_and_its_job_with_a_member_slot(queue_home):
+    """per_member_jobs: 2 — a member's jobs take turns on two locks, the least used first."""
+    from gdi.server import jobs
+
+    ids = [_submit("06534014") for _ in range(3)] + [_submit("05762020")]
+    assert [jobs.get(j)["status"] for j in ids] == ["queued"] * 4
+    queued = queue_jobs(queue_home)
+    assert [(j["jid"], j["status"], j["lock"]) for j in queued] == [
+        (ids[0], "todo", "gdi-member/06534014/0"), (ids[1], "todo", "gdi-member/06534014/1"),
+        (ids[2], "todo", "gdi-member/06534014/0"), (ids[3], "todo", "gdi-member/05762020/0")]
+
+
+def test_the_sweep_touches_only_jobs_whose_process_is_gone(queue_home):
+    """Three jobs taken by a worker that stopped sending heartbeats: one not started yet (queued again),
+    one whose job process is gone (failed, as interrupted), one whose job process still holds its lock
+    (a live process on a machine whose worker stalled: left alone)."""
+    import asyncio
+
+    from gdi.server import jobs, queue
+
+    not_started, gone, alive = _submit("06534014"), _submit("05762020"), _submit("06534009")
+    for jid in (gone, alive):
+        assert jobs.Runner._claim(jid)
+    holder = psycopg.connect(queue_home, autocommit=True)      # what the live job process holds
+    holder.execute("SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))", queue._liveness_key(alive))
+
+    async def scenario() -> tuple[int, int]:
+        app = queue.make_app(queue_home)
+        async with app.open_async():
+            worker = await app.job_manager.register_worker()
+            for _ in range(3):
+                await app.job_manager.fetch_job(queues=None, worker_id=worker)
+            async with await psycopg.AsyncConnection.connect(queue_home, autocommit=True) as conn:
+                fresh = await queue.sweep(app, conn, STALLED_AFTER)      # the worker's heartbeat is fresh
+                await conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'")
+                stale = await queue.sweep(app, conn, STALLED_AFTER)
+        return fresh, stale
+
+    try:
+        fresh, stale = asyncio.run(scenario())
+        by_jid = {j["jid"]: j for j in queue_jobs(queue_home)}
+        assert (fresh, stale) == (1, 0)     # the gone one is failed at once, heartbeat or not
+        assert [jobs.get(j)["status"] for j in (not_started, gone, alive)] == ["queued", "failed", "running"]
+        assert "interrupted" in jobs.message_of(jobs.get(gone)).en
+        assert [by_jid[j]["status"] for j in (not_started, gone, alive)] == ["todo", "failed", "doing"]
+    finally:
+        holder.close()
+    # the live process ends (its lock with it): the next sweep fails it too, and its worker was pruned
+    assert asyncio.run(queue._sweep_once(queue_home)) == 1
+    assert jobs.get(alive)["status"] == "failed"
+    assert {j["jid"]: j["status"] for j in queue_jobs(queue_home)}[alive] == "failed"
+    with psycopg.connect(queue_home) as db:
+        assert db.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] == 0
