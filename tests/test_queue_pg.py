@@ -317,6 +317,40 @@ def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
     print(f"stopped in {took:.1f} s")
 
 
+def test_a_killed_job_process_fails_its_job_and_the_server_goes_on(cluster, tmp_path):
+    """The job process killed (out of memory, say), its server alive: the row is failed at once — by its
+    own server's task (exit -9) or another server's sweep (interrupted), whichever sees it first."""
+    import sqlite3
+
+    a, b = live_pair(cluster)
+    secret = cluster["secrets"]["06534014"]
+    big = _big_upload(tmp_path / "gross.gpkg", DATA, n=150_000)
+    before = store_text()
+    jid = upload(a, secret, big, dataset="abgeschossen").json()["id"]
+    deadline = time.time() + 120
+    while time.time() < deadline and status(a, secret, jid)["status"] != "running":
+        time.sleep(0.1)
+    with sqlite3.connect(cluster["home"] / "service.sqlite") as db:
+        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    while (job := status(b, secret, jid))["status"] == "running":
+        assert time.monotonic() - killed < SWEEP + 3, job
+        time.sleep(0.1)
+    assert job["status"] == "failed", job
+    assert job["message_en"] in {"the job process ended unexpectedly (exit -9); nothing was published",
+                                 "interrupted: the server stopped during this job; nothing of it was published"}
+    deadline = time.time() + 10
+    while next(j for j in queue_jobs(cluster["store"]) if j["jid"] == jid)["status"] == "doing":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert next(j for j in queue_jobs(cluster["store"]) if j["jid"] == jid)["status"] == "failed"
+    assert store_text() == before
+    assert a.proc.poll() is None and b.proc.poll() is None
+    again = upload(a, secret, FARM, dataset="danach", dry_run="true").json()["id"]
+    assert wait(b, secret, again)["status"] == "accepted"
+
+
 @pytest.fixture
 def queue_home(request, tmp_path, monkeypatch):
     """An empty GDI_HOME on a fresh PostGIS with procrastinate's schema, for the queue's own functions."""

@@ -126,7 +126,12 @@ async def _run_upload(context: procrastinate.JobContext, jid: str) -> None:
     worker: QueueWorker = context.additional_context["gdi"]
     proc = worker.context.Process(target=_job_process, args=(jid, worker.env, os.getpid(), worker.url),
                                   name=f"gdi-job-{jid}")
-    proc.start()
+    try:
+        proc.start()
+    except Exception as exc:        # the forkserver is gone: the row must not wait for ever
+        name = type(exc).__name__
+        await asyncio.to_thread(_fail_unless_final, jid, t(f"interner Fehler: {name}", f"internal error: {name}"))
+        raise
     print(f"gdi: upload job {jid} runs on this server (queue job {context.job.id}, process {proc.pid})", flush=True)
     ended = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -144,9 +149,7 @@ async def _run_upload(context: procrastinate.JobContext, jid: str) -> None:
     code = proc.exitcode
     if code in (0, NOT_CLAIMED):
         return
-    await asyncio.to_thread(_fail_unless_final, jid, t(
-        f"der Auftrag endete unerwartet (Exit-Code {code}); nichts wurde veröffentlicht",
-        f"the job process ended unexpectedly (exit {code}); nothing was published"))
+    await asyncio.to_thread(_fail_unless_final, jid, jobs.ended_unexpectedly(code))
     raise RuntimeError(f"gdi job {jid}: the job process ended with exit code {code}")
 
 
