@@ -201,26 +201,32 @@ def _server_of(job_pid: int) -> int:
     return parent(forkserver)
 
 
-def test_kill_9_of_the_server_running_a_large_upload(cluster, tmp_path):
-    """A server starting meanwhile leaves the running job alone; kill -9 of the job's server: the job is
-    failed by the other server within the bound, the store is as before, no queue job 'doing'."""
+def running_big_job(cluster, srv, secret: str, path: Path, dataset: str, fraction: float = 0.0) -> tuple[str, int]:
+    """A large upload through srv, once it runs (and has done ``fraction``): its id and its job process."""
     import sqlite3
 
-    a, b = live_pair(cluster)
-    secret = cluster["secrets"]["06534014"]
-    big = _big_upload(tmp_path / "gross.gpkg", DATA)
-    before = store_text()
-    jid = upload(a, secret, big, dataset="gross").json()["id"]
+    jid = upload(srv, secret, path, dataset=dataset).json()["id"]
     deadline = time.time() + 120
     while time.time() < deadline:
-        job = status(b, secret, jid)
-        if job["status"] == "running" and (job["progress"]["fraction"] or 0) >= 0.05:
+        job = status(srv, secret, jid)
+        if job["status"] == "running" and (job["progress"]["fraction"] or 0) >= fraction:
             break
         assert job["status"] in {"queued", "running"}, job
         time.sleep(0.1)
     with sqlite3.connect(cluster["home"] / "service.sqlite") as db:
         pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
     assert _alive(pid)
+    return jid, pid
+
+
+def test_kill_9_of_the_server_running_a_large_upload(cluster, tmp_path):
+    """A server starting meanwhile leaves the running job alone; kill -9 of the job's server: the job is
+    failed by the other server within the bound, the store is as before, no queue job 'doing'."""
+    a, b = live_pair(cluster)
+    secret = cluster["secrets"]["06534014"]
+    big = _big_upload(tmp_path / "gross.gpkg", DATA)
+    before = store_text()
+    jid, pid = running_big_job(cluster, a, secret, big, "gross", fraction=0.05)
     # what a server starting now does first (gdi serve's start-up): not this job, which runs on a live server
     recovered = subprocess.run([sys.executable, "-c", "from gdi.server import jobs; print(jobs.recover_interrupted())"],
                                capture_output=True, text=True, timeout=60, check=True).stdout
@@ -292,17 +298,7 @@ def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
     secret = cluster["secrets"]["06534014"]
     big = _big_upload(tmp_path / "gross.gpkg", DATA, n=150_000)
     before = store_text()
-    jid = upload(b, secret, big, dataset="gestoppt").json()["id"]
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        job = status(b, secret, jid)
-        if job["status"] == "running":
-            break
-        time.sleep(0.1)
-    import sqlite3
-
-    with sqlite3.connect(cluster["home"] / "service.sqlite") as db:
-        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    jid, pid = running_big_job(cluster, b, secret, big, "gestoppt")
     victim = next(s for s in (a, b) if s.proc.poll() is None and s.proc.pid == _server_of(pid))
     stopped = time.monotonic()
     victim.stop()
@@ -320,18 +316,11 @@ def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
 def test_a_killed_job_process_fails_its_job_and_the_server_goes_on(cluster, tmp_path):
     """The job process killed (out of memory, say), its server alive: the row is failed at once — by its
     own server's task (exit -9) or another server's sweep (interrupted), whichever sees it first."""
-    import sqlite3
-
     a, b = live_pair(cluster)
     secret = cluster["secrets"]["06534014"]
     big = _big_upload(tmp_path / "gross.gpkg", DATA, n=150_000)
     before = store_text()
-    jid = upload(a, secret, big, dataset="abgeschossen").json()["id"]
-    deadline = time.time() + 120
-    while time.time() < deadline and status(a, secret, jid)["status"] != "running":
-        time.sleep(0.1)
-    with sqlite3.connect(cluster["home"] / "service.sqlite") as db:
-        pid = db.execute("SELECT pid FROM jobs WHERE id = ?", (jid,)).fetchone()[0]
+    jid, pid = running_big_job(cluster, a, secret, big, "abgeschossen")
     os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     while (job := status(b, secret, jid))["status"] == "running":
