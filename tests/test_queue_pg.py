@@ -340,6 +340,28 @@ def test_a_killed_job_process_fails_its_job_and_the_server_goes_on(cluster, tmp_
     assert wait(b, secret, again)["status"] == "accepted"
 
 
+def test_a_server_with_its_own_gdi_home_runs_its_own_jobs(cluster, tmp_path):
+    """While the jobs' rows are kept in GDI_HOME, a server with a GDI_HOME of its own on the same store
+    has a queue of its own: its job is never taken by a server that cannot see its row."""
+    a, b = live_pair(cluster)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "store-url").write_text(cluster["store"])
+    secret = run_gdi("token", "create", "--member", "06534009", home=home, check=True,
+                     store=cluster["store"]).stdout.strip().splitlines()[-1]
+    own = Server(home, free_port())
+    try:
+        ids = [upload(own, secret, FARM, dataset=f"eigen{i}", dry_run="true").json()["id"] for i in range(3)]
+        for jid in ids:
+            job = wait(own, secret, jid, timeout=120)
+            assert job["status"] == "accepted" and job["counts"]["accepted"] == MEMBERS["06534009"], job
+        assert ran_here(own) == set(ids) and not set(ids) & (ran_here(a) | ran_here(b))
+        queues = {j["jid"]: j for j in queue_jobs(cluster["store"])}
+        assert {queues[jid]["status"] for jid in ids} == {"succeeded"}
+    finally:
+        own.stop()
+
+
 @pytest.fixture
 def queue_home(request, tmp_path, monkeypatch):
     """An empty GDI_HOME on a fresh PostGIS with procrastinate's schema, for the queue's own functions."""

@@ -129,7 +129,10 @@ DEFER_FAILED = t("der Auftrag konnte nicht in die Warteschlange gestellt werden;
 def _schedule(jid: str, member: str) -> None:
     """With the PostGIS store the job is queued in procrastinate (gdi.server.queue) once its row is
     written; a row whose job could not be queued is failed at once, never left waiting for nothing.
-    The GeoPackage setup's runner finds queued rows itself."""
+    The GeoPackage setup's runner finds queued rows itself (and never imports the queue: an upload
+    of a burst must not wait for procrastinate's import)."""
+    if settings.store_url() is None:
+        return
     from gdi.server import queue
 
     if not queue.enabled():

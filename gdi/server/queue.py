@@ -1,7 +1,8 @@
 """Upload jobs on procrastinate, the PostgreSQL job queue, when the store is PostGIS.
 
 Several `gdi serve` on several machines share one PostGIS; each runs a procrastinate worker,
-so any server takes the next job, and a job whose server dies is recovered by another one.
+so any server takes the next job, and a job whose server dies is recovered by another one
+(any server that sees the job's row: ``queue_name``).
 The embedded GeoPackage setup keeps its own runner (``gdi.server.jobs.Runner``).
 
 - A job's row (``gdi.server.jobs``) is written first, then its procrastinate job is deferred
@@ -28,8 +29,11 @@ in the same process stops sending heartbeats exactly when that process dies.
 from __future__ import annotations
 
 import asyncio
+import functools
+import hashlib
 import os
 import socket
+import sqlite3
 import sys
 import threading
 
@@ -40,7 +44,7 @@ from procrastinate.jobs import Status
 from gdi import settings
 from gdi.files import now_iso
 from gdi.messages import t
-from gdi.server import jobs
+from gdi.server import jobs, service_db
 
 TASK = "gdi.upload"
 NOT_CLAIMED = 75            # the job process found its row taken or ended already: nothing to report
@@ -90,6 +94,28 @@ def ensure_schema(url: str | None = None) -> bool:
             conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (SCHEMA_LOCK,))
 
 
+def queue_name() -> str:
+    """The procrastinate queue this server defers to and takes jobs from.
+
+    Whoever takes a job must see its row. While the rows are kept in GDI_HOME's service.sqlite,
+    each GDI_HOME on each machine is a queue of its own (servers sharing a GDI_HOME share it);
+    once they are kept in PostgreSQL, every server shares one queue."""
+    return _queue_name(str(settings.paths().home), settings.store_url())
+
+
+@functools.cache
+def _queue_name(home: str, store: str | None) -> str:
+    conn = service_db.connect()
+    try:
+        local = isinstance(conn, sqlite3.Connection)
+    finally:
+        conn.close()
+    if not local:
+        return "gdi-uploads"
+    where = f"{socket.gethostname()}:{home}"
+    return f"gdi-uploads-{hashlib.sha256(where.encode()).hexdigest()[:16]}"
+
+
 def member_lock(member: str, conn: psycopg.Connection) -> str:
     """The procrastinate lock of a member's next job: one of ``per_member_jobs`` slots, the least used.
 
@@ -109,13 +135,13 @@ def defer(jid: str, member: str, connection: psycopg.Connection | None = None) -
 
     With ``connection`` the job is deferred in the caller's transaction (the row's), else in its own;
     the queueing lock (the job id) keeps one job from being queued twice."""
-    app = make_app(_url())
+    task = make_app(_url()).tasks[TASK]
     if connection is not None:
-        return app.tasks[TASK].configure(lock=member_lock(member, connection), queueing_lock=jid,
-                                         connection=connection).defer(jid=jid)
+        return task.configure(lock=member_lock(member, connection), queueing_lock=jid, queue=queue_name(),
+                              connection=connection).defer(jid=jid)
     with psycopg.connect(_url(), connect_timeout=10) as conn:      # one transaction, committed on leaving
-        return app.tasks[TASK].configure(lock=member_lock(member, conn), queueing_lock=jid,
-                                         connection=conn).defer(jid=jid)
+        return task.configure(lock=member_lock(member, conn), queueing_lock=jid, queue=queue_name(),
+                              connection=conn).defer(jid=jid)
 
 
 # -- the task, in the worker's event loop ------------------------------------------------------------
@@ -194,10 +220,11 @@ async def sweep(app: procrastinate.App, conn: psycopg.AsyncConnection, stalled_a
     ``stalled_after``, or pruned) is finished — failed, or back to 'todo' when its row was still
     queued (it never started: another server runs it from the start)."""
     manager = app.job_manager
-    stalled = {job.id for job in await manager.get_stalled_jobs(task_name=TASK,
+    queue = queue_name()        # only jobs whose rows this server sees
+    stalled = {job.id for job in await manager.get_stalled_jobs(queue=queue, task_name=TASK,
                                                                 seconds_since_heartbeat=stalled_after)}
     failed = 0
-    for job in await manager.list_jobs_async(task=TASK, status="doing"):
+    for job in await manager.list_jobs_async(queue=queue, task=TASK, status="doing"):
         jid = str(job.task_kwargs.get("jid"))
         got = (await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
                                          _liveness_key(jid))).fetchone())[0]
@@ -278,7 +305,7 @@ class QueueWorker(threading.Thread):
             sweeper = asyncio.create_task(self._sweep_forever(app), name="gdi-sweep")
             try:
                 await app.run_worker_async(
-                    name=f"gdi@{socket.gethostname()}:{os.getpid()}", concurrency=self.concurrency,
+                    queues=[queue_name()], name=f"gdi@{socket.gethostname()}:{os.getpid()}", concurrency=self.concurrency,
                     install_signal_handlers=False, additional_context={"gdi": self},
                     update_heartbeat_interval=self.stalled_after / 3, stalled_worker_timeout=self.stalled_after,
                     fetch_job_polling_interval=POLL_SECONDS, abort_job_polling_interval=POLL_SECONDS,
