@@ -203,6 +203,21 @@ def _server_of(job_pid: int) -> int:
     return parent(forkserver)
 
 
+def running_big_job(cluster, srv, secret: str, path: Path, dataset: str, fraction: float = 0.0) -> tuple[str, int]:
+    """A large upload through srv, once it runs (and has done ``fraction``): its id and its job process."""
+    jid = upload(srv, secret, path, dataset=dataset).json()["id"]
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        job = status(srv, secret, jid)
+        if job["status"] == "running" and (job["progress"]["fraction"] or 0) >= fraction:
+            break
+        assert job["status"] in {"queued", "running"}, job
+        time.sleep(0.1)
+    pid = state_rows(cluster["home"], "SELECT pid FROM jobs WHERE id = ?", (jid,))[0][0]
+    assert _alive(pid)
+    return jid, pid
+
+
 def test_kill_9_of_the_server_running_a_large_upload(cluster, tmp_path):
     """A server starting meanwhile leaves the running job alone; kill -9 of the job's server: the job is
     failed by the other server within the bound, the store is as before, no queue job 'doing'."""
@@ -210,16 +225,7 @@ def test_kill_9_of_the_server_running_a_large_upload(cluster, tmp_path):
     secret = cluster["secrets"]["06534014"]
     big = _big_upload(tmp_path / "gross.gpkg", DATA)
     before = store_text()
-    jid = upload(a, secret, big, dataset="gross").json()["id"]
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        job = status(b, secret, jid)
-        if job["status"] == "running" and (job["progress"]["fraction"] or 0) >= 0.05:
-            break
-        assert job["status"] in {"queued", "running"}, job
-        time.sleep(0.1)
-    pid = state_rows(cluster["home"], "SELECT pid FROM jobs WHERE id = ?", (jid,))[0][0]
-    assert _alive(pid)
+    jid, pid = running_big_job(cluster, a, secret, big, "gross", fraction=0.05)
     # what a server starting now does first (gdi serve's start-up): not this job, which runs on a live server
     recovered = subprocess.run([sys.executable, "-c", "from gdi.server import jobs; print(jobs.recover_interrupted())"],
                                capture_output=True, text=True, timeout=60, check=True).stdout
@@ -292,14 +298,7 @@ def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
     secret = cluster["secrets"]["06534014"]
     big = _big_upload(tmp_path / "gross.gpkg", DATA, n=150_000)
     before = store_text()
-    jid = upload(b, secret, big, dataset="gestoppt").json()["id"]
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        job = status(b, secret, jid)
-        if job["status"] == "running":
-            break
-        time.sleep(0.1)
-    pid = state_rows(cluster["home"], "SELECT pid FROM jobs WHERE id = ?", (jid,))[0][0]
+    jid, pid = running_big_job(cluster, b, secret, big, "gestoppt")
     victim = next(s for s in (a, b) if s.proc.poll() is None and s.proc.pid == _server_of(pid))
     stopped = time.monotonic()
     victim.stop()
@@ -312,3 +311,130 @@ def test_a_stopped_server_fails_its_running_job_at_once(cluster, tmp_path):
     assert mine["status"] == "aborted" and mine["worker"] is None
     assert store_text() == before
     print(f"stopped in {took:.1f} s")
+
+
+def test_a_killed_job_process_fails_its_job_and_the_server_goes_on(cluster, tmp_path):
+    """The job process killed (out of memory, say), its server alive: the row is failed at once — by its
+    own server's task (exit -9) or another server's sweep (interrupted), whichever sees it first."""
+    a, b = live_pair(cluster)
+    secret = cluster["secrets"]["06534014"]
+    big = _big_upload(tmp_path / "gross.gpkg", DATA, n=150_000)
+    before = store_text()
+    jid, pid = running_big_job(cluster, a, secret, big, "abgeschossen")
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    while (job := status(b, secret, jid))["status"] == "running":
+        assert time.monotonic() - killed < SWEEP + 3, job
+        time.sleep(0.1)
+    assert job["status"] == "failed", job
+    assert job["message_en"] in {"the job process ended unexpectedly (exit -9); nothing was published",
+                                 "interrupted: the server stopped during this job; nothing of it was published"}
+    deadline = time.time() + 10
+    while next(j for j in queue_jobs(cluster["store"]) if j["jid"] == jid)["status"] == "doing":
+        assert time.time() < deadline
+        time.sleep(0.1)
+    assert next(j for j in queue_jobs(cluster["store"]) if j["jid"] == jid)["status"] == "failed"
+    assert store_text() == before
+    assert a.proc.poll() is None and b.proc.poll() is None
+    again = upload(a, secret, FARM, dataset="danach", dry_run="true").json()["id"]
+    assert wait(b, secret, again)["status"] == "accepted"
+
+
+def test_a_server_with_its_own_gdi_home_runs_its_own_jobs(cluster, tmp_path):
+    """While the jobs' rows are kept in GDI_HOME, a server with a GDI_HOME of its own on the same store
+    has a queue of its own: its job is never taken by a server that cannot see its row."""
+    a, b = live_pair(cluster)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "store-url").write_text(cluster["store"])
+    secret = run_gdi("token", "create", "--member", "06534009", home=home, check=True,
+                     store=cluster["store"]).stdout.strip().splitlines()[-1]
+    own = Server(home, free_port())
+    try:
+        ids = [upload(own, secret, FARM, dataset=f"eigen{i}", dry_run="true").json()["id"] for i in range(3)]
+        for jid in ids:
+            job = wait(own, secret, jid, timeout=120)
+            assert job["status"] == "accepted" and job["counts"]["accepted"] == MEMBERS["06534009"], job
+        assert ran_here(own) == set(ids) and not set(ids) & (ran_here(a) | ran_here(b))
+        queues = {j["jid"]: j for j in queue_jobs(cluster["store"])}
+        assert {queues[jid]["status"] for jid in ids} == {"succeeded"}
+    finally:
+        own.stop()
+
+
+@pytest.fixture
+def queue_home(request, tmp_path, monkeypatch):
+    """An empty GDI_HOME on a fresh PostGIS with procrastinate's schema, for the queue's own functions."""
+    from gdi.server import queue
+
+    store = fresh_store("postgis", request)
+    monkeypatch.setenv("GDI_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("GDI_STORE", store)
+    config = yaml.safe_load((REPO / "config" / "gdi.yml").read_text(encoding="utf-8"))
+    config["uploads"].update(per_member_jobs=2)
+    (tmp_path / "gdi.yml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    monkeypatch.setenv("GDI_CONFIG", str(tmp_path / "gdi.yml"))
+    queue.ensure_schema()
+    return store
+
+
+def _submit(member: str) -> str:
+    from gdi.server import jobs
+
+    return jobs.submit(token_id="t", member=member, uploader="token:t", collection="supply_points",
+                       file_name="x.geojson", save=lambda p: p.write_text("{}"), options={}, limit=5)
+
+
+def test_submit_queues_the_row_and_its_job_with_a_member_slot(queue_home):
+    """per_member_jobs: 2 — a member's jobs take turns on two locks, the least used first."""
+    from gdi.server import jobs
+
+    ids = [_submit("06534014") for _ in range(3)] + [_submit("05762020")]
+    assert [jobs.get(j)["status"] for j in ids] == ["queued"] * 4
+    queued = queue_jobs(queue_home)
+    assert [(j["jid"], j["status"], j["lock"]) for j in queued] == [
+        (ids[0], "todo", "gdi-member/06534014/0"), (ids[1], "todo", "gdi-member/06534014/1"),
+        (ids[2], "todo", "gdi-member/06534014/0"), (ids[3], "todo", "gdi-member/05762020/0")]
+
+
+def test_the_sweep_touches_only_jobs_whose_process_is_gone(queue_home):
+    """Three jobs taken by a worker that stopped sending heartbeats: one not started yet (queued again),
+    one whose job process is gone (failed, as interrupted), one whose job process still holds its lock
+    (a live process on a machine whose worker stalled: left alone)."""
+    import asyncio
+
+    from gdi.server import jobs, queue
+
+    not_started, gone, alive = _submit("06534014"), _submit("05762020"), _submit("06534009")
+    for jid in (gone, alive):
+        assert jobs.Runner._claim(jid)
+    holder = psycopg.connect(queue_home, autocommit=True)      # what the live job process holds
+    holder.execute("SELECT pg_advisory_lock(hashtext(%s), hashtext(%s))", queue._liveness_key(alive))
+
+    async def scenario() -> tuple[int, int]:
+        app = queue.make_app(queue_home)
+        async with app.open_async():
+            worker = await app.job_manager.register_worker()
+            for _ in range(3):
+                await app.job_manager.fetch_job(queues=None, worker_id=worker)
+            async with await psycopg.AsyncConnection.connect(queue_home, autocommit=True) as conn:
+                fresh = await queue.sweep(app, conn, STALLED_AFTER)      # the worker's heartbeat is fresh
+                await conn.execute("UPDATE procrastinate_workers SET last_heartbeat = now() - interval '1 minute'")
+                stale = await queue.sweep(app, conn, STALLED_AFTER)
+        return fresh, stale
+
+    try:
+        fresh, stale = asyncio.run(scenario())
+        by_jid = {j["jid"]: j for j in queue_jobs(queue_home)}
+        assert (fresh, stale) == (1, 0)     # the gone one is failed at once, heartbeat or not
+        assert [jobs.get(j)["status"] for j in (not_started, gone, alive)] == ["queued", "failed", "running"]
+        assert "interrupted" in jobs.message_of(jobs.get(gone)).en
+        assert [by_jid[j]["status"] for j in (not_started, gone, alive)] == ["todo", "failed", "doing"]
+    finally:
+        holder.close()
+    # the live process ends (its lock with it): the next sweep fails it too, and its worker was pruned
+    assert asyncio.run(queue._sweep_once(queue_home)) == 1
+    assert jobs.get(alive)["status"] == "failed"
+    assert {j["jid"]: j["status"] for j in queue_jobs(queue_home)}[alive] == "failed"
+    with psycopg.connect(queue_home) as db:
+        assert db.execute("SELECT count(*) FROM procrastinate_workers").fetchone()[0] == 0

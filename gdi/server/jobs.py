@@ -56,6 +56,12 @@ INTERRUPTED = t("abgebrochen: der Server wurde während dieses Auftrags beendet;
                 "interrupted: the server stopped during this job; nothing of it was published")
 
 
+def ended_unexpectedly(code: int | None) -> Text:
+    """Why a job whose process ended without a final status failed."""
+    return t(f"der Auftrag endete unerwartet (Exit-Code {code}); nichts wurde veröffentlicht",
+             f"the job process ended unexpectedly (exit {code}); nothing was published")
+
+
 def encode_message(text: Text | str | None) -> str | None:
     """A job's message as the ``message`` column keeps it: both languages, as the upload page names
     the options (surface "web"), in one JSON object ``{"de": …, "en": …}``."""
@@ -128,7 +134,10 @@ DEFER_FAILED = t("der Auftrag konnte nicht in die Warteschlange gestellt werden;
 def _schedule(jid: str, member: str) -> None:
     """With the PostGIS store the job is queued in procrastinate (gdi.server.queue) once its row is
     written; a row whose job could not be queued is failed at once, never left waiting for nothing.
-    The GeoPackage setup's runner finds queued rows itself."""
+    The GeoPackage setup's runner finds queued rows itself (and never imports the queue: an upload
+    of a burst must not wait for procrastinate's import)."""
+    if settings.store_url() is None:
+        return
     from gdi.server import queue
 
     if not queue.enabled():
@@ -316,10 +325,8 @@ class Runner(threading.Thread):
             del self.children[jid]
             job = get(jid)
             if job and job["status"] not in FINAL:
-                code = proc.exitcode
-                _update(jid, status="failed", finished=now_iso(), message=encode_message(t(
-                    f"der Auftrag endete unerwartet (Exit-Code {code}); nichts wurde veröffentlicht",
-                    f"the job process ended unexpectedly (exit {code}); nothing was published")))
+                _update(jid, status="failed", finished=now_iso(),
+                        message=encode_message(ended_unexpectedly(proc.exitcode)))
 
     def _start_queued(self) -> None:
         if len(self.children) >= self.max_jobs:

@@ -1,7 +1,8 @@
 """Upload jobs on procrastinate, the PostgreSQL job queue, when the store is PostGIS.
 
 Several `gdi serve` on several machines share one PostGIS; each runs a procrastinate worker,
-so any server takes the next job, and a job whose server dies is recovered by another one.
+so any server takes the next job (the job rows and files are in PostgreSQL too:
+gdi.server.service_pg), and a job whose server dies is recovered by another one.
 The embedded GeoPackage setup keeps its own runner (``gdi.server.jobs.Runner``).
 
 - A job's row (``gdi.server.jobs``) is written first, then its procrastinate job is deferred
@@ -43,6 +44,7 @@ from gdi.messages import t
 from gdi.server import jobs
 
 TASK = "gdi.upload"
+QUEUE = "gdi-uploads"        # procrastinate's queue of every server on the database
 NOT_CLAIMED = 75            # the job process found its row taken or ended already: nothing to report
 LOCK_SPACE = "gdi-job"      # advisory locks (hashtext(LOCK_SPACE), hashtext(job id)): a job process is alive
 SCHEMA_LOCK = "gdi-queue-schema"
@@ -117,13 +119,13 @@ def defer(jid: str, member: str, connection: psycopg.Connection | None = None) -
     if _url() not in _schema_seen:
         ensure_schema(_url())
         _schema_seen.add(_url())
-    app = make_app(_url())
+    task = make_app(_url()).tasks[TASK]
     if connection is not None:
-        return app.tasks[TASK].configure(lock=member_lock(member, connection), queueing_lock=jid,
-                                         connection=connection).defer(jid=jid)
+        return task.configure(lock=member_lock(member, connection), queueing_lock=jid, queue=QUEUE,
+                              connection=connection).defer(jid=jid)
     with psycopg.connect(_url(), connect_timeout=10) as conn:      # one transaction, committed on leaving
-        return app.tasks[TASK].configure(lock=member_lock(member, conn), queueing_lock=jid,
-                                         connection=conn).defer(jid=jid)
+        return task.configure(lock=member_lock(member, conn), queueing_lock=jid, queue=QUEUE,
+                              connection=conn).defer(jid=jid)
 
 
 # -- the task, in the worker's event loop ------------------------------------------------------------
@@ -134,7 +136,12 @@ async def _run_upload(context: procrastinate.JobContext, jid: str) -> None:
     worker: QueueWorker = context.additional_context["gdi"]
     proc = worker.context.Process(target=_job_process, args=(jid, worker.env, os.getpid(), worker.url),
                                   name=f"gdi-job-{jid}")
-    proc.start()
+    try:
+        proc.start()
+    except Exception as exc:        # the forkserver is gone: the row must not wait for ever
+        name = type(exc).__name__
+        await asyncio.to_thread(_fail_unless_final, jid, t(f"interner Fehler: {name}", f"internal error: {name}"))
+        raise
     print(f"gdi: upload job {jid} runs on this server (queue job {context.job.id}, process {proc.pid})", flush=True)
     ended = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -152,9 +159,7 @@ async def _run_upload(context: procrastinate.JobContext, jid: str) -> None:
     code = proc.exitcode
     if code in (0, NOT_CLAIMED):
         return
-    await asyncio.to_thread(_fail_unless_final, jid, t(
-        f"der Auftrag endete unerwartet (Exit-Code {code}); nichts wurde veröffentlicht",
-        f"the job process ended unexpectedly (exit {code}); nothing was published"))
+    await asyncio.to_thread(_fail_unless_final, jid, jobs.ended_unexpectedly(code))
     raise RuntimeError(f"gdi job {jid}: the job process ended with exit code {code}")
 
 
@@ -199,10 +204,11 @@ async def sweep(app: procrastinate.App, conn: psycopg.AsyncConnection, stalled_a
     ``stalled_after``, or pruned) is finished — failed, or back to 'todo' when its row was still
     queued (it never started: another server runs it from the start)."""
     manager = app.job_manager
-    stalled = {job.id for job in await manager.get_stalled_jobs(task_name=TASK,
+    queue = QUEUE
+    stalled = {job.id for job in await manager.get_stalled_jobs(queue=queue, task_name=TASK,
                                                                 seconds_since_heartbeat=stalled_after)}
     failed = 0
-    for job in await manager.list_jobs_async(task=TASK, status="doing"):
+    for job in await manager.list_jobs_async(queue=queue, task=TASK, status="doing"):
         jid = str(job.task_kwargs.get("jid"))
         got = (await (await conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))",
                                          _liveness_key(jid))).fetchone())[0]
@@ -283,7 +289,7 @@ class QueueWorker(threading.Thread):
             sweeper = asyncio.create_task(self._sweep_forever(app), name="gdi-sweep")
             try:
                 await app.run_worker_async(
-                    name=f"gdi@{socket.gethostname()}:{os.getpid()}", concurrency=self.concurrency,
+                    queues=[QUEUE], name=f"gdi@{socket.gethostname()}:{os.getpid()}", concurrency=self.concurrency,
                     install_signal_handlers=False, additional_context={"gdi": self},
                     update_heartbeat_interval=self.stalled_after / 3, stalled_worker_timeout=self.stalled_after,
                     fetch_job_polling_interval=POLL_SECONDS, abort_job_polling_interval=POLL_SECONDS,
