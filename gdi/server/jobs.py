@@ -108,7 +108,6 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
                               (member,)).fetchone()[0]
         if active >= limit:
             conn.execute("ROLLBACK")
-            shutil.rmtree(folder, ignore_errors=True)
             raise QueueFull(t(f"Mitglied {member} hat bereits {limit} wartende oder laufende Uploads; bitte später "
                               "erneut versuchen",
                               f"member {member} already has {limit} uploads waiting or running; try again later"))
@@ -118,35 +117,22 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
             (jid, member, token_id, uploader, collection, options.get("dataset"), file_name, str(target),
              json.dumps(options), now_iso()))
         conn.keep_upload(jid, target)
+        if conn.kind == "postgresql":
+            # queued in procrastinate (gdi.server.queue) in the row's own transaction: a server dying
+            # between the two can leave neither a row without its queue job nor a queue job without its
+            # row. The GeoPackage setup's runner finds queued rows itself (and never imports the queue)
+            from gdi.server import queue
+
+            queue.defer(jid, member, connection=conn.raw)
         conn.execute("COMMIT")
         if conn.files_shared:
             shutil.rmtree(folder, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)      # nothing was queued: the saved file goes too
+        raise
     finally:
         conn.close()
-    _schedule(jid, member)
     return jid
-
-
-DEFER_FAILED = t("der Auftrag konnte nicht in die Warteschlange gestellt werden; bitte erneut hochladen",
-                 "the job could not be queued; please upload again")
-
-
-def _schedule(jid: str, member: str) -> None:
-    """With the PostGIS store the job is queued in procrastinate (gdi.server.queue) once its row is
-    written; a row whose job could not be queued is failed at once, never left waiting for nothing.
-    The GeoPackage setup's runner finds queued rows itself (and never imports the queue: an upload
-    of a burst must not wait for procrastinate's import)."""
-    if settings.store_url() is None:
-        return
-    from gdi.server import queue
-
-    if not queue.enabled():
-        return
-    try:
-        queue.defer(jid, member)
-    except Exception:
-        _update(jid, status="failed", finished=now_iso(), message=encode_message(DEFER_FAILED))
-        raise
 
 
 def get(jid: str) -> dict | None:

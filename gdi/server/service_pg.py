@@ -157,9 +157,10 @@ def connect() -> Connection:
         with _lock:
             pool = _pools.get(key)
             if pool is None:
+                # public after our schema: procrastinate's tables, written to in a submit's transaction
                 pool = ConnectionPool(url, min_size=1, max_size=4, open=True, timeout=30, name="gdi-service",
                                       kwargs={"autocommit": True, "row_factory": _rows, "connect_timeout": 10,
-                                              "options": f"-c search_path={SCHEMA}"})
+                                              "options": f"-c search_path={SCHEMA},public"})
                 with pool.connection() as conn:
                     _ensure_schema(conn)
                 _pools[key] = pool
