@@ -23,7 +23,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 from gdi import settings
-from gdi.store import pg_chunks
+from gdi.store import pg_chunks, postgis
 
 SCHEMA = "gdi_service"
 UPLOADS = f"{SCHEMA}.upload_chunks"
@@ -157,12 +157,12 @@ def connect() -> Connection:
         with _lock:
             pool = _pools.get(key)
             if pool is None:
+                with postgis.connect(url, autocommit=True) as conn:    # a missing database: one clear error
+                    _ensure_schema(conn)
                 # public after our schema: procrastinate's tables, written to in a submit's transaction
                 pool = ConnectionPool(url, min_size=1, max_size=4, open=True, timeout=30, name="gdi-service",
                                       kwargs={"autocommit": True, "row_factory": _rows, "connect_timeout": 10,
                                               "options": f"-c search_path={SCHEMA},public"})
-                with pool.connection() as conn:
-                    _ensure_schema(conn)
                 _pools[key] = pool
     return Connection(pool)
 

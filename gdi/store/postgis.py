@@ -51,6 +51,14 @@ ORIGINALS = f"{SCHEMA}.originals"
 REPORT_KINDS = ("json", "html", "html_en")
 
 
+def connect(url: str, *, autocommit: bool = False) -> psycopg.Connection:
+    """A connection to the database, or a StoreError saying in one line why there is none."""
+    try:
+        return psycopg.connect(url, autocommit=autocommit, connect_timeout=10)
+    except psycopg.OperationalError as exc:
+        raise StoreError(f"cannot connect to PostGIS: {str(exc).strip().splitlines()[0]}") from exc
+
+
 def _ident(name: str) -> str:
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
         raise StoreError(f"invalid identifier {name!r}")
@@ -74,10 +82,7 @@ class PostgisStore:
 
     @contextlib.contextmanager
     def _conn(self, *, write: bool = False) -> Iterator[psycopg.Connection]:
-        try:
-            conn = psycopg.connect(self.url, autocommit=False, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot connect to PostGIS: {str(exc).strip().splitlines()[0]}") from exc
+        conn = connect(self.url)
         try:
             if not write:
                 conn.read_only = True
@@ -93,11 +98,7 @@ class PostgisStore:
     def exclusive(self, name: str) -> Iterator[None]:
         """Hold the lock ``name`` across every server of the database: a session advisory lock on a
         connection of its own, released when the block ends or the process dies."""
-        try:
-            conn = psycopg.connect(self.url, autocommit=True, connect_timeout=10)
-        except psycopg.OperationalError as exc:
-            raise StoreError(f"cannot connect to PostGIS: {str(exc).strip().splitlines()[0]}") from exc
-        with conn:
+        with connect(self.url, autocommit=True) as conn:
             conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"gdi-lock/{name}",))
             yield
 
