@@ -5,8 +5,9 @@ replay paused, much longer. The HTTP layer stamps every answer (its ETag, its re
 a 304) with the data version it read from the primary; an answer made from a replica that has not
 replayed that version yet would carry old data under the new tag, and every revalidation would
 then keep it. So each read statement returns the data version of its own snapshot with its rows,
-and an answer whose version is below the one required is dropped and read again from the primary.
-A replica that cannot answer (down, its database not replayed yet, a query cancelled by replay) is
+and an answer whose version is below the one required is dropped and read again from the primary
+(at once: waiting for the replica would hold a request thread for as long as it lags, and a lag
+happens right after a publish, for the few requests that then go to the primary). A replica that cannot answer (down, its database not replayed yet, a query cancelled by replay) is
 left alone for a few seconds while the primary answers. Without ``GDI_STORE_READ`` nothing here
 changes anything: every read goes to the primary.
 """
