@@ -7,8 +7,9 @@ a server started on an empty ``GDI_HOME`` has lost nothing.
 
 The connection speaks as ``service_db``'s SQLite connection does (``?`` parameters, rows
 read by position or name, autocommit with explicit ``BEGIN``), so tokens and jobs have
-one set of queries for both; only the queue's locking (``begin_queue``), the claim of a
-job and the recovery after a stop differ, and they are here.
+one set of queries for both; only the queue's locking (``begin_queue``) and the claim of a
+job differ, and they are here. A job left running by a stopped or dead server is the job
+queue's to fail (gdi.server.queue: its job process's advisory lock tells whether it lives).
 """
 from __future__ import annotations
 
@@ -99,18 +100,6 @@ class Connection:
         """Take a queued job for this server; of several servers trying at once exactly one gets it."""
         return self.execute("UPDATE jobs SET status = 'running', started = ?, stage = 'starting', runner = ? "
                             "WHERE id = ? AND status = 'queued'", (started, runner_id(), jid)).rowcount == 1
-
-    def fail_interrupted(self, finished: str, message: str) -> int:
-        """This server's jobs left 'running' by its last stop: failed, their files dropped. Jobs running on
-        other servers are theirs."""
-        self.execute("BEGIN")
-        jids = [r[0] for r in self.execute(
-            "UPDATE jobs SET status = 'failed', finished = ?, message = ? WHERE status = 'running' AND runner = ? "
-            "RETURNING id", (finished, message, runner_id())).fetchall()]
-        for jid in jids:
-            pg_chunks.delete(self.raw, UPLOADS, jid)
-        self.execute("COMMIT")
-        return len(jids)
 
     def keep_upload(self, jid: str, path: Path) -> None:
         """The uploaded file of a job, streamed into the database (in the caller's transaction)."""
