@@ -168,6 +168,14 @@ def demo_home(request, tmp_path_factory) -> Path:
     return home
 
 
+def homes_on(store: str, *homes: Path) -> list[Path]:
+    """Empty GDI_HOMEs of servers on one PostGIS (each marked with its store, as a machine's own)."""
+    for home in homes:
+        home.mkdir(parents=True)
+        (home / "store-url").write_text(store)
+    return list(homes)
+
+
 def home_store(home: Path) -> str | None:
     marker = home / "store-url"
     return (marker.read_text() or None) if marker.exists() else None

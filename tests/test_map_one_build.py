@@ -11,7 +11,7 @@ import time
 import requests
 
 from cluster import psql, upload
-from conftest import Server, free_port, fresh_store, run_gdi
+from conftest import Server, free_port, fresh_store, homes_on, run_gdi
 
 LIDL = "poi/lidl_marburg-biedenkopf_hoexter_umland.geojson"
 
@@ -41,10 +41,7 @@ def fetches(srv: Server, version: int) -> int:
 def test_one_build_for_two_servers(tmp_path, real_data, request, postgis):
     store = fresh_store("postgis", request)
     database = store.rsplit("/", 1)[1]
-    homes = [tmp_path / "a", tmp_path / "b"]
-    for home in homes:
-        home.mkdir()
-        (home / "store-url").write_text(store)
+    homes = homes_on(store, tmp_path / "a", tmp_path / "b")
     run_gdi("ingest", str(real_data / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
             "--collection", "municipalities", "--member", "06534", "--admin", home=homes[0], store=store, check=True)
     secret = run_gdi("token", "create", "--member", "06534", home=homes[0], store=store,

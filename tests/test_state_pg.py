@@ -20,7 +20,7 @@ import psycopg
 import pytest
 import requests
 
-from conftest import DATA, REPO, Server, at_once, free_port, fresh_store, run_gdi, state_rows
+from conftest import DATA, REPO, Server, at_once, free_port, fresh_store, homes_on, run_gdi, state_rows
 from test_uploads import FARM, LIDL, bearer, token, upload, wait
 
 MARBURG = "06534014"
@@ -31,10 +31,7 @@ def cluster(request, tmp_path_factory):
     """Servers A and B, each with its own GDI_HOME, on one PostGIS with Marburg-Biedenkopf's boundaries."""
     root = tmp_path_factory.mktemp("state-pg")
     store = fresh_store("postgis", request)
-    homes = [root / "a", root / "b"]
-    for home in homes:
-        home.mkdir()
-        (home / "store-url").write_text(store)
+    homes = homes_on(store, root / "a", root / "b")
     run_gdi("ingest", str(DATA / "boundaries" / "vg250ew_gemeinden_marburg-biedenkopf.geojson"),
             "--collection", "municipalities", "--member", "06534", "--admin", home=homes[0], store=store, check=True)
     a, b = Server(homes[0], free_port()), Server(homes[1], free_port())
