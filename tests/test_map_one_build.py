@@ -61,6 +61,13 @@ def test_one_build_for_two_servers(tmp_path, real_data, request, postgis):
         assert builds(a, version) + builds(b, version) == 1
         assert fetches(a, version) + fetches(b, version) == 1
         assert a.get("/viewer").content == b.get("/viewer").content            # the very same page
+        # the server that did not run the upload published it in its own GDI_HOME too: same extent, records
+        ext = [s.get("/collections/supply_points?f=json").json()["extent"]["spatial"]["bbox"] for s in (a, b)]
+        assert ext[0] == ext[1] and 8 < ext[0][0][0] < ext[0][0][2] < 10, ext
+        # each names its own address, and its fileIdentifier derives from it; all else (extent, dates) is one
+        iso = [re.sub(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", "ID",
+                      s.get("/collections/supply_points/metadata").text.replace(s.url, "URL")) for s in (a, b)]
+        assert iso[0] == iso[1] and "<gmd:westBoundLongitude>" in iso[0]
         assert a.get("/viewer?lang=en").content == b.get("/viewer?lang=en").content
         builder = a if builds(a, version) else b
         rows = psql(postgis.port, database, f"SELECT builder FROM gdi.map_builds WHERE data_version = {version}")

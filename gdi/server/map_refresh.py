@@ -2,7 +2,8 @@
 
 Uploads (over HTTP or with `gdi ingest`, from this or another server on the
 same store) only bump the store's data version; this thread notices within a
-few seconds and rebuilds the map in a child process, so the build's memory
+few seconds, publishes this server's configuration again (another machine's
+upload published only in that machine's GDI_HOME) and rebuilds the map in a child process, so the build's memory
 never sits in the supervisor and the build dies with the server. The child
 runs at a lower priority and, while uploads keep arriving, at most half the
 time: requests come first (measured: 16 readers timed out while uploads
@@ -43,12 +44,29 @@ class MapRefresher(threading.Thread):
         self.interval = float(interval if interval is not None else settings.get().viewer.refresh_seconds)
         self.stop_event = threading.Event()
         self.child: subprocess.Popen | None = None
+        # the data version this server's configuration was last published for here (the first look
+        # publishes once more: an upload may have landed since gdi serve's own publish)
+        self.published: int | None = None
 
     def stale(self) -> bool:
         from gdi.store import open_store
         from gdi.publish.map_build import built_for
 
-        return built_for() != str(open_store().data_version())
+        version = open_store().data_version()
+        self._publish_for(version)
+        return built_for() != str(version)
+
+    def _publish_for(self, version: int) -> None:
+        """This server's configuration and metadata (extents, records, the CSW's documents) written
+        again for a data version it has not published: an upload run by another server on the same
+        PostGIS (each machine has its own GDI_HOME) publishes only there. Nothing is written when
+        nothing changed, so after this server's own uploads it costs one comparison."""
+        if version == self.published:
+            return
+        from gdi.publish import publish
+
+        publish(url=self.env.get("GDI_URL"), viewer=False)
+        self.published = version
 
     def run(self) -> None:
         wait = self.interval
