@@ -55,6 +55,9 @@ def sliver_db(request) -> str:
     url = fresh_store("postgis", request)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE SCHEMA IF NOT EXISTS gdi")
+        # a store's data version: every PostGIS tile read returns the version of its snapshot (gdi.store.replica)
+        conn.execute("CREATE TABLE IF NOT EXISTS gdi.state (key text PRIMARY KEY, value bigint NOT NULL)")
+        conn.execute("INSERT INTO gdi.state VALUES ('data_version', 1) ON CONFLICT DO NOTHING")
         conn.execute("CREATE TABLE gdi.slivers (fid bigint PRIMARY KEY, geom geometry(Geometry, 25832), name text)")
         for fid, g in SHAPES.items():
             conn.execute("INSERT INTO gdi.slivers VALUES (%s, ST_GeomFromWKB(%s, 25832), %s)",
