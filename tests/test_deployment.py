@@ -17,8 +17,8 @@ import yaml
 
 from cluster import psql
 from conftest import DATA, REPO, Server, free_port, fresh_store, run_gdi, state_rows, store_text
-from test_proxy import Crawl, Nginx
-from test_queue_pg import FARM, MEMBERS, SWEEP, _server_of, queue_jobs, running_big_job, status, wait
+from nginx_proxy import Crawl, Nginx
+from test_queue_pg import FARM, MEMBERS, SWEEP, _server_of, queue_jobs, status, wait
 from test_uploads import _alive, _big_upload
 
 STALLED_AFTER = 6               # uploads.stalled_after_seconds of these servers
