@@ -34,6 +34,12 @@ def store_url() -> str | None:
     return os.environ.get("GDI_STORE") or None
 
 
+def is_postgres(url: str | None) -> bool:
+    """Whether a store URL names PostgreSQL (PostGIS); with it the upload service's state and job
+    queue live in the same database."""
+    return bool(url) and url.startswith(("postgresql://", "postgres://"))
+
+
 def store_read_url() -> str | None:
     """Where reads of the PostGIS store go: ``GDI_STORE_READ`` (a streaming replica of the primary
     ``GDI_STORE``), else the primary itself. Writes and the data-version check always go to the primary,

@@ -46,6 +46,7 @@ from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gdi import settings
 from gdi.server.buffered import run_buffered, with_length
 from gdi.server.public_url import PUBLIC_URL
 from gdi.store import replica
@@ -94,7 +95,7 @@ class DataVersion:
         """(version token, last-modified epoch seconds)."""
         cfg_ns, cfg_mtime = self._config_stamp()
         try:
-            if self.store_url.startswith(("postgresql://", "postgres://")):
+            if settings.is_postgres(self.store_url):
                 version, changed = self._pg()
                 # the answer is stamped with the primary's version: reads from a replica must show it
                 replica.require(version)
@@ -113,7 +114,6 @@ class DataVersion:
     def _gpkg(self) -> tuple[int, float]:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            from gdi import settings
             from gdi.files import connect_readonly
 
             path = self.store_url if self.store_url.endswith(".gpkg") else str(settings.paths().store)
@@ -358,8 +358,6 @@ def install(flask_app) -> None:
     """Wrap the app (outermost, so even the GeoJSON relabelling in fixes is cached)."""
     if isinstance(flask_app.wsgi_app, CachingMiddleware):
         return
-    from gdi import settings
-
     config = os.environ.get("PYGEOAPI_CONFIG")
     flask_app.wsgi_app = CachingMiddleware(flask_app.wsgi_app,
                                            DataVersion(settings.store_url(), Path(config) if config else None))

@@ -117,13 +117,7 @@ def submit(*, token_id: str, member: str, uploader: str, collection: str, file_n
             (jid, member, token_id, uploader, collection, options.get("dataset"), file_name, str(target),
              json.dumps(options), now_iso()))
         conn.keep_upload(jid, target)
-        if conn.kind == "postgresql":
-            # queued in procrastinate (gdi.server.queue) in the row's own transaction: a server dying
-            # between the two can leave neither a row without its queue job nor a queue job without its
-            # row. The GeoPackage setup's runner finds queued rows itself (and never imports the queue)
-            from gdi.server import queue
-
-            queue.defer(jid, member, connection=conn.raw)
+        conn.queue_job(jid, member)
         conn.execute("COMMIT")
         if conn.files_shared:
             shutil.rmtree(folder, ignore_errors=True)

@@ -5,9 +5,8 @@ so any server takes the next job (the job rows and files are in PostgreSQL too:
 gdi.server.service_pg), and a job whose server dies is recovered by another one.
 The embedded GeoPackage setup keeps its own runner (``gdi.server.jobs.Runner``).
 
-- A job's row (``gdi.server.jobs``) is written first, then its procrastinate job is deferred
-  (``defer``; in the same transaction when the caller passes its connection). The task only
-  names the row (``jid``); everything else stays in the row.
+- A job's row (``gdi.server.jobs``) and its procrastinate job (``defer``) are written in one
+  transaction. The task only names the row (``jid``); everything else stays in the row.
 - ``uploads.per_member_jobs`` holds across servers through procrastinate's ``lock``: no two
   jobs with the same lock run at once, so each member has that many lock slots.
   ``uploads.max_parallel_jobs`` is each server's worker concurrency.
@@ -55,8 +54,7 @@ RESTART_SECONDS = 5.0       # a failed worker (the database unreachable) is star
 
 def enabled() -> bool:
     """Jobs are queued in PostgreSQL exactly when the store is PostGIS."""
-    url = settings.store_url()
-    return bool(url) and url.startswith(("postgresql://", "postgres://"))
+    return settings.is_postgres(settings.store_url())
 
 
 def _url() -> str:
@@ -109,23 +107,16 @@ def member_lock(member: str, conn: psycopg.Connection) -> str:
 _schema_seen: set[str] = set()     # the databases whose procrastinate schema this process has seen
 
 
-def defer(jid: str, member: str, connection: psycopg.Connection | None = None) -> int:
-    """Queue the job ``jid`` (its row written already) in procrastinate; returns procrastinate's id.
-
-    With ``connection`` the job is deferred in the caller's transaction (the row's), else in its own;
-    the queueing lock (the job id) keeps one job from being queued twice. procrastinate's schema is
-    made sure of once per process first: a job may be submitted (``gdi.server.jobs.submit``) before
-    any server of the database has started its worker."""
+def defer(jid: str, member: str, connection: psycopg.Connection) -> int:
+    """Queue the job ``jid`` in procrastinate, in ``connection``'s open transaction (the one that writes
+    the job's row); returns procrastinate's id. The queueing lock (the job id) keeps one job from being
+    queued twice. procrastinate's schema is made sure of once per process first: a job may be submitted
+    (``gdi.server.jobs.submit``) before any server of the database has started its worker."""
     if _url() not in _schema_seen:
         ensure_schema(_url())
         _schema_seen.add(_url())
-    task = make_app(_url()).tasks[TASK]
-    if connection is not None:
-        return task.configure(lock=member_lock(member, connection), queueing_lock=jid, queue=QUEUE,
-                              connection=connection).defer(jid=jid)
-    with psycopg.connect(_url(), connect_timeout=10) as conn:      # one transaction, committed on leaving
-        return task.configure(lock=member_lock(member, conn), queueing_lock=jid, queue=QUEUE,
-                              connection=conn).defer(jid=jid)
+    return make_app(_url()).tasks[TASK].configure(lock=member_lock(member, connection), queueing_lock=jid,
+                                                  queue=QUEUE, connection=connection).defer(jid=jid)
 
 
 # -- the task, in the worker's event loop ------------------------------------------------------------

@@ -31,19 +31,12 @@ CREATE INDEX IF NOT EXISTS jobs_member ON jobs (member, status);
 """
 
 
-def in_postgres() -> bool:
-    """Whether the state lives in PostgreSQL: exactly when the store is a postgresql:// URL."""
-    return (settings.store_url() or "").startswith(("postgresql://", "postgres://"))
-
-
 def path() -> Path:
     return settings.paths().home / "service.sqlite"
 
 
 class SqliteConnection:
     """service.sqlite in GDI_HOME: one machine (servers sharing GDI_HOME share it)."""
-
-    kind = "sqlite"
 
     def __init__(self) -> None:
         self.raw = sqlite3.connect(path(), timeout=30, isolation_level=None)
@@ -80,6 +73,9 @@ class SqliteConnection:
 
     files_shared = False      # the saved file is the only copy
 
+    def queue_job(self, jid: str, member: str) -> None:
+        """Nothing more: the runner of `gdi serve` finds queued rows itself (and never imports the queue)."""
+
     def upload_file(self, job: dict) -> Path:
         return Path(job["path"])
 
@@ -89,7 +85,7 @@ class SqliteConnection:
 
 def connect() -> SqliteConnection:
     """A connection to the state: service.sqlite, or the store's PostgreSQL (gdi.server.service_pg)."""
-    if in_postgres():
+    if settings.is_postgres(settings.store_url()):
         from gdi.server import service_pg
 
         return service_pg.connect()

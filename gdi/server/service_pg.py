@@ -78,8 +78,6 @@ def runner_id() -> str:
 class Connection:
     """One pooled connection (autocommit), with SQLite's ``?`` parameters."""
 
-    kind = "postgresql"
-
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.raw: psycopg.Connection = pool.getconn()
@@ -106,6 +104,13 @@ class Connection:
         pg_chunks.write(self.raw, UPLOADS, jid, path)
 
     files_shared = True       # the database holds the file: the receiving server's copy goes once committed
+
+    def queue_job(self, jid: str, member: str) -> None:
+        """The job queued in procrastinate (gdi.server.queue) in the row's own transaction: a server dying
+        in between leaves neither a row without its queue job nor a queue job without its row."""
+        from gdi.server import queue
+
+        queue.defer(jid, member, connection=self.raw)
 
     def upload_file(self, job: dict) -> Path:
         """A local copy of a job's uploaded file, fetched from the database a chunk at a time (under

@@ -12,7 +12,7 @@ def open_store(url: str | None = None) -> Store:
         from gdi.store.gpkg import GpkgStore
 
         return GpkgStore(settings.paths().store)
-    if url.startswith(("postgresql://", "postgres://")):
+    if settings.is_postgres(url):
         from gdi.store.postgis import PostgisStore
 
         return PostgisStore(url)

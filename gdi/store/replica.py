@@ -7,9 +7,10 @@ replayed that version yet would carry old data under the new tag, and every reva
 then keep it. So each read statement returns the data version of its own snapshot with its rows,
 and an answer whose version is below the one required is dropped and read again from the primary
 (at once: waiting for the replica would hold a request thread for as long as it lags, and a lag
-happens right after a publish, for the few requests that then go to the primary). A replica that cannot answer (down, its database not replayed yet, a query cancelled by replay) is
-left alone for a few seconds while the primary answers. Without ``GDI_STORE_READ`` nothing here
-changes anything: every read goes to the primary.
+happens right after a publish, for the few requests that then go to the primary). A replica that
+cannot answer (down, its database not replayed yet, a query cancelled by replay) is left alone for
+a few seconds while the primary answers. Without ``GDI_STORE_READ`` nothing here changes anything:
+every read goes to the primary.
 """
 from __future__ import annotations
 
@@ -94,9 +95,10 @@ def read(primary: str, run: Callable[[str], tuple[int | None, T]]) -> T:
 
 
 def read_store(store, at_least: int | None = None):  # type: ignore[no-untyped-def]
-    """The store that whole-collection reads of ``store`` (the map build, downloads) go to: the replica
-    when it has replayed at least ``at_least`` (default: the required version), else ``store``. A
-    replica only moves forward, so its later snapshots are at least as new."""
+    """The store the map build reads ``store``'s collections from: the replica when it has replayed at
+    least ``at_least`` (default: the required version), else ``store``. A replica only moves forward,
+    so its later snapshots are at least as new. (Downloads go through ``read``: a replica that fails
+    half-way leaves their file to the primary.)"""
     replica = replica_of(getattr(store, "url", ""))
     if replica is None:
         return store
